@@ -1,0 +1,3 @@
+from nexus.kit.migrations import run_env
+
+run_env()

@@ -1,0 +1,123 @@
+"""`nexus`: the one operator command (DESIGN §6).
+
+Each subcommand parses its flags here and delegates to the module that owns the behaviour.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from nexus.kit import config, logs
+from nexus.kit.config import Settings
+
+Command = Callable[[argparse.Namespace, Settings], int]
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    settings = config.from_env().with_overrides(
+        data_dir=args.data_dir, database_url=args.database_url, host=getattr(args, "host", None)
+    )
+    logs.configure(settings.log_level)
+    return settings
+
+
+def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus import platform
+
+    return asyncio.run(platform.up(settings, with_worker=not args.no_worker))
+
+
+def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus import platform
+
+    platform.with_database(settings, lambda s: platform.migrate(s, args.service, downgrade_to=args.downgrade))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus import platform
+    from nexus.kit.server import serve_forever
+
+    def run(s: Settings) -> None:
+        asyncio.run(serve_forever(args.service, s, port=args.port))
+
+    platform.with_database(settings, run)
+    return 0
+
+
+def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus.kit.tokens import TokenSigner, load_signing_keys
+
+    keys = load_signing_keys(settings.resolved_signing_keys_dir)
+    if not keys:
+        print(
+            f"no signing key in {settings.resolved_signing_keys_dir}; run `nexus up` once or set "
+            "NEXUS_SIGNING_KEYS_DIR",
+            file=sys.stderr,
+        )
+        return 2
+    signer = TokenSigner(keys[-1], issuer=settings.token_issuer, audience=settings.token_audience)
+    subject = args.subject if args.subject.startswith("service:") else f"service:{args.subject}"
+    print(signer.mint(subject, kind="service", scopes=args.scope, ttl_s=args.ttl))
+    return 0
+
+
+def cmd_keys_add_signing(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus.kit.tokens import generate_signing_key
+
+    key = generate_signing_key(settings.resolved_signing_keys_dir)
+    print(f"new signing key {key.kid}; it signs new tokens once the user service restarts")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nexus", description="Run and operate the Nexus platform.")
+    parser.add_argument("--data-dir", type=Path, help="state directory (NEXUS_DATA_DIR, default ./.nexus)")
+    parser.add_argument("--database-url", help="admin Postgres URL (NEXUS_DATABASE_URL; default: embedded)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run everything on this machine until Ctrl-C")
+    up.add_argument("--no-worker", action="store_true", help="do not start the reference worker")
+    up.set_defaults(run=cmd_up)
+
+    migrate = sub.add_parser("migrate", help="apply every service's migrations")
+    migrate.add_argument("--service", choices=list(config.SCHEMAS), help="only this service")
+    migrate.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base) instead")
+    migrate.set_defaults(run=cmd_migrate)
+
+    serve = sub.add_parser("serve", help="run one service in this process")
+    serve.add_argument("service", choices=list(config.SERVICE_NAMES))
+    serve.add_argument("--port", type=int, help="listen port (default: the service's NEXUS_<SERVICE>_PORT)")
+    serve.add_argument("--host", help="listen host (NEXUS_HOST, default 127.0.0.1)")
+    serve.set_defaults(run=cmd_serve)
+
+    token = sub.add_parser("token", help="service tokens").add_subparsers(dest="token_command", required=True)
+    mint = token.add_parser("mint", help="mint a service token and print it")
+    mint.add_argument("--subject", required=True, help="who the token is for, e.g. worker-1")
+    mint.add_argument("--scope", action="append", default=[], help="a scope; repeat for several")
+    mint.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default 1 day)")
+    mint.set_defaults(run=cmd_token_mint)
+
+    keys = sub.add_parser("keys", help="signing and credential keys").add_subparsers(dest="keys_command", required=True)
+    add_signing = keys.add_parser("add-signing", help="add a new token signing key")
+    add_signing.set_defaults(run=cmd_keys_add_signing)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = _settings(args)
+    except config.ConfigError as err:
+        print(f"nexus: {err}", file=sys.stderr)
+        raise SystemExit(2) from None
+    run: Command = args.run
+    raise SystemExit(run(args, settings))
+
+
+if __name__ == "__main__":
+    main()

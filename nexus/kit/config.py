@@ -1,0 +1,177 @@
+"""Configuration: one frozen dataclass read from `NEXUS_*` environment variables.
+
+Flags on the `nexus` command override the common ones by replacing fields (`dataclasses.replace`),
+so every process sees one explicit value per setting.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+SERVICE_NAMES = ("user", "ontology", "runtime", "gateway")
+DEFAULT_PORTS = {"gateway": 50050, "user": 50051, "ontology": 50052, "runtime": 50053}
+# Each service that owns data owns exactly one schema of the one database.
+SCHEMAS = {"user": "users", "ontology": "ontology", "runtime": "runtime"}
+
+MiB = 1024 * 1024
+
+
+class ConfigError(Exception):
+    """A setting is missing or malformed; the process should not start."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = Path(".nexus")
+    # Admin URL: bootstrap and migrations need it. None means the embedded server under data_dir.
+    database_url: str | None = None
+    database_name: str = "nexus"
+    # Login roles are `<prefix><service>`; tests use a unique prefix per session.
+    db_role_prefix: str = "nexus_"
+    db_role_password: str | None = None
+    db_pool_size: int = 10
+    host: str = "127.0.0.1"
+    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    # Where peers are reached; defaults derive from host and ports.
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    # Client side of TLS: the CA that signed the servers' certificates.
+    tls_ca_file: Path | None = None
+    signing_keys_dir: Path | None = None
+    credential_keys_file: Path | None = None
+    token_issuer: str = "nexus"
+    token_audience: str = "nexus"
+    access_token_ttl_s: int = 900
+    refresh_token_ttl_s: int = 30 * 24 * 3600
+    service_token: str | None = None
+    shutdown_grace_s: float = 5.0
+    max_message_bytes: int = 8 * MiB
+    artifact_max_bytes: int = 100 * MiB
+    log_level: str = "INFO"
+
+    @property
+    def embedded(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    @property
+    def resolved_signing_keys_dir(self) -> Path:
+        return self.signing_keys_dir or self.keys_dir / "signing"
+
+    @property
+    def resolved_credential_keys_file(self) -> Path:
+        return self.credential_keys_file or self.keys_dir / "credentials.keys"
+
+    def port(self, service: str) -> int:
+        return self.ports[service]
+
+    def address(self, service: str) -> str:
+        return self.addresses.get(service) or f"{self.host}:{self.ports[service]}"
+
+    def role(self, service: str) -> str:
+        return f"{self.db_role_prefix}{service}"
+
+    def with_overrides(self, **changes: object) -> Settings:
+        return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from None
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from None
+
+
+def _path(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    return Path(raw) if raw else None
+
+
+def from_env(env: Mapping[str, str] | None = None) -> Settings:
+    """Reads every `NEXUS_*` variable; unset ones keep their defaults."""
+    env = os.environ if env is None else env
+    ports = {name: _int(env, f"NEXUS_{name.upper()}_PORT", port) for name, port in DEFAULT_PORTS.items()}
+    addresses = {
+        name: env[f"NEXUS_{name.upper()}_ADDR"] for name in SERVICE_NAMES if env.get(f"NEXUS_{name.upper()}_ADDR")
+    }
+    return Settings(
+        data_dir=Path(env.get("NEXUS_DATA_DIR") or ".nexus"),
+        database_url=env.get("NEXUS_DATABASE_URL") or None,
+        database_name=env.get("NEXUS_DATABASE_NAME") or "nexus",
+        db_role_prefix=env.get("NEXUS_DB_ROLE_PREFIX") or "nexus_",
+        db_role_password=env.get("NEXUS_DB_ROLE_PASSWORD") or None,
+        db_pool_size=_int(env, "NEXUS_DB_POOL_SIZE", 10),
+        host=env.get("NEXUS_HOST") or "127.0.0.1",
+        ports=ports,
+        addresses=addresses,
+        tls_cert_file=_path(env, "NEXUS_TLS_CERT"),
+        tls_key_file=_path(env, "NEXUS_TLS_KEY"),
+        tls_ca_file=_path(env, "NEXUS_TLS_CA"),
+        signing_keys_dir=_path(env, "NEXUS_SIGNING_KEYS_DIR"),
+        credential_keys_file=_path(env, "NEXUS_CREDENTIAL_KEYS_FILE"),
+        token_issuer=env.get("NEXUS_TOKEN_ISSUER") or "nexus",
+        token_audience=env.get("NEXUS_TOKEN_AUDIENCE") or "nexus",
+        access_token_ttl_s=_int(env, "NEXUS_ACCESS_TOKEN_TTL", 900),
+        refresh_token_ttl_s=_int(env, "NEXUS_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
+        service_token=env.get("NEXUS_TOKEN") or None,
+        shutdown_grace_s=_float(env, "NEXUS_SHUTDOWN_GRACE", 5.0),
+        max_message_bytes=_int(env, "NEXUS_MAX_MESSAGE_BYTES", 8 * MiB),
+        artifact_max_bytes=_int(env, "NEXUS_ARTIFACT_MAX_BYTES", 100 * MiB),
+        log_level=env.get("NEXUS_LOG_LEVEL") or "INFO",
+    )
+
+
+def to_env(settings: Settings) -> dict[str, str]:
+    """The inverse of from_env, so `nexus up` can hand its exact settings to child processes."""
+    env = {
+        "NEXUS_DATA_DIR": str(settings.data_dir),
+        "NEXUS_DATABASE_NAME": settings.database_name,
+        "NEXUS_DB_ROLE_PREFIX": settings.db_role_prefix,
+        "NEXUS_DB_POOL_SIZE": str(settings.db_pool_size),
+        "NEXUS_HOST": settings.host,
+        "NEXUS_TOKEN_ISSUER": settings.token_issuer,
+        "NEXUS_TOKEN_AUDIENCE": settings.token_audience,
+        "NEXUS_ACCESS_TOKEN_TTL": str(settings.access_token_ttl_s),
+        "NEXUS_REFRESH_TOKEN_TTL": str(settings.refresh_token_ttl_s),
+        "NEXUS_SHUTDOWN_GRACE": str(settings.shutdown_grace_s),
+        "NEXUS_MAX_MESSAGE_BYTES": str(settings.max_message_bytes),
+        "NEXUS_ARTIFACT_MAX_BYTES": str(settings.artifact_max_bytes),
+        "NEXUS_LOG_LEVEL": settings.log_level,
+        "NEXUS_SIGNING_KEYS_DIR": str(settings.resolved_signing_keys_dir),
+        "NEXUS_CREDENTIAL_KEYS_FILE": str(settings.resolved_credential_keys_file),
+    }
+    for name, port in settings.ports.items():
+        env[f"NEXUS_{name.upper()}_PORT"] = str(port)
+    for name, addr in settings.addresses.items():
+        env[f"NEXUS_{name.upper()}_ADDR"] = addr
+    optional = {
+        "NEXUS_DATABASE_URL": settings.database_url,
+        "NEXUS_DB_ROLE_PASSWORD": settings.db_role_password,
+        "NEXUS_TLS_CERT": settings.tls_cert_file,
+        "NEXUS_TLS_KEY": settings.tls_key_file,
+        "NEXUS_TLS_CA": settings.tls_ca_file,
+        "NEXUS_TOKEN": settings.service_token,
+    }
+    env.update({k: str(v) for k, v in optional.items() if v is not None})
+    return env

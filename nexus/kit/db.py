@@ -1,0 +1,46 @@
+"""The database handle each service's store uses: an async SQLAlchemy engine on the service's
+own role, with transactions as context managers."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+
+from nexus.kit.config import Settings
+from nexus.kit.postgres import service_url
+
+
+class Database:
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    @classmethod
+    def for_service(cls, settings: Settings, service: str, *, pool_size: int | None = None) -> Database:
+        size = pool_size or settings.db_pool_size
+        engine = create_async_engine(
+            service_url(settings, service),
+            pool_size=size,
+            max_overflow=size,
+            pool_timeout=10,
+            pool_pre_ping=False,
+            # Each connection knows who it is in pg_stat_activity.
+            connect_args={"application_name": f"nexus-{service}"},
+        )
+        return cls(engine)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncConnection]:
+        """One transaction: committed when the block exits normally, rolled back otherwise."""
+        async with self.engine.begin() as conn:
+            yield conn
+
+    @asynccontextmanager
+    async def connection(self) -> AsyncIterator[AsyncConnection]:
+        """A connection for reads (autobegin; rolled back on exit)."""
+        async with self.engine.connect() as conn:
+            yield conn
+
+    async def close(self) -> None:
+        await self.engine.dispose()

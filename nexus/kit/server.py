@@ -1,0 +1,195 @@
+"""Server bootstrap shared by every Nexus service (DESIGN §2).
+
+A service module exposes `async def build(resources: Resources) -> ServiceDefinition`. The kit
+adds everything else: the interceptor chain, health, reflection, keepalive and size limits, TLS
+when configured, and graceful shutdown (NOT_SERVING, streams told to resume elsewhere, in-flight
+calls given a grace period).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import logging
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from nexus.kit.channels import channel_options, open_channel
+from nexus.kit.config import Settings
+from nexus.kit.db import Database
+from nexus.kit.interceptors import (
+    AuthInterceptor,
+    ErrorInterceptor,
+    RequestLogInterceptor,
+    StreamDrainInterceptor,
+)
+from nexus.kit.tokens import FetchedKeySet, KeySet, LocalKeySet, TokenVerifier
+
+log = logging.getLogger("nexus.server")
+
+SERVICE_MODULES = {
+    "user": "services.user.app",
+    "ontology": "services.ontology.app",
+    "runtime": "services.runtime.app",
+    "gateway": "gateway.app",
+}
+# Health and reflection answer without a token, so probes and `buf curl --list-methods` work.
+ALWAYS_PUBLIC = ("/grpc.health.v1.Health/", "/grpc.reflection.")
+
+
+@dataclass
+class ServiceDefinition:
+    name: str
+    # ErrorInfo.domain of every error this service raises: its proto package.
+    domain: str
+    register: Callable[[grpc.aio.Server], None]
+    service_names: Sequence[str]
+    # Full method names (`/pkg.Service/Method`) callable without a token.
+    public_methods: Collection[str] = ()
+    on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+
+
+class Resources:
+    """What a service is built from; everything opened here is closed when the server stops."""
+
+    def __init__(self, settings: Settings, verifier: TokenVerifier | None = None) -> None:
+        self.settings = settings
+        self._databases: dict[str, Database] = {}
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self.verifier = verifier or TokenVerifier(
+            self._keyset(), issuer=settings.token_issuer, audience=settings.token_audience
+        )
+
+    def _keyset(self) -> KeySet:
+        keys_dir = self.settings.resolved_signing_keys_dir
+        if keys_dir.is_dir() and any(keys_dir.glob("*.pub")):
+            return LocalKeySet(keys_dir)
+        return FetchedKeySet(self._fetch_user_keys)
+
+    async def _fetch_user_keys(self) -> dict[str, bytes]:
+        from nexus.user.v1 import user_pb2, user_pb2_grpc
+
+        stub = user_pb2_grpc.UserServiceStub(self.channel("user"))
+        reply = await stub.GetKeySet(user_pb2.GetKeySetRequest(), timeout=5)
+        return {key.kid: key.public_key for key in reply.keys}
+
+    def database(self, service: str) -> Database:
+        if service not in self._databases:
+            self._databases[service] = Database.for_service(self.settings, service)
+        return self._databases[service]
+
+    def channel(self, peer: str) -> grpc.aio.Channel:
+        """A shared channel to a peer service (`user`, `ontology`, `runtime`)."""
+        if peer not in self._channels:
+            self._channels[peer] = open_channel(self.settings, self.settings.address(peer))
+        return self._channels[peer]
+
+    async def close(self) -> None:
+        for channel in self._channels.values():
+            await channel.close()
+        for database in self._databases.values():
+            await database.close()
+        self._channels.clear()
+        self._databases.clear()
+
+
+class NexusServer:
+    def __init__(self, definition: ServiceDefinition, resources: Resources) -> None:
+        self.definition = definition
+        self.resources = resources
+        settings = resources.settings
+        self._drain = StreamDrainInterceptor()
+        self.server = grpc.aio.server(
+            interceptors=[
+                RequestLogInterceptor(definition.name),
+                ErrorInterceptor(definition.domain),
+                self._drain,
+                AuthInterceptor(resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC]),
+            ],
+            options=[
+                *channel_options(settings),
+                ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
+                # A second server on a taken port must fail, not silently share it.
+                ("grpc.so_reuseport", 0),
+            ],
+        )
+        definition.register(self.server)
+        self.health = health.aio.HealthServicer()
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        self.port = 0
+
+    @property
+    def address(self) -> str:
+        return f"{self.resources.settings.host}:{self.port}"
+
+    async def start(self, port: int | None = None) -> str:
+        settings = self.resources.settings
+        target = f"{settings.host}:{settings.port(self.definition.name) if port is None else port}"
+        if settings.tls_cert_file and settings.tls_key_file:
+            credentials = grpc.ssl_server_credentials(
+                [(settings.tls_key_file.read_bytes(), settings.tls_cert_file.read_bytes())]
+            )
+            self.port = self.server.add_secure_port(target, credentials)
+        else:
+            self.port = self.server.add_insecure_port(target)
+        await self.server.start()
+        for hook in self.definition.on_start:
+            await hook()
+        for name in ["", *self.definition.service_names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+        log.info("serving", extra={"fields": {"service": self.definition.name, "address": self.address}})
+        return self.address
+
+    async def stop(self, grace: float | None = None) -> None:
+        grace = self.resources.settings.shutdown_grace_s if grace is None else grace
+        await self.health.enter_graceful_shutdown()
+        # A moment for health watchers (load balancers) to see NOT_SERVING before streams end.
+        await asyncio.sleep(min(0.5, grace / 2))
+        self._drain.drain()
+        await self.server.stop(grace)
+        for hook in self.definition.on_stop:
+            await hook()
+        await self.resources.close()
+        log.info("stopped", extra={"fields": {"service": self.definition.name}})
+
+
+async def build(name: str, resources: Resources) -> NexusServer:
+    module = importlib.import_module(SERVICE_MODULES[name])
+    definition: ServiceDefinition = await module.build(resources)
+    return NexusServer(definition, resources)
+
+
+@asynccontextmanager
+async def running(
+    name: str, settings: Settings, *, port: int = 0, verifier: TokenVerifier | None = None
+) -> AsyncIterator[NexusServer]:
+    """A started server for the duration of the block (tests use port 0: any free port)."""
+    server = await build(name, Resources(settings, verifier))
+    await server.start(port)
+    try:
+        yield server
+    finally:
+        await server.stop(grace=1.0)
+
+
+async def serve_forever(name: str, settings: Settings, *, port: int | None = None) -> None:
+    """`nexus serve <name>`: runs until SIGINT or SIGTERM, then shuts down gracefully."""
+    server = await build(name, Resources(settings))
+    await server.start(port)
+    print(f"{name} serving on {server.address}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    await server.stop()

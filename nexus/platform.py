@@ -1,0 +1,186 @@
+"""Running the platform on one machine: `nexus up`, and the database set-up the other commands share.
+
+`up` is a small supervisor. Postgres (embedded unless NEXUS_DATABASE_URL is set), bootstrap and
+migrations run in this process; each service runs as its own `nexus serve` child process, so the
+services use every core and stop independently, exactly as they do in containers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from nexus.kit import config, migrations, postgres
+from nexus.kit.config import Settings
+from nexus.kit.server import SERVICE_MODULES
+from nexus.kit.tokens import TokenSigner, ensure_signing_key
+
+T = TypeVar("T")
+
+# Start order: each service may call the ones before it.
+PLATFORM_SERVICES = ("user", "ontology", "runtime", "gateway")
+WORKER_SCOPES = ("runtime.worker",)
+
+
+def with_database(settings: Settings, run: Callable[[Settings], T]) -> T:
+    """Runs `run` with a database URL: the configured one, or the embedded server, started for
+    the duration of the call when no other process is running it."""
+    if not settings.embedded:
+        return run(settings)
+    embedded = postgres.EmbeddedPostgres(settings.data_dir)
+    url = embedded.start()
+    try:
+        return run(settings.with_overrides(database_url=url))
+    finally:
+        embedded.stop()
+
+
+def migrate(settings: Settings, service: str | None = None, *, downgrade_to: str | None = None) -> None:
+    postgres.bootstrap(settings)
+    for name in [service] if service else list(config.SCHEMAS):
+        if downgrade_to:
+            migrations.downgrade(settings, name, downgrade_to)
+        else:
+            migrations.upgrade(settings, name)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+def available_services() -> list[str]:
+    return [name for name in PLATFORM_SERVICES if _importable(SERVICE_MODULES[name])]
+
+
+async def prepare_local(settings: Settings) -> None:
+    """First-run set-up for a single machine: keys in the data dir, then each service's own
+    preparation (a service module may define `async def prepare_local(settings)`)."""
+    ensure_signing_key(settings.resolved_signing_keys_dir)
+    for name in available_services():
+        module = importlib.import_module(SERVICE_MODULES[name])
+        prepare = getattr(module, "prepare_local", None)
+        if prepare is not None:
+            await prepare(settings)
+
+
+@dataclass
+class Child:
+    name: str
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    address: str | None = None
+
+
+def _spawn(name: str, args: list[str], settings: Settings) -> Child:
+    log_dir = settings.data_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{name}.log"
+    env = {**os.environ, **config.to_env(settings)}
+    with open(log_path, "ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "nexus", *args],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            # Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
+            start_new_session=True,
+        )
+    return Child(name, process, log_path)
+
+
+async def _wait_serving(child: Child, address: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub: Any = health_pb2_grpc.HealthStub(channel)  # the typeshed stub omits its methods
+        while True:
+            if child.process.poll() is not None:
+                tail = child.log_path.read_text(errors="replace")[-2000:]
+                raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{tail}")
+            with contextlib.suppress(grpc.aio.AioRpcError):
+                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    child.address = address
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{child.name} did not become SERVING within {timeout_s:.0f}s; see {child.log_path}")
+            await asyncio.sleep(0.1)
+
+
+def _stop(children: list[Child], grace_s: float) -> None:
+    for child in reversed(children):
+        if child.process.poll() is None:
+            child.process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s + 3
+    for child in reversed(children):
+        try:
+            child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            child.process.kill()
+            child.process.wait()
+
+
+async def up(settings: Settings, *, with_worker: bool = True) -> int:
+    embedded = postgres.EmbeddedPostgres(settings.data_dir) if settings.embedded else None
+    if embedded is not None:
+        settings = settings.with_overrides(database_url=embedded.start())
+    children: list[Child] = []
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        migrate(settings)
+        await prepare_local(settings)
+        for name in available_services():
+            child = _spawn(name, ["serve", name], settings)
+            children.append(child)
+            await _wait_serving(child, settings.address(name))
+        if with_worker and _importable("worker"):
+            keys_dir = settings.resolved_signing_keys_dir
+            signer = TokenSigner(
+                ensure_signing_key(keys_dir), issuer=settings.token_issuer, audience=settings.token_audience
+            )
+            token = signer.mint("service:worker", kind="service", scopes=WORKER_SCOPES, ttl_s=30 * 24 * 3600)
+            children.append(_spawn("worker", ["worker"], settings.with_overrides(service_token=token)))
+        print("Nexus is up:")
+        for child in children:
+            where = child.address or f"pid {child.process.pid}"
+            print(f"  {child.name:<9} {where:<22} log {child.log_path}")
+        database = f"embedded in {settings.data_dir / 'postgres'}" if embedded else "NEXUS_DATABASE_URL"
+        print(f"  postgres  {database}")
+        print("Ctrl-C stops everything.", flush=True)
+        while not stop.is_set():
+            exited = [c for c in children if c.process.poll() is not None]
+            if exited:
+                print(f"nexus: {exited[0].name} exited unexpectedly; see {exited[0].log_path}", file=sys.stderr)
+                return 1
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+        return 0
+    except RuntimeError as err:
+        print(f"nexus: {err}", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping…", flush=True)
+        _stop(children, settings.shutdown_grace_s)
+        if embedded is not None:
+            embedded.stop()
+        print("stopped.", flush=True)

@@ -1,0 +1,103 @@
+"""The test harness: one real Postgres per session, real servers on free ports, real channels.
+
+Postgres is the embedded server (in a temporary directory) unless NEXUS_TEST_DATABASE_URL names
+an admin URL. Either way the session gets its own database and its own role prefix, so sessions
+can share a cluster, and everything is dropped at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack
+from pathlib import Path
+
+import grpc
+import pytest
+
+from nexus.kit import migrations, postgres
+from nexus.kit.config import Settings
+from nexus.kit.server import NexusServer, running
+from nexus.kit.tokens import TokenSigner, ensure_signing_key
+from tests.support import Tokens
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    url = os.environ.get("NEXUS_TEST_DATABASE_URL")
+    if url:
+        yield url
+        return
+    embedded = postgres.EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
+    yield embedded.start()
+    embedded.stop()
+
+
+def _isolated_settings(admin_url: str, data_dir: Path) -> Settings:
+    """Settings for a database and role set of its own."""
+    suffix = secrets.token_hex(4)
+    return Settings(
+        data_dir=data_dir,
+        database_url=admin_url,
+        database_name=f"nexus_test_{suffix}",
+        db_role_prefix=f"nt{suffix}_",
+        db_pool_size=5,
+        shutdown_grace_s=1.0,
+    )
+
+
+@pytest.fixture(scope="session")
+def settings(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Settings]:
+    """The session's migrated database, shared by every server the tests start."""
+    test_settings = _isolated_settings(pg_admin_url, tmp_path_factory.mktemp("nexus"))
+    ensure_signing_key(test_settings.resolved_signing_keys_dir)
+    postgres.bootstrap(test_settings)
+    migrations.upgrade_all(test_settings)
+    yield test_settings
+    postgres.drop(test_settings)
+
+
+@pytest.fixture
+def scratch_settings(pg_admin_url: str, tmp_path: Path) -> Iterator[Settings]:
+    """A bootstrapped but unmigrated database of its own, for tests that migrate up and down
+    without disturbing the session database."""
+    scratch = _isolated_settings(pg_admin_url, tmp_path)
+    postgres.bootstrap(scratch)
+    yield scratch
+    postgres.drop(scratch)
+
+
+@pytest.fixture(scope="session")
+def tokens(settings: Settings) -> Tokens:
+    key = ensure_signing_key(settings.resolved_signing_keys_dir)
+    return Tokens(TokenSigner(key, issuer=settings.token_issuer, audience=settings.token_audience))
+
+
+@pytest.fixture(scope="session")
+async def start_server(settings: Settings) -> AsyncIterator[Callable[[str], Awaitable[NexusServer]]]:
+    """Starts a service once per session (per name) on a free port; stopped at the end."""
+    started: dict[str, NexusServer] = {}
+    async with AsyncExitStack() as stack:
+
+        async def start(name: str) -> NexusServer:
+            if name not in started:
+                started[name] = await stack.enter_async_context(running(name, settings))
+            return started[name]
+
+        yield start
+
+
+@pytest.fixture(scope="session")
+async def open_channel() -> AsyncIterator[Callable[[str], grpc.aio.Channel]]:
+    """Channels to test servers, closed at the end of the session."""
+    channels: list[grpc.aio.Channel] = []
+
+    def open_(address: str) -> grpc.aio.Channel:
+        channel = grpc.aio.insecure_channel(address)
+        channels.append(channel)
+        return channel
+
+    yield open_
+    for channel in channels:
+        await channel.close()

@@ -1,0 +1,242 @@
+"""The server kit through real channels: interceptors, health, reflection and graceful shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import grpc
+import pytest
+from google.protobuf import struct_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from nexus.kit import auth, errors
+from nexus.kit.config import Settings
+from nexus.kit.server import NexusServer, Resources, ServiceDefinition
+from nexus.kit.tokens import ensure_signing_key
+from tests.support import Tokens, rpc_error
+
+SERVICE = "nexus.testing.Echo"
+Struct = struct_pb2.Struct
+
+
+async def unary(request: Struct, context: Any) -> Struct:
+    action = request.fields["action"].string_value if "action" in request.fields else ""
+    if action == "invalid":
+        raise errors.invalid("name", "must be lowercase")
+    if action == "bug":
+        raise RuntimeError("a bug that must not leak")
+    if action == "slow":
+        await asyncio.sleep(0.5)
+    return Struct(fields={"caller": struct_pb2.Value(string_value=auth.caller().subject)})
+
+
+async def stream(request: Struct, context: Any) -> AsyncIterator[Struct]:
+    yield Struct(fields={"n": struct_pb2.Value(number_value=1)})
+    if "fail" in request.fields:
+        raise errors.FailedPrecondition("the task is finished", reason="TASK_FINISHED")
+    await asyncio.sleep(3600)
+
+
+def echo_definition() -> ServiceDefinition:
+    def register(server: grpc.aio.Server) -> None:
+        common: dict[str, Any] = {
+            "request_deserializer": Struct.FromString,
+            "response_serializer": Struct.SerializeToString,
+        }
+        handlers = {
+            "Unary": grpc.unary_unary_rpc_method_handler(unary, **common),
+            "Public": grpc.unary_unary_rpc_method_handler(lambda r, c: _public(), **common),
+            "Stream": grpc.unary_stream_rpc_method_handler(stream, **common),
+        }
+        server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler(SERVICE, handlers)])
+
+    return ServiceDefinition(
+        name="echo",
+        domain="nexus.testing.v1",
+        register=register,
+        service_names=[SERVICE],
+        public_methods=[f"/{SERVICE}/Public"],
+    )
+
+
+async def _public() -> Struct:
+    principal = auth.optional_caller()
+    return Struct(fields={"caller": struct_pb2.Value(string_value=principal.subject if principal else "")})
+
+
+@pytest.fixture
+def kit_settings(tmp_path: Path) -> Settings:
+    settings = Settings(data_dir=tmp_path, shutdown_grace_s=2.0)
+    ensure_signing_key(settings.resolved_signing_keys_dir)
+    return settings
+
+
+@pytest.fixture
+async def echo(kit_settings: Settings) -> AsyncIterator[tuple[NexusServer, grpc.aio.Channel]]:
+    server = NexusServer(echo_definition(), Resources(kit_settings))
+    address = await server.start(port=0)
+    channel = grpc.aio.insecure_channel(address)
+    yield server, channel
+    await channel.close()
+    await server.stop(grace=0.5)
+
+
+@pytest.fixture
+def tokens_here(kit_settings: Settings) -> Tokens:
+    from nexus.kit.tokens import TokenSigner
+
+    key = ensure_signing_key(kit_settings.resolved_signing_keys_dir)
+    return Tokens(TokenSigner(key, issuer="nexus", audience="nexus"))
+
+
+def calls(channel: grpc.aio.Channel) -> tuple[Any, Any, Any]:
+    kw: dict[str, Any] = {"request_serializer": Struct.SerializeToString, "response_deserializer": Struct.FromString}
+    return (
+        channel.unary_unary(f"/{SERVICE}/Unary", **kw),
+        channel.unary_unary(f"/{SERVICE}/Public", **kw),
+        channel.unary_stream(f"/{SERVICE}/Stream", **kw),
+    )
+
+
+def action(name: str) -> Struct:
+    return Struct(fields={"action": struct_pb2.Value(string_value=name)})
+
+
+async def test_caller_comes_from_the_verified_token(echo: Any, tokens_here: Tokens) -> None:
+    unary_call, public_call, _ = calls(echo[1])
+    user_id, metadata = tokens_here.user()
+    reply = await unary_call(Struct(), metadata=metadata)
+    assert reply.fields["caller"].string_value == user_id
+    assert (await public_call(Struct())).fields["caller"].string_value == ""
+
+
+async def test_missing_or_bad_token_is_unauthenticated(echo: Any, tokens_here: Tokens) -> None:
+    unary_call, public_call, stream_call = calls(echo[1])
+    failure = await rpc_error(unary_call(Struct()))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_MISSING")
+    failure = await rpc_error(unary_call(Struct(), metadata=(("authorization", "Basic abc"),)))
+    assert failure.code == grpc.StatusCode.UNAUTHENTICATED
+    _, expired = tokens_here.user(ttl_s=-60)
+    failure = await rpc_error(unary_call(Struct(), metadata=expired))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "TOKEN_EXPIRED")
+    # A public method still refuses a bad token rather than ignoring it.
+    failure = await rpc_error(public_call(Struct(), metadata=expired))
+    assert failure.code == grpc.StatusCode.UNAUTHENTICATED
+    failure = await rpc_error(_first(stream_call(Struct())))
+    assert failure.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def _first(call: Any) -> Any:
+    async for item in call:
+        return item
+
+
+async def test_domain_errors_carry_error_info_and_bad_request(echo: Any, tokens_here: Tokens) -> None:
+    unary_call, _, _ = calls(echo[1])
+    _, metadata = tokens_here.user()
+    failure = await rpc_error(unary_call(action("invalid"), metadata=metadata))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+    assert (failure.reason, failure.domain) == ("INVALID_ARGUMENT", "nexus.testing.v1")
+    assert [(v.field, v.description) for v in failure.violations] == [("name", "must be lowercase")]
+
+
+async def test_unexpected_exception_is_internal_without_details(echo: Any, tokens_here: Tokens) -> None:
+    unary_call, _, _ = calls(echo[1])
+    _, metadata = tokens_here.user()
+    failure = await rpc_error(unary_call(action("bug"), metadata=metadata))
+    assert failure.code == grpc.StatusCode.INTERNAL
+    assert "must not leak" not in failure.message
+
+
+async def test_errors_in_streams_are_mapped_after_items_were_sent(echo: Any, tokens_here: Tokens) -> None:
+    _, _, stream_call = calls(echo[1])
+    _, metadata = tokens_here.user()
+    received: list[Struct] = []
+
+    async def consume() -> None:
+        async for item in stream_call(Struct(fields={"fail": struct_pb2.Value()}), metadata=metadata):
+            received.append(item)
+
+    with pytest.raises(grpc.aio.AioRpcError) as raised:
+        await consume()
+    assert len(received) == 1
+    info, _ = errors.details_of(raised.value)
+    assert raised.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    assert info is not None and info.reason == "TASK_FINISHED"
+
+
+async def test_invalid_utf8_in_a_string_field_is_invalid_argument_naming_the_field(
+    echo: Any, tokens_here: Tokens
+) -> None:
+    _, metadata = tokens_here.user()
+    raw = echo[1].unary_unary(
+        f"/{SERVICE}/Unary", request_serializer=lambda b: b, response_deserializer=Struct.FromString
+    )
+    body = Struct(fields={"title": struct_pb2.Value(string_value="XXXX")}).SerializeToString()
+    lone_surrogate = b"\xed\xa0\x80"  # UTF-8 encoding of U+D800, which UTF-8 forbids
+    failure = await rpc_error(raw(body.replace(b"XXXX", lone_surrogate + b"x"), metadata=metadata))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
+    assert failure.fields == {"fields.value.string_value"}
+    failure = await rpc_error(raw(b"\xff\xff\xff", metadata=metadata))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
+
+
+async def test_health_and_reflection_answer_without_a_token(echo: Any) -> None:
+    channel = echo[1]
+    health: Any = health_pb2_grpc.HealthStub(channel)
+    reply = await health.Check(health_pb2.HealthCheckRequest(service=SERVICE))
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    stub: Any = reflection_pb2_grpc.ServerReflectionStub(channel)
+    names: set[str] = set()
+    async for response in stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
+        names |= {s.name for s in response.list_services_response.service}
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+async def test_shutdown_goes_not_serving_finishes_unary_and_ends_streams_unavailable(
+    kit_settings: Settings, tokens_here: Tokens
+) -> None:
+    server = NexusServer(echo_definition(), Resources(replace(kit_settings, shutdown_grace_s=3.0)))
+    address = await server.start(port=0)
+    async with grpc.aio.insecure_channel(address) as channel:
+        unary_call, _, stream_call = calls(channel)
+        _, metadata = tokens_here.user()
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        watch = health.Watch(health_pb2.HealthCheckRequest(service=SERVICE))
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.SERVING
+        stream = stream_call(Struct(), metadata=metadata)
+        assert (await stream.read()).fields["n"].number_value == 1
+        slow = asyncio.ensure_future(unary_call(action("slow"), metadata=metadata))
+        await asyncio.sleep(0.1)
+        stopping = asyncio.ensure_future(server.stop())
+        assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
+        with pytest.raises(grpc.aio.AioRpcError) as raised:
+            await stream.read()
+        assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
+        assert (await slow).fields["caller"].string_value  # the in-flight unary call finished
+        await stopping
+
+
+async def test_request_log_has_method_code_duration_and_never_the_token(
+    echo: Any, tokens_here: Tokens, caplog: pytest.LogCaptureFixture
+) -> None:
+    unary_call, _, _ = calls(echo[1])
+    _, metadata = tokens_here.user()
+    token = metadata[0][1].split()[1]
+    with caplog.at_level(logging.INFO, logger="nexus.rpc"):
+        await unary_call(Struct(), metadata=metadata)
+        await rpc_error(unary_call(action("invalid"), metadata=metadata))
+    entries = [getattr(r, "rpc") for r in caplog.records if hasattr(r, "rpc")]  # noqa: B009
+    assert [(e["method"], e["code"]) for e in entries] == [
+        (f"/{SERVICE}/Unary", "OK"),
+        (f"/{SERVICE}/Unary", "INVALID_ARGUMENT"),
+    ]
+    assert all(e["duration_ms"] >= 0 for e in entries)
+    assert token not in caplog.text and token not in json.dumps(entries)
