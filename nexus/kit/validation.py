@@ -28,6 +28,10 @@ MAX_PAGE_SIZE = 1000
 # Integers survive a trip through a JSON double only up to 2**53.
 _MAX_EXACT_INT = 2**53
 
+# Ids people choose and type (`agent_creator_v1`, `scan_website`): agents and skills.
+SLUG = re.compile(r"[a-z][a-z0-9_-]{1,63}")
+SLUG_HINT = "must be 2-64 characters of a-z, 0-9, '_' or '-', starting with a letter"
+
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
@@ -104,6 +108,14 @@ class Violations:
             self.add(field, "must be a UUID such as 123e4567-e89b-12d3-a456-426614174000")
             return None
         return str(uuid.UUID(value))
+
+    def slug(self, field: str, value: str, *, required: bool = True) -> str:
+        """An id of the SLUG form (agents, skills)."""
+        if not value:
+            if required:
+                self.add(field, "is required")
+            return value
+        return self.text(field, value, max_len=64, pattern=SLUG, pattern_hint=SLUG_HINT)
 
     def enum(self, field: str, value: int, enum: EnumDescriptor, *, required: bool = True) -> int:
         """Rejects numbers the enum does not define (proto3 enums are open) and, if required, 0."""

@@ -110,10 +110,12 @@ def test_uuid_and_enum_checks() -> None:
     assert v.uuid("bad", "not-a-uuid") is None
     assert v.uuid("missing", "") is None
     assert v.uuid("optional", "", required=False) is None
+    assert v.slug("agent", "agent_creator_v1") == "agent_creator_v1"
+    v.slug("bad_slug", "Agent One")
     enum = FieldDescriptorProto.DESCRIPTOR.enum_types_by_name["Type"]
     v.enum("type", 9, enum)
     v.enum("type_unknown", 999, enum)
-    assert [i.field for i in v.items] == ["bad", "missing", "type_unknown"]
+    assert [i.field for i in v.items] == ["bad", "missing", "bad_slug", "type_unknown"]
 
 
 def test_update_paths_star_empty_and_unknown() -> None:
