@@ -2,15 +2,17 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell cat requirements.lock pyproject.toml | cksum | cut -d' ' -f1)
+LOCKS := requirements.lock requirements-dev.lock
+STAMP := $(VENV)/.installed-$(shell cat $(LOCKS) pyproject.toml | cksum | cut -d' ' -f1)
+PIP := $(BIN)/python -m pip --quiet --disable-pip-version-check
 
-.PHONY: up test install protos lint bench clean
+.PHONY: up test install protos lint bench lock clean
 
-$(STAMP): requirements.lock pyproject.toml
+$(STAMP): $(LOCKS) pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check --upgrade pip==25.3
-	$(BIN)/pip install --quiet --disable-pip-version-check -r requirements.lock
-	$(BIN)/pip install --quiet --disable-pip-version-check --no-deps -e .
+	$(PIP) install --upgrade pip==25.3
+	$(PIP) install -r requirements-dev.lock
+	$(PIP) install --no-deps -e .
 	@rm -f $(VENV)/.installed-* && touch $(STAMP)
 
 install: $(STAMP)
@@ -29,6 +31,16 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	cd protos && ../$(BIN)/buf lint
+
+# Re-pin the whole dependency tree after editing pyproject.toml.
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet . && .lock-venv/bin/python -m pip freeze --exclude nexus > .lock-runtime
+	.lock-venv/bin/python -m pip install --quiet '.[dev]' && .lock-venv/bin/python -m pip freeze --exclude nexus > .lock-all
+	(echo "# Runtime dependencies, the whole tree pinned (make lock regenerates)."; cat .lock-runtime) > requirements.lock
+	(echo "# Development tools on top of the runtime pins (make lock regenerates)."; echo "-r requirements.lock"; \
+	  grep -vxFf .lock-runtime .lock-all) > requirements-dev.lock
+	rm -rf .lock-venv .lock-runtime .lock-all
 
 clean:
 	rm -rf $(VENV) .nexus .mypy_cache .ruff_cache .pytest_cache

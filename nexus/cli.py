@@ -74,6 +74,15 @@ def cmd_keys_add_signing(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
+    """Exit 0 when the server at ADDRESS reports SERVING (container health checks use it)."""
+    from nexus.platform import check_health
+
+    status = asyncio.run(check_health(settings, args.address, args.service))
+    print(status)
+    return 0 if status == "SERVING" else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus", description="Run and operate the Nexus platform.")
     parser.add_argument("--data-dir", type=Path, help="state directory (NEXUS_DATA_DIR, default ./.nexus)")
@@ -94,6 +103,11 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default: the service's NEXUS_<SERVICE>_PORT)")
     serve.add_argument("--host", help="listen host (NEXUS_HOST, default 127.0.0.1)")
     serve.set_defaults(run=cmd_serve)
+
+    health = sub.add_parser("health", help="probe a server's gRPC health; exit 0 when SERVING")
+    health.add_argument("address", help="host:port")
+    health.add_argument("--service", default="", help="a service name (default: the whole server)")
+    health.set_defaults(run=cmd_health)
 
     token = sub.add_parser("token", help="service tokens").add_subparsers(dest="token_command", required=True)
     mint = token.add_parser("mint", help="mint a service token and print it")

@@ -25,6 +25,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from nexus.kit import config, migrations, postgres
+from nexus.kit.channels import open_channel
 from nexus.kit.config import Settings
 from nexus.kit.server import SERVICE_MODULES
 from nexus.kit.tokens import TokenSigner, ensure_signing_key
@@ -106,22 +107,29 @@ def _spawn(name: str, args: list[str], settings: Settings) -> Child:
     return Child(name, process, log_path)
 
 
-async def _wait_serving(child: Child, address: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    async with grpc.aio.insecure_channel(address) as channel:
+async def check_health(settings: Settings, address: str, service: str = "", timeout_s: float = 3.0) -> str:
+    """The server's health status name, or UNREACHABLE."""
+    async with open_channel(settings, address) as channel:
         stub: Any = health_pb2_grpc.HealthStub(channel)  # the typeshed stub omits its methods
-        while True:
-            if child.process.poll() is not None:
-                tail = child.log_path.read_text(errors="replace")[-2000:]
-                raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{tail}")
-            with contextlib.suppress(grpc.aio.AioRpcError):
-                reply = await stub.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                    child.address = address
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{child.name} did not become SERVING within {timeout_s:.0f}s; see {child.log_path}")
-            await asyncio.sleep(0.1)
+        try:
+            reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=timeout_s)
+        except grpc.aio.AioRpcError as err:
+            return "UNREACHABLE" if err.code() == grpc.StatusCode.UNAVAILABLE else err.code().name
+    return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
+
+
+async def _wait_serving(settings: Settings, child: Child, address: str, timeout_s: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        if child.process.poll() is not None:
+            tail = child.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{tail}")
+        if await check_health(settings, address, timeout_s=1.0) == "SERVING":
+            child.address = address
+            return
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{child.name} did not become SERVING within {timeout_s:.0f}s; see {child.log_path}")
+        await asyncio.sleep(0.1)
 
 
 def _stop(children: list[Child], grace_s: float) -> None:
@@ -152,7 +160,7 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
         for name in available_services():
             child = _spawn(name, ["serve", name], settings)
             children.append(child)
-            await _wait_serving(child, settings.address(name))
+            await _wait_serving(settings, child, settings.address(name))
         if with_worker and _importable("worker"):
             keys_dir = settings.resolved_signing_keys_dir
             signer = TokenSigner(
