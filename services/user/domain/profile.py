@@ -21,11 +21,12 @@ PREFERENCE_CHOICES: dict[str, tuple[str, ...]] = {
     "output_style": ("concise", "detailed"),
 }
 
-# RFC 5646 well-formed language tags (langtag and private use; the irregular grandfathered
-# tags are not accepted). Case-insensitive, as the RFC says.
+# RFC 5646 language tags, case-insensitive. The primary subtag must have 2-3 letters (ISO 639):
+# the 4-8 letter forms are well-formed but reserved or unassigned, and accepting them would let
+# "english" through. Irregular grandfathered tags are not accepted.
 _ALNUM = "[a-z0-9]"
 _LANGTAG = (
-    r"(?:[a-z]{2,3}(?:-[a-z]{3}){0,3}|[a-z]{4,8})"  # language (with extlangs)
+    r"[a-z]{2,3}(?:-[a-z]{3}){0,3}"  # language (with extlangs)
     r"(?:-[a-z]{4})?"  # script
     r"(?:-(?:[a-z]{2}|[0-9]{3}))?"  # region
     rf"(?:-(?:{_ALNUM}{{5,8}}|[0-9]{_ALNUM}{{3}}))*"  # variants
