@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import grpc
 import jwt
@@ -26,12 +27,15 @@ from tests.support import Tokens
 from tests.user.conftest import PASSWORD
 from tests.user.test_connections import db, new_connection, reveal
 
+if TYPE_CHECKING:
+    from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub
+
 
 @dataclass
 class Platform:
     settings: Settings
     server: NexusServer
-    stub: user_pb2_grpc.UserServiceStub
+    stub: UserServiceAsyncStub
     tokens: Tokens
 
 
