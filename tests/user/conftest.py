@@ -8,10 +8,12 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import grpc
+import psycopg
 import pytest
 
 from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
+from nexus.kit.postgres import service_url
 from nexus.kit.server import NexusServer
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user.keys import ensure_key_file
@@ -35,6 +37,11 @@ class Account:
 
 
 SignUp = Callable[..., Awaitable[Account]]
+
+
+def db(settings: Settings) -> psycopg.Connection:
+    """A direct connection as the user service's role: for looking at (and tampering with) rows."""
+    return psycopg.connect(service_url(settings, "user", driver="postgresql"), autocommit=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -13,9 +14,9 @@ from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
 from nexus.kit.tokens import LocalKeySet, TokenVerifier
 from nexus.user.v1 import user_pb2
-from services.user.domain import passwords
+from services.user.domain import passwords, sessions
 from tests.support import Tokens, rpc_error
-from tests.user.conftest import PASSWORD, Account, SignUp
+from tests.user.conftest import PASSWORD, Account, SignUp, db
 
 if TYPE_CHECKING:
     from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub
@@ -140,12 +141,8 @@ async def test_refresh_rotates_the_token_and_a_reused_token_revokes_its_family(
 async def test_refresh_tokens_are_stored_only_as_hashes(
     stub: UserServiceAsyncStub, sign_up: SignUp, settings: Settings
 ) -> None:
-    import psycopg
-
-    from nexus.kit.postgres import service_url
-
     account = await sign_up()
-    with psycopg.connect(service_url(settings, "user", driver="postgresql")) as conn:
+    with db(settings) as conn:
         dump = conn.execute("SELECT string_agg(t::text, ' ') FROM users.refresh_token t").fetchone()
     assert dump is not None and dump[0]
     assert account.tokens.refresh_token not in dump[0]
@@ -222,3 +219,45 @@ async def test_methods_other_than_sign_in_need_a_token(stub: UserServiceAsyncStu
     assert failure.code == grpc.StatusCode.UNAUTHENTICATED
     failure = await rpc_error(stub.GetUser(user_pb2.GetUserRequest(), metadata=bearer_metadata("x.y.z")))
     assert failure.code == grpc.StatusCode.UNAUTHENTICATED
+
+
+async def test_an_expired_refresh_token_is_refused(
+    stub: UserServiceAsyncStub, sign_up: SignUp, settings: Settings
+) -> None:
+    account = await sign_up()
+    with db(settings) as conn:
+        conn.execute(
+            "UPDATE users.refresh_token SET expires_at = now() - interval '1 second' WHERE token_hash = %s",
+            [sessions.token_hash(account.tokens.refresh_token)],
+        )
+    failure = await rpc_error(stub.Refresh(user_pb2.RefreshRequest(refresh_token=account.tokens.refresh_token)))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_EXPIRED")
+
+
+async def test_two_concurrent_refreshes_with_one_token_count_as_reuse(
+    stub: UserServiceAsyncStub, sign_up: SignUp
+) -> None:
+    account = await sign_up()
+    request = user_pb2.RefreshRequest(refresh_token=account.tokens.refresh_token)
+    results = await asyncio.gather(stub.Refresh(request), stub.Refresh(request), return_exceptions=True)
+    winners = [r for r in results if isinstance(r, user_pb2.AuthTokens)]
+    losers = [r for r in results if isinstance(r, grpc.aio.AioRpcError)]
+    assert len(winners) == 1 and len(losers) == 1
+    assert losers[0].code() == grpc.StatusCode.UNAUTHENTICATED
+    # The row lock serialised them; the second saw a used token and revoked the family.
+    failure = await rpc_error(stub.Refresh(user_pb2.RefreshRequest(refresh_token=winners[0].refresh_token)))
+    assert failure.reason == "REFRESH_TOKEN_REVOKED"
+
+
+async def test_sign_in_upgrades_a_hash_made_with_weaker_parameters(
+    stub: UserServiceAsyncStub, sign_up: SignUp, settings: Settings
+) -> None:
+    account = await sign_up()
+    weak = passwords.hash_password(account.password, passwords.Argon2Params(memory_kib=8 * 1024, iterations=1))
+    with db(settings) as conn:
+        conn.execute("UPDATE users.user SET password_hash = %s WHERE id = %s", [weak, account.user_id])
+    await stub.SignIn(user_pb2.SignInRequest(email=account.email, password=account.password))
+    with db(settings) as conn:
+        row = conn.execute("SELECT password_hash FROM users.user WHERE id = %s", [account.user_id]).fetchone()
+    assert row is not None and row[0].startswith("$argon2id$v=19$m=19456,t=2,p=1$")
+    assert passwords.verify_password(account.password, row[0])

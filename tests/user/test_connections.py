@@ -8,16 +8,14 @@ import uuid
 from typing import TYPE_CHECKING
 
 import grpc
-import psycopg
 import pytest
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from nexus.kit.config import Settings
-from nexus.kit.postgres import service_url
 from nexus.kit.validation import JSON, dict_to_struct, struct_to_dict
 from nexus.user.v1 import user_pb2
 from tests.support import Tokens, rpc_error
-from tests.user.conftest import Account, SignUp
+from tests.user.conftest import Account, SignUp, db
 
 if TYPE_CHECKING:
     from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub
@@ -39,10 +37,6 @@ def new_connection(
         credentials=dict_to_struct(credentials or {"api_key": SECRET}),
         request_id=request_id,
     )
-
-
-def db(settings: Settings) -> psycopg.Connection:
-    return psycopg.connect(service_url(settings, "user", driver="postgresql"), autocommit=True)
 
 
 async def reveal(

@@ -16,8 +16,8 @@ from services.user.domain import envelope
 from services.user.domain.envelope import KeyFileError, RowBinding, parse_key_file
 from services.user.keys import CredentialKeys, add_key, ensure_key_file, read_ring
 from tests.support import Tokens, rpc_error
-from tests.user.conftest import SignUp
-from tests.user.test_connections import SECRET, db, new_connection, reveal
+from tests.user.conftest import SignUp, db
+from tests.user.test_connections import SECRET, new_connection, reveal
 
 if TYPE_CHECKING:
     from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub

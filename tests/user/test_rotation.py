@@ -24,8 +24,8 @@ from services.user.keys import CredentialKeys, add_key
 from services.user.rotation import rotate
 from services.user.store import UserStore
 from tests.support import Tokens
-from tests.user.conftest import PASSWORD
-from tests.user.test_connections import db, new_connection, reveal
+from tests.user.conftest import PASSWORD, db
+from tests.user.test_connections import new_connection, reveal
 
 if TYPE_CHECKING:
     from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub
