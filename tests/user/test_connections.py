@@ -177,6 +177,17 @@ async def test_reveal_needs_the_reveal_scope_and_every_reveal_is_audited(
     assert len((await stub.ListCredentialReveals(by_user, metadata=operator)).reveals) == 1
     failure = await rpc_error(stub.ListCredentialReveals(theirs, metadata=tokens.service(REVEAL)))
     assert failure.code == grpc.StatusCode.PERMISSION_DENIED
+    # The log pages newest first.
+    for purpose in ["task 43", "task 44"]:
+        await reveal(stub, tokens, created.id, purpose=purpose)
+    first = await stub.ListCredentialReveals(
+        user_pb2.ListCredentialRevealsRequest(page_size=2), metadata=account.metadata
+    )
+    rest = await stub.ListCredentialReveals(
+        user_pb2.ListCredentialRevealsRequest(page_size=2, page_token=first.next_page_token), metadata=account.metadata
+    )
+    assert [r.purpose for r in [*first.reveals, *rest.reveals]] == ["task 44", "task 43", "task 42"]
+    assert rest.next_page_token == ""
 
 
 async def test_revoked_connections_are_not_revealed(
