@@ -83,6 +83,32 @@ def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     return 0 if status == "SERVING" else 1
 
 
+def cmd_keys_add_credential(args: argparse.Namespace, settings: Settings) -> int:
+    from services.user.keys import add_key
+
+    path = settings.resolved_credential_keys_file
+    key = add_key(path)
+    print(
+        f"new credential key {key.kid} in {path}; the user service encrypts with it from its next write. "
+        "Run `nexus keys rotate` to re-encrypt the stored credentials under it."
+    )
+    return 0
+
+
+def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus import platform
+    from services.user import rotation
+
+    def run(s: Settings) -> int:
+        return asyncio.run(rotation.run(s, batch_size=args.batch_size, out=sys.stdout))
+
+    try:
+        return platform.with_database(settings, run)
+    except config.ConfigError as err:
+        print(f"nexus: {err}", file=sys.stderr)
+        return 2
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus", description="Run and operate the Nexus platform.")
     parser.add_argument("--data-dir", type=Path, help="state directory (NEXUS_DATA_DIR, default ./.nexus)")
@@ -119,6 +145,15 @@ def build_parser() -> argparse.ArgumentParser:
     keys = sub.add_parser("keys", help="signing and credential keys").add_subparsers(dest="keys_command", required=True)
     add_signing = keys.add_parser("add-signing", help="add a new token signing key")
     add_signing.set_defaults(run=cmd_keys_add_signing)
+    add_credential = keys.add_parser(
+        "add-credential", help="add a new newest credential encryption key (NEXUS_CREDENTIAL_KEYS_FILE)"
+    )
+    add_credential.set_defaults(run=cmd_keys_add_credential)
+    rotate = keys.add_parser(
+        "rotate", help="re-encrypt every stored credential under the newest key (safe while services run)"
+    )
+    rotate.add_argument("--batch-size", type=int, default=200, help="rows per transaction (default 200)")
+    rotate.set_defaults(run=cmd_keys_rotate)
     return parser
 
 

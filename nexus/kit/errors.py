@@ -98,6 +98,12 @@ class Internal(NexusError):
     code = grpc.StatusCode.INTERNAL
 
 
+class DataLoss(NexusError):
+    """Stored data is corrupt or was tampered with (e.g. a ciphertext fails authentication)."""
+
+    code = grpc.StatusCode.DATA_LOSS
+
+
 def invalid(field: str, description: str, *, reason: str = "INVALID_ARGUMENT") -> InvalidArgument:
     """One bad field: the common case of a BadRequest with a single violation."""
     return InvalidArgument(f"{field}: {description}", reason=reason, violations=[FieldViolation(field, description)])
@@ -229,6 +235,7 @@ def details_of(
 __all__ = [
     "Aborted",
     "AlreadyExists",
+    "DataLoss",
     "DeadlineExceeded",
     "FailedPrecondition",
     "FieldViolation",

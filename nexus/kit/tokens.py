@@ -78,7 +78,8 @@ class SigningKey:
 def generate_signing_key(directory: Path) -> SigningKey:
     """Writes `<kid>.key` (0600) and `<kid>.pub`. Kids sort by creation, so the newest signs."""
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-    kid = f"{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+    # Microseconds: two keys made within one second must still sort in creation order.
+    kid = f"{datetime.now(UTC):%Y%m%dT%H%M%S%f}-{secrets.token_hex(3)}"
     key = Ed25519PrivateKey.generate()
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     private_path = directory / f"{kid}.key"

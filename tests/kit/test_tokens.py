@@ -14,7 +14,14 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from nexus.kit.errors import PermissionDenied, Unauthenticated
-from nexus.kit.tokens import LocalKeySet, TokenSigner, TokenVerifier, generate_signing_key
+from nexus.kit.tokens import (
+    LocalKeySet,
+    TokenSigner,
+    TokenVerifier,
+    ensure_signing_key,
+    generate_signing_key,
+    load_signing_keys,
+)
 
 
 @pytest.fixture
@@ -125,3 +132,9 @@ async def test_rotation_old_and_new_keys_both_verify(keys_dir: Path) -> None:
 def test_private_key_file_is_owner_only(keys_dir: Path) -> None:
     key = generate_signing_key(keys_dir)
     assert (keys_dir / f"{key.kid}.key").stat().st_mode & 0o777 == 0o600
+
+
+def test_the_newest_of_keys_made_in_the_same_second_signs(keys_dir: Path) -> None:
+    made = [generate_signing_key(keys_dir).kid for _ in range(5)]
+    assert [k.kid for k in load_signing_keys(keys_dir)] == made
+    assert ensure_signing_key(keys_dir).kid == made[-1]

@@ -22,21 +22,91 @@ _runtime_version.ValidateProtobufRuntimeVersion(
 _sym_db = _symbol_database.Default()
 
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
+from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18nexus/user/v1/user.proto\x12\rnexus.user.v1\"\x12\n\x10GetKeySetRequest\";\n\x11GetKeySetResponse\x12&\n\x04keys\x18\x01 \x03(\x0b\x32\x18.nexus.user.v1.PublicKey\"?\n\tPublicKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\x32]\n\x0bUserService\x12N\n\tGetKeySet\x12\x1f.nexus.user.v1.GetKeySetRequest\x1a .nexus.user.v1.GetKeySetResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18nexus/user/v1/user.proto\x12\rnexus.user.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"B\n\rSignUpRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\"^\n\x0eSignUpResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.nexus.user.v1.User\x12)\n\x06tokens\x18\x02 \x01(\x0b\x32\x19.nexus.user.v1.AuthTokens\"0\n\rSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\'\n\x0eSignOutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\xdb\x01\n\nAuthTokens\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x02 \x01(\t\x12<\n\x18\x61\x63\x63\x65ss_token_expire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rrefresh_token\x18\x04 \x01(\t\x12=\n\x19refresh_token_expire_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x12\n\ntoken_type\x18\x06 \x01(\t\"\x12\n\x10GetKeySetRequest\";\n\x11GetKeySetResponse\x12&\n\x04keys\x18\x01 \x03(\x0b\x32\x18.nexus.user.v1.PublicKey\"?\n\tPublicKey\x12\x0b\n\x03kid\x18\x01 \x01(\t\x12\x11\n\talgorithm\x18\x02 \x01(\t\x12\x12\n\npublic_key\x18\x03 \x01(\x0c\"\xc8\x01\n\x04User\x12\n\n\x02id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0e\n\x06\x61\x63tive\x18\x03 \x01(\x08\x12/\n\x0b\x63reate_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x33\n\x0f\x64\x65\x61\x63tivate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"!\n\x0eGetUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"(\n\x15\x44\x65\x61\x63tivateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"(\n\x15ReactivateUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"\xf2\x01\n\x07Profile\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08nickname\x18\x02 \x01(\t\x12\x12\n\navatar_url\x18\x03 \x01(\t\x12,\n\x0bpreferences\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nprinciples\x18\x05 \x03(\t\x12/\n\x0b\x63reate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x08 \x01(\t\"$\n\x11GetProfileRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"p\n\x14UpdateProfileRequest\x12\'\n\x07profile\x18\x01 \x01(\x0b\x32\x16.nexus.user.v1.Profile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"\xca\x01\n\x07Setting\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x0b\n\x03key\x18\x03 \x01(\t\x12%\n\x05value\x18\x04 \x01(\x0b\x32\x16.google.protobuf.Value\x12/\n\x0b\x63reate_time\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x07 \x01(\t\"1\n\x11GetSettingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"M\n\x13ListSettingsRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"Y\n\x14ListSettingsResponse\x12(\n\x08settings\x18\x01 \x03(\x0b\x32\x16.nexus.user.v1.Setting\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"M\n\x11SetSettingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\'\n\x07setting\x18\x02 \x01(\x0b\x32\x16.nexus.user.v1.Setting\"B\n\x14\x44\x65leteSettingRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\x12\x0c\n\x04\x65tag\x18\x03 \x01(\t\"\xdb\x02\n\nConnection\x12\n\n\x02id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x10\n\x08provider\x18\x04 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x05 \x01(\t\x12/\n\x06status\x18\x06 \x01(\x0e\x32\x1f.nexus.user.v1.ConnectionStatus\x12\x1f\n\x17\x63redentials_fingerprint\x18\x07 \x01(\t\x12\x34\n\x10last_verify_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x0b \x01(\t\"\x8a\x01\n\x17\x43reateConnectionRequest\x12-\n\nconnection\x18\x01 \x01(\x0b\x32\x19.nexus.user.v1.Connection\x12,\n\x0b\x63redentials\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"-\n\x14GetConnectionRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\"Q\n\x16ListConnectionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\"b\n\x17ListConnectionsResponse\x12.\n\x0b\x63onnections\x18\x01 \x03(\x0b\x32\x19.nexus.user.v1.Connection\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\xa7\x01\n\x17UpdateConnectionRequest\x12-\n\nconnection\x18\x01 \x01(\x0b\x32\x19.nexus.user.v1.Connection\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12,\n\x0b\x63redentials\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\">\n\x17\x44\x65leteConnectionRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"0\n\x17VerifyConnectionRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\"L\n\"RevealConnectionCredentialsRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0f\n\x07purpose\x18\x02 \x01(\t\"\x82\x01\n#RevealConnectionCredentialsResponse\x12-\n\nconnection\x18\x01 \x01(\x0b\x32\x19.nexus.user.v1.Connection\x12,\n\x0b\x63redentials\x18\x02 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xa9\x01\n\x10\x43redentialReveal\x12\n\n\x02id\x18\x01 \x01(\x03\x12\x15\n\rconnection_id\x18\x02 \x01(\t\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\r\n\x05\x61\x63tor\x18\x04 \x01(\t\x12\x10\n\x08token_id\x18\x05 \x01(\t\x12\x0f\n\x07purpose\x18\x06 \x01(\t\x12/\n\x0breveal_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"m\n\x1cListCredentialRevealsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x15\n\rconnection_id\x18\x03 \x01(\t\x12\x0f\n\x07user_id\x18\x04 \x01(\t\"j\n\x1dListCredentialRevealsResponse\x12\x30\n\x07reveals\x18\x01 \x03(\x0b\x32\x1f.nexus.user.v1.CredentialReveal\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t*\x91\x01\n\x10\x43onnectionStatus\x12!\n\x1d\x43ONNECTION_STATUS_UNSPECIFIED\x10\x00\x12\x1c\n\x18\x43ONNECTION_STATUS_ACTIVE\x10\x01\x12\x1d\n\x19\x43ONNECTION_STATUS_EXPIRED\x10\x02\x12\x1d\n\x19\x43ONNECTION_STATUS_REVOKED\x10\x03\x32\x9b\x0e\n\x0bUserService\x12\x45\n\x06SignUp\x12\x1c.nexus.user.v1.SignUpRequest\x1a\x1d.nexus.user.v1.SignUpResponse\x12\x41\n\x06SignIn\x12\x1c.nexus.user.v1.SignInRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x43\n\x07Refresh\x12\x1d.nexus.user.v1.RefreshRequest\x1a\x19.nexus.user.v1.AuthTokens\x12@\n\x07SignOut\x12\x1d.nexus.user.v1.SignOutRequest\x1a\x16.google.protobuf.Empty\x12N\n\tGetKeySet\x12\x1f.nexus.user.v1.GetKeySetRequest\x1a .nexus.user.v1.GetKeySetResponse\x12=\n\x07GetUser\x12\x1d.nexus.user.v1.GetUserRequest\x1a\x13.nexus.user.v1.User\x12K\n\x0e\x44\x65\x61\x63tivateUser\x12$.nexus.user.v1.DeactivateUserRequest\x1a\x13.nexus.user.v1.User\x12K\n\x0eReactivateUser\x12$.nexus.user.v1.ReactivateUserRequest\x1a\x13.nexus.user.v1.User\x12\x46\n\nGetProfile\x12 .nexus.user.v1.GetProfileRequest\x1a\x16.nexus.user.v1.Profile\x12L\n\rUpdateProfile\x12#.nexus.user.v1.UpdateProfileRequest\x1a\x16.nexus.user.v1.Profile\x12\x46\n\nGetSetting\x12 .nexus.user.v1.GetSettingRequest\x1a\x16.nexus.user.v1.Setting\x12W\n\x0cListSettings\x12\".nexus.user.v1.ListSettingsRequest\x1a#.nexus.user.v1.ListSettingsResponse\x12\x46\n\nSetSetting\x12 .nexus.user.v1.SetSettingRequest\x1a\x16.nexus.user.v1.Setting\x12L\n\rDeleteSetting\x12#.nexus.user.v1.DeleteSettingRequest\x1a\x16.google.protobuf.Empty\x12U\n\x10\x43reateConnection\x12&.nexus.user.v1.CreateConnectionRequest\x1a\x19.nexus.user.v1.Connection\x12O\n\rGetConnection\x12#.nexus.user.v1.GetConnectionRequest\x1a\x19.nexus.user.v1.Connection\x12`\n\x0fListConnections\x12%.nexus.user.v1.ListConnectionsRequest\x1a&.nexus.user.v1.ListConnectionsResponse\x12U\n\x10UpdateConnection\x12&.nexus.user.v1.UpdateConnectionRequest\x1a\x19.nexus.user.v1.Connection\x12R\n\x10\x44\x65leteConnection\x12&.nexus.user.v1.DeleteConnectionRequest\x1a\x16.google.protobuf.Empty\x12U\n\x10VerifyConnection\x12&.nexus.user.v1.VerifyConnectionRequest\x1a\x19.nexus.user.v1.Connection\x12\x84\x01\n\x1bRevealConnectionCredentials\x12\x31.nexus.user.v1.RevealConnectionCredentialsRequest\x1a\x32.nexus.user.v1.RevealConnectionCredentialsResponse\x12r\n\x15ListCredentialReveals\x12+.nexus.user.v1.ListCredentialRevealsRequest\x1a,.nexus.user.v1.ListCredentialRevealsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nexus.user.v1.user_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_GETKEYSETREQUEST']._serialized_start=43
-  _globals['_GETKEYSETREQUEST']._serialized_end=61
-  _globals['_GETKEYSETRESPONSE']._serialized_start=63
-  _globals['_GETKEYSETRESPONSE']._serialized_end=122
-  _globals['_PUBLICKEY']._serialized_start=124
-  _globals['_PUBLICKEY']._serialized_end=187
-  _globals['_USERSERVICE']._serialized_start=189
-  _globals['_USERSERVICE']._serialized_end=282
+  _globals['_CONNECTIONSTATUS']._serialized_start=3733
+  _globals['_CONNECTIONSTATUS']._serialized_end=3878
+  _globals['_SIGNUPREQUEST']._serialized_start=169
+  _globals['_SIGNUPREQUEST']._serialized_end=235
+  _globals['_SIGNUPRESPONSE']._serialized_start=237
+  _globals['_SIGNUPRESPONSE']._serialized_end=331
+  _globals['_SIGNINREQUEST']._serialized_start=333
+  _globals['_SIGNINREQUEST']._serialized_end=381
+  _globals['_REFRESHREQUEST']._serialized_start=383
+  _globals['_REFRESHREQUEST']._serialized_end=422
+  _globals['_SIGNOUTREQUEST']._serialized_start=424
+  _globals['_SIGNOUTREQUEST']._serialized_end=463
+  _globals['_AUTHTOKENS']._serialized_start=466
+  _globals['_AUTHTOKENS']._serialized_end=685
+  _globals['_GETKEYSETREQUEST']._serialized_start=687
+  _globals['_GETKEYSETREQUEST']._serialized_end=705
+  _globals['_GETKEYSETRESPONSE']._serialized_start=707
+  _globals['_GETKEYSETRESPONSE']._serialized_end=766
+  _globals['_PUBLICKEY']._serialized_start=768
+  _globals['_PUBLICKEY']._serialized_end=831
+  _globals['_USER']._serialized_start=834
+  _globals['_USER']._serialized_end=1034
+  _globals['_GETUSERREQUEST']._serialized_start=1036
+  _globals['_GETUSERREQUEST']._serialized_end=1069
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_start=1071
+  _globals['_DEACTIVATEUSERREQUEST']._serialized_end=1111
+  _globals['_REACTIVATEUSERREQUEST']._serialized_start=1113
+  _globals['_REACTIVATEUSERREQUEST']._serialized_end=1153
+  _globals['_PROFILE']._serialized_start=1156
+  _globals['_PROFILE']._serialized_end=1398
+  _globals['_GETPROFILEREQUEST']._serialized_start=1400
+  _globals['_GETPROFILEREQUEST']._serialized_end=1436
+  _globals['_UPDATEPROFILEREQUEST']._serialized_start=1438
+  _globals['_UPDATEPROFILEREQUEST']._serialized_end=1550
+  _globals['_SETTING']._serialized_start=1553
+  _globals['_SETTING']._serialized_end=1755
+  _globals['_GETSETTINGREQUEST']._serialized_start=1757
+  _globals['_GETSETTINGREQUEST']._serialized_end=1806
+  _globals['_LISTSETTINGSREQUEST']._serialized_start=1808
+  _globals['_LISTSETTINGSREQUEST']._serialized_end=1885
+  _globals['_LISTSETTINGSRESPONSE']._serialized_start=1887
+  _globals['_LISTSETTINGSRESPONSE']._serialized_end=1976
+  _globals['_SETSETTINGREQUEST']._serialized_start=1978
+  _globals['_SETSETTINGREQUEST']._serialized_end=2055
+  _globals['_DELETESETTINGREQUEST']._serialized_start=2057
+  _globals['_DELETESETTINGREQUEST']._serialized_end=2123
+  _globals['_CONNECTION']._serialized_start=2126
+  _globals['_CONNECTION']._serialized_end=2473
+  _globals['_CREATECONNECTIONREQUEST']._serialized_start=2476
+  _globals['_CREATECONNECTIONREQUEST']._serialized_end=2614
+  _globals['_GETCONNECTIONREQUEST']._serialized_start=2616
+  _globals['_GETCONNECTIONREQUEST']._serialized_end=2661
+  _globals['_LISTCONNECTIONSREQUEST']._serialized_start=2663
+  _globals['_LISTCONNECTIONSREQUEST']._serialized_end=2744
+  _globals['_LISTCONNECTIONSRESPONSE']._serialized_start=2746
+  _globals['_LISTCONNECTIONSRESPONSE']._serialized_end=2844
+  _globals['_UPDATECONNECTIONREQUEST']._serialized_start=2847
+  _globals['_UPDATECONNECTIONREQUEST']._serialized_end=3014
+  _globals['_DELETECONNECTIONREQUEST']._serialized_start=3016
+  _globals['_DELETECONNECTIONREQUEST']._serialized_end=3078
+  _globals['_VERIFYCONNECTIONREQUEST']._serialized_start=3080
+  _globals['_VERIFYCONNECTIONREQUEST']._serialized_end=3128
+  _globals['_REVEALCONNECTIONCREDENTIALSREQUEST']._serialized_start=3130
+  _globals['_REVEALCONNECTIONCREDENTIALSREQUEST']._serialized_end=3206
+  _globals['_REVEALCONNECTIONCREDENTIALSRESPONSE']._serialized_start=3209
+  _globals['_REVEALCONNECTIONCREDENTIALSRESPONSE']._serialized_end=3339
+  _globals['_CREDENTIALREVEAL']._serialized_start=3342
+  _globals['_CREDENTIALREVEAL']._serialized_end=3511
+  _globals['_LISTCREDENTIALREVEALSREQUEST']._serialized_start=3513
+  _globals['_LISTCREDENTIALREVEALSREQUEST']._serialized_end=3622
+  _globals['_LISTCREDENTIALREVEALSRESPONSE']._serialized_start=3624
+  _globals['_LISTCREDENTIALREVEALSRESPONSE']._serialized_end=3730
+  _globals['_USERSERVICE']._serialized_start=3881
+  _globals['_USERSERVICE']._serialized_end=5700
 # @@protoc_insertion_point(module_scope)

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from nexus.user.v1 import user_pb2 as nexus_dot_user_dot_v1_dot_user__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -27,6 +28,11 @@ if _version_not_supported:
 
 class UserServiceStub:
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
+
+    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    acts on the caller's own data (a user access token); a few methods also accept a service
+    token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
+    Wherever a request has a `user_id`, it may be empty or "me" for the caller.
     """
 
     def __init__(self, channel):
@@ -35,16 +41,156 @@ class UserServiceStub:
         Args:
             channel: A grpc.Channel.
         """
+        self.SignUp = channel.unary_unary(
+                '/nexus.user.v1.UserService/SignUp',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.SignUpRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.SignUpResponse.FromString,
+                _registered_method=True)
+        self.SignIn = channel.unary_unary(
+                '/nexus.user.v1.UserService/SignIn',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.SignInRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.AuthTokens.FromString,
+                _registered_method=True)
+        self.Refresh = channel.unary_unary(
+                '/nexus.user.v1.UserService/Refresh',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.RefreshRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.AuthTokens.FromString,
+                _registered_method=True)
+        self.SignOut = channel.unary_unary(
+                '/nexus.user.v1.UserService/SignOut',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.SignOutRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
         self.GetKeySet = channel.unary_unary(
                 '/nexus.user.v1.UserService/GetKeySet',
                 request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetRequest.SerializeToString,
                 response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetResponse.FromString,
                 _registered_method=True)
+        self.GetUser = channel.unary_unary(
+                '/nexus.user.v1.UserService/GetUser',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
+        self.DeactivateUser = channel.unary_unary(
+                '/nexus.user.v1.UserService/DeactivateUser',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.DeactivateUserRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
+        self.ReactivateUser = channel.unary_unary(
+                '/nexus.user.v1.UserService/ReactivateUser',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.ReactivateUserRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.User.FromString,
+                _registered_method=True)
+        self.GetProfile = channel.unary_unary(
+                '/nexus.user.v1.UserService/GetProfile',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetProfileRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
+                _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/nexus.user.v1.UserService/UpdateProfile',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
+                _registered_method=True)
+        self.GetSetting = channel.unary_unary(
+                '/nexus.user.v1.UserService/GetSetting',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetSettingRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Setting.FromString,
+                _registered_method=True)
+        self.ListSettings = channel.unary_unary(
+                '/nexus.user.v1.UserService/ListSettings',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.ListSettingsRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.ListSettingsResponse.FromString,
+                _registered_method=True)
+        self.SetSetting = channel.unary_unary(
+                '/nexus.user.v1.UserService/SetSetting',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.SetSettingRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Setting.FromString,
+                _registered_method=True)
+        self.DeleteSetting = channel.unary_unary(
+                '/nexus.user.v1.UserService/DeleteSetting',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.DeleteSettingRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.CreateConnection = channel.unary_unary(
+                '/nexus.user.v1.UserService/CreateConnection',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.CreateConnectionRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+                _registered_method=True)
+        self.GetConnection = channel.unary_unary(
+                '/nexus.user.v1.UserService/GetConnection',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetConnectionRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+                _registered_method=True)
+        self.ListConnections = channel.unary_unary(
+                '/nexus.user.v1.UserService/ListConnections',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.ListConnectionsRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.ListConnectionsResponse.FromString,
+                _registered_method=True)
+        self.UpdateConnection = channel.unary_unary(
+                '/nexus.user.v1.UserService/UpdateConnection',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.UpdateConnectionRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+                _registered_method=True)
+        self.DeleteConnection = channel.unary_unary(
+                '/nexus.user.v1.UserService/DeleteConnection',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.DeleteConnectionRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.VerifyConnection = channel.unary_unary(
+                '/nexus.user.v1.UserService/VerifyConnection',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.VerifyConnectionRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+                _registered_method=True)
+        self.RevealConnectionCredentials = channel.unary_unary(
+                '/nexus.user.v1.UserService/RevealConnectionCredentials',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.RevealConnectionCredentialsRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.RevealConnectionCredentialsResponse.FromString,
+                _registered_method=True)
+        self.ListCredentialReveals = channel.unary_unary(
+                '/nexus.user.v1.UserService/ListCredentialReveals',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.ListCredentialRevealsRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.ListCredentialRevealsResponse.FromString,
+                _registered_method=True)
 
 
 class UserServiceServicer:
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
+
+    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    acts on the caller's own data (a user access token); a few methods also accept a service
+    token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
+    Wherever a request has a `user_id`, it may be empty or "me" for the caller.
     """
+
+    def SignUp(self, request, context):
+        """Creates an account with its profile and signs it in.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignIn(self, request, context):
+        """Exchanges an email and password for an access token and a refresh token. An unknown email
+        and a wrong password get the same answer.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Refresh(self, request, context):
+        """Exchanges a refresh token for new tokens. The presented refresh token is used up; presenting
+        it again revokes every token of its sign-in (its family).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SignOut(self, request, context):
+        """Revokes the sign-in (the refresh token family) that the given refresh token belongs to.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
 
     def GetKeySet(self, request, context):
         """Publishes the public keys that verify access and service tokens. Verifiers accept any key
@@ -54,13 +200,243 @@ class UserServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUser(self, request, context):
+        """Returns an account: the caller's own, or any with a service token of scope `user.admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeactivateUser(self, request, context):
+        """Deactivates an account: sign-in and refresh stop working and every sign-in is revoked.
+        The user themself, or a service token with scope `user.admin`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivateUser(self, request, context):
+        """Reactivates an account. Service token with scope `user.admin` only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProfile(self, request, context):
+        """Returns a profile: the caller's own, or any with a service token of scope
+        `user.profiles.read` (agents read preferences and principles).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateProfile(self, request, context):
+        """Updates the caller's profile. `preferences` is applied as a JSON merge patch (RFC 7386).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetSetting(self, request, context):
+        """Returns one of the caller's settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSettings(self, request, context):
+        """Lists the caller's settings in key order.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetSetting(self, request, context):
+        """Creates or replaces one of the caller's settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteSetting(self, request, context):
+        """Deletes one of the caller's settings.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateConnection(self, request, context):
+        """Stores credentials the caller grants to an agent. They are encrypted at rest and never
+        returned by Get or List.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetConnection(self, request, context):
+        """Returns one of the caller's connections, without its credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListConnections(self, request, context):
+        """Lists the caller's connections, oldest first, without their credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateConnection(self, request, context):
+        """Updates the display name, status or credentials of one of the caller's connections.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteConnection(self, request, context):
+        """Deletes one of the caller's connections.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyConnection(self, request, context):
+        """Records that the credentials were just verified to work (sets `last_verify_time`).
+        The owner, or a service token with scope `user.connections.verify`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RevealConnectionCredentials(self, request, context):
+        """Returns the decrypted credentials. Service token with scope `user.connections.reveal` only;
+        every reveal is recorded in the audit log.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCredentialReveals(self, request, context):
+        """Reads the reveal audit log, newest first: a user sees the reveals of their own connections,
+        a service token with scope `user.audit.read` sees all.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_UserServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
+            'SignUp': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignUp,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.SignUpRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.SignUpResponse.SerializeToString,
+            ),
+            'SignIn': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignIn,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.SignInRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.AuthTokens.SerializeToString,
+            ),
+            'Refresh': grpc.unary_unary_rpc_method_handler(
+                    servicer.Refresh,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.RefreshRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.AuthTokens.SerializeToString,
+            ),
+            'SignOut': grpc.unary_unary_rpc_method_handler(
+                    servicer.SignOut,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.SignOutRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
             'GetKeySet': grpc.unary_unary_rpc_method_handler(
                     servicer.GetKeySet,
                     request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetRequest.FromString,
                     response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetResponse.SerializeToString,
+            ),
+            'GetUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUser,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetUserRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'DeactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeactivateUser,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.DeactivateUserRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'ReactivateUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivateUser,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.ReactivateUserRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.User.SerializeToString,
+            ),
+            'GetProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProfile,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetProfileRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Profile.SerializeToString,
+            ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Profile.SerializeToString,
+            ),
+            'GetSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetSetting,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetSettingRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Setting.SerializeToString,
+            ),
+            'ListSettings': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSettings,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.ListSettingsRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.ListSettingsResponse.SerializeToString,
+            ),
+            'SetSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetSetting,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.SetSettingRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Setting.SerializeToString,
+            ),
+            'DeleteSetting': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteSetting,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.DeleteSettingRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'CreateConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateConnection,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.CreateConnectionRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.SerializeToString,
+            ),
+            'GetConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetConnection,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetConnectionRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.SerializeToString,
+            ),
+            'ListConnections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListConnections,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.ListConnectionsRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.ListConnectionsResponse.SerializeToString,
+            ),
+            'UpdateConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateConnection,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.UpdateConnectionRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.SerializeToString,
+            ),
+            'DeleteConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteConnection,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.DeleteConnectionRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'VerifyConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyConnection,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.VerifyConnectionRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.SerializeToString,
+            ),
+            'RevealConnectionCredentials': grpc.unary_unary_rpc_method_handler(
+                    servicer.RevealConnectionCredentials,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.RevealConnectionCredentialsRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.RevealConnectionCredentialsResponse.SerializeToString,
+            ),
+            'ListCredentialReveals': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCredentialReveals,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.ListCredentialRevealsRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.ListCredentialRevealsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -72,7 +448,120 @@ def add_UserServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class UserService:
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
+
+    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    acts on the caller's own data (a user access token); a few methods also accept a service
+    token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
+    Wherever a request has a `user_id`, it may be empty or "me" for the caller.
     """
+
+    @staticmethod
+    def SignUp(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/SignUp',
+            nexus_dot_user_dot_v1_dot_user__pb2.SignUpRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.SignUpResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignIn(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/SignIn',
+            nexus_dot_user_dot_v1_dot_user__pb2.SignInRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.AuthTokens.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Refresh(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/Refresh',
+            nexus_dot_user_dot_v1_dot_user__pb2.RefreshRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.AuthTokens.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SignOut(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/SignOut',
+            nexus_dot_user_dot_v1_dot_user__pb2.SignOutRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
 
     @staticmethod
     def GetKeySet(request,
@@ -91,6 +580,465 @@ class UserService:
             '/nexus.user.v1.UserService/GetKeySet',
             nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetRequest.SerializeToString,
             nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/GetUser',
+            nexus_dot_user_dot_v1_dot_user__pb2.GetUserRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/DeactivateUser',
+            nexus_dot_user_dot_v1_dot_user__pb2.DeactivateUserRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivateUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/ReactivateUser',
+            nexus_dot_user_dot_v1_dot_user__pb2.ReactivateUserRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.User.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/GetProfile',
+            nexus_dot_user_dot_v1_dot_user__pb2.GetProfileRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/UpdateProfile',
+            nexus_dot_user_dot_v1_dot_user__pb2.UpdateProfileRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/GetSetting',
+            nexus_dot_user_dot_v1_dot_user__pb2.GetSettingRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Setting.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSettings(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/ListSettings',
+            nexus_dot_user_dot_v1_dot_user__pb2.ListSettingsRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.ListSettingsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/SetSetting',
+            nexus_dot_user_dot_v1_dot_user__pb2.SetSettingRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Setting.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteSetting(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/DeleteSetting',
+            nexus_dot_user_dot_v1_dot_user__pb2.DeleteSettingRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/CreateConnection',
+            nexus_dot_user_dot_v1_dot_user__pb2.CreateConnectionRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/GetConnection',
+            nexus_dot_user_dot_v1_dot_user__pb2.GetConnectionRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListConnections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/ListConnections',
+            nexus_dot_user_dot_v1_dot_user__pb2.ListConnectionsRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.ListConnectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/UpdateConnection',
+            nexus_dot_user_dot_v1_dot_user__pb2.UpdateConnectionRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/DeleteConnection',
+            nexus_dot_user_dot_v1_dot_user__pb2.DeleteConnectionRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/VerifyConnection',
+            nexus_dot_user_dot_v1_dot_user__pb2.VerifyConnectionRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RevealConnectionCredentials(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/RevealConnectionCredentials',
+            nexus_dot_user_dot_v1_dot_user__pb2.RevealConnectionCredentialsRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.RevealConnectionCredentialsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCredentialReveals(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.user.v1.UserService/ListCredentialReveals',
+            nexus_dot_user_dot_v1_dot_user__pb2.ListCredentialRevealsRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.ListCredentialRevealsResponse.FromString,
             options,
             channel_credentials,
             insecure,

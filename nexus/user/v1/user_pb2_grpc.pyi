@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from nexus.user.v1 import user_pb2 as _user_pb2
 import abc as _abc_1
@@ -27,29 +28,199 @@ GRPC_GENERATED_VERSION: str
 GRPC_VERSION: str
 
 class UserServiceStub:
-    """UserService owns accounts, profiles, settings and encrypted third-party credentials."""
+    """UserService owns accounts, profiles, settings and encrypted third-party credentials.
+
+    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    acts on the caller's own data (a user access token); a few methods also accept a service
+    token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
+    Wherever a request has a `user_id`, it may be empty or "me" for the caller.
+    """
 
     @_typing.overload
     def __new__(cls, channel: _grpc.Channel) -> _Self: ...
     @_typing.overload
     def __new__(cls, channel: _aio.Channel) -> UserServiceAsyncStub: ...
+    SignUp: _grpc.UnaryUnaryMultiCallable[_user_pb2.SignUpRequest, _user_pb2.SignUpResponse]
+    """Creates an account with its profile and signs it in."""
+    SignIn: _grpc.UnaryUnaryMultiCallable[_user_pb2.SignInRequest, _user_pb2.AuthTokens]
+    """Exchanges an email and password for an access token and a refresh token. An unknown email
+    and a wrong password get the same answer.
+    """
+    Refresh: _grpc.UnaryUnaryMultiCallable[_user_pb2.RefreshRequest, _user_pb2.AuthTokens]
+    """Exchanges a refresh token for new tokens. The presented refresh token is used up; presenting
+    it again revokes every token of its sign-in (its family).
+    """
+    SignOut: _grpc.UnaryUnaryMultiCallable[_user_pb2.SignOutRequest, _empty_pb2.Empty]
+    """Revokes the sign-in (the refresh token family) that the given refresh token belongs to."""
     GetKeySet: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetKeySetRequest, _user_pb2.GetKeySetResponse]
     """Publishes the public keys that verify access and service tokens. Verifiers accept any key
     in the set, so the signing key can be rotated without downtime.
     """
+    GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]
+    """Returns an account: the caller's own, or any with a service token of scope `user.admin`."""
+    DeactivateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.DeactivateUserRequest, _user_pb2.User]
+    """Deactivates an account: sign-in and refresh stop working and every sign-in is revoked.
+    The user themself, or a service token with scope `user.admin`.
+    """
+    ReactivateUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.ReactivateUserRequest, _user_pb2.User]
+    """Reactivates an account. Service token with scope `user.admin` only."""
+    GetProfile: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetProfileRequest, _user_pb2.Profile]
+    """Returns a profile: the caller's own, or any with a service token of scope
+    `user.profiles.read` (agents read preferences and principles).
+    """
+    UpdateProfile: _grpc.UnaryUnaryMultiCallable[_user_pb2.UpdateProfileRequest, _user_pb2.Profile]
+    """Updates the caller's profile. `preferences` is applied as a JSON merge patch (RFC 7386)."""
+    GetSetting: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetSettingRequest, _user_pb2.Setting]
+    """Returns one of the caller's settings."""
+    ListSettings: _grpc.UnaryUnaryMultiCallable[_user_pb2.ListSettingsRequest, _user_pb2.ListSettingsResponse]
+    """Lists the caller's settings in key order."""
+    SetSetting: _grpc.UnaryUnaryMultiCallable[_user_pb2.SetSettingRequest, _user_pb2.Setting]
+    """Creates or replaces one of the caller's settings."""
+    DeleteSetting: _grpc.UnaryUnaryMultiCallable[_user_pb2.DeleteSettingRequest, _empty_pb2.Empty]
+    """Deletes one of the caller's settings."""
+    CreateConnection: _grpc.UnaryUnaryMultiCallable[_user_pb2.CreateConnectionRequest, _user_pb2.Connection]
+    """Stores credentials the caller grants to an agent. They are encrypted at rest and never
+    returned by Get or List.
+    """
+    GetConnection: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetConnectionRequest, _user_pb2.Connection]
+    """Returns one of the caller's connections, without its credentials."""
+    ListConnections: _grpc.UnaryUnaryMultiCallable[_user_pb2.ListConnectionsRequest, _user_pb2.ListConnectionsResponse]
+    """Lists the caller's connections, oldest first, without their credentials."""
+    UpdateConnection: _grpc.UnaryUnaryMultiCallable[_user_pb2.UpdateConnectionRequest, _user_pb2.Connection]
+    """Updates the display name, status or credentials of one of the caller's connections."""
+    DeleteConnection: _grpc.UnaryUnaryMultiCallable[_user_pb2.DeleteConnectionRequest, _empty_pb2.Empty]
+    """Deletes one of the caller's connections."""
+    VerifyConnection: _grpc.UnaryUnaryMultiCallable[_user_pb2.VerifyConnectionRequest, _user_pb2.Connection]
+    """Records that the credentials were just verified to work (sets `last_verify_time`).
+    The owner, or a service token with scope `user.connections.verify`.
+    """
+    RevealConnectionCredentials: _grpc.UnaryUnaryMultiCallable[_user_pb2.RevealConnectionCredentialsRequest, _user_pb2.RevealConnectionCredentialsResponse]
+    """Returns the decrypted credentials. Service token with scope `user.connections.reveal` only;
+    every reveal is recorded in the audit log.
+    """
+    ListCredentialReveals: _grpc.UnaryUnaryMultiCallable[_user_pb2.ListCredentialRevealsRequest, _user_pb2.ListCredentialRevealsResponse]
+    """Reads the reveal audit log, newest first: a user sees the reveals of their own connections,
+    a service token with scope `user.audit.read` sees all.
+    """
 
 @_typing.type_check_only
 class UserServiceAsyncStub(UserServiceStub):
-    """UserService owns accounts, profiles, settings and encrypted third-party credentials."""
+    """UserService owns accounts, profiles, settings and encrypted third-party credentials.
+
+    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    acts on the caller's own data (a user access token); a few methods also accept a service
+    token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
+    Wherever a request has a `user_id`, it may be empty or "me" for the caller.
+    """
 
     def __init__(self, channel: _aio.Channel) -> None: ...
+    SignUp: _aio.UnaryUnaryMultiCallable[_user_pb2.SignUpRequest, _user_pb2.SignUpResponse]  # type: ignore[assignment]
+    """Creates an account with its profile and signs it in."""
+    SignIn: _aio.UnaryUnaryMultiCallable[_user_pb2.SignInRequest, _user_pb2.AuthTokens]  # type: ignore[assignment]
+    """Exchanges an email and password for an access token and a refresh token. An unknown email
+    and a wrong password get the same answer.
+    """
+    Refresh: _aio.UnaryUnaryMultiCallable[_user_pb2.RefreshRequest, _user_pb2.AuthTokens]  # type: ignore[assignment]
+    """Exchanges a refresh token for new tokens. The presented refresh token is used up; presenting
+    it again revokes every token of its sign-in (its family).
+    """
+    SignOut: _aio.UnaryUnaryMultiCallable[_user_pb2.SignOutRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Revokes the sign-in (the refresh token family) that the given refresh token belongs to."""
     GetKeySet: _aio.UnaryUnaryMultiCallable[_user_pb2.GetKeySetRequest, _user_pb2.GetKeySetResponse]  # type: ignore[assignment]
     """Publishes the public keys that verify access and service tokens. Verifiers accept any key
     in the set, so the signing key can be rotated without downtime.
     """
+    GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]  # type: ignore[assignment]
+    """Returns an account: the caller's own, or any with a service token of scope `user.admin`."""
+    DeactivateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.DeactivateUserRequest, _user_pb2.User]  # type: ignore[assignment]
+    """Deactivates an account: sign-in and refresh stop working and every sign-in is revoked.
+    The user themself, or a service token with scope `user.admin`.
+    """
+    ReactivateUser: _aio.UnaryUnaryMultiCallable[_user_pb2.ReactivateUserRequest, _user_pb2.User]  # type: ignore[assignment]
+    """Reactivates an account. Service token with scope `user.admin` only."""
+    GetProfile: _aio.UnaryUnaryMultiCallable[_user_pb2.GetProfileRequest, _user_pb2.Profile]  # type: ignore[assignment]
+    """Returns a profile: the caller's own, or any with a service token of scope
+    `user.profiles.read` (agents read preferences and principles).
+    """
+    UpdateProfile: _aio.UnaryUnaryMultiCallable[_user_pb2.UpdateProfileRequest, _user_pb2.Profile]  # type: ignore[assignment]
+    """Updates the caller's profile. `preferences` is applied as a JSON merge patch (RFC 7386)."""
+    GetSetting: _aio.UnaryUnaryMultiCallable[_user_pb2.GetSettingRequest, _user_pb2.Setting]  # type: ignore[assignment]
+    """Returns one of the caller's settings."""
+    ListSettings: _aio.UnaryUnaryMultiCallable[_user_pb2.ListSettingsRequest, _user_pb2.ListSettingsResponse]  # type: ignore[assignment]
+    """Lists the caller's settings in key order."""
+    SetSetting: _aio.UnaryUnaryMultiCallable[_user_pb2.SetSettingRequest, _user_pb2.Setting]  # type: ignore[assignment]
+    """Creates or replaces one of the caller's settings."""
+    DeleteSetting: _aio.UnaryUnaryMultiCallable[_user_pb2.DeleteSettingRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes one of the caller's settings."""
+    CreateConnection: _aio.UnaryUnaryMultiCallable[_user_pb2.CreateConnectionRequest, _user_pb2.Connection]  # type: ignore[assignment]
+    """Stores credentials the caller grants to an agent. They are encrypted at rest and never
+    returned by Get or List.
+    """
+    GetConnection: _aio.UnaryUnaryMultiCallable[_user_pb2.GetConnectionRequest, _user_pb2.Connection]  # type: ignore[assignment]
+    """Returns one of the caller's connections, without its credentials."""
+    ListConnections: _aio.UnaryUnaryMultiCallable[_user_pb2.ListConnectionsRequest, _user_pb2.ListConnectionsResponse]  # type: ignore[assignment]
+    """Lists the caller's connections, oldest first, without their credentials."""
+    UpdateConnection: _aio.UnaryUnaryMultiCallable[_user_pb2.UpdateConnectionRequest, _user_pb2.Connection]  # type: ignore[assignment]
+    """Updates the display name, status or credentials of one of the caller's connections."""
+    DeleteConnection: _aio.UnaryUnaryMultiCallable[_user_pb2.DeleteConnectionRequest, _empty_pb2.Empty]  # type: ignore[assignment]
+    """Deletes one of the caller's connections."""
+    VerifyConnection: _aio.UnaryUnaryMultiCallable[_user_pb2.VerifyConnectionRequest, _user_pb2.Connection]  # type: ignore[assignment]
+    """Records that the credentials were just verified to work (sets `last_verify_time`).
+    The owner, or a service token with scope `user.connections.verify`.
+    """
+    RevealConnectionCredentials: _aio.UnaryUnaryMultiCallable[_user_pb2.RevealConnectionCredentialsRequest, _user_pb2.RevealConnectionCredentialsResponse]  # type: ignore[assignment]
+    """Returns the decrypted credentials. Service token with scope `user.connections.reveal` only;
+    every reveal is recorded in the audit log.
+    """
+    ListCredentialReveals: _aio.UnaryUnaryMultiCallable[_user_pb2.ListCredentialRevealsRequest, _user_pb2.ListCredentialRevealsResponse]  # type: ignore[assignment]
+    """Reads the reveal audit log, newest first: a user sees the reveals of their own connections,
+    a service token with scope `user.audit.read` sees all.
+    """
 
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
-    """UserService owns accounts, profiles, settings and encrypted third-party credentials."""
+    """UserService owns accounts, profiles, settings and encrypted third-party credentials.
+
+    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    acts on the caller's own data (a user access token); a few methods also accept a service
+    token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
+    Wherever a request has a `user_id`, it may be empty or "me" for the caller.
+    """
+
+    @_abc_1.abstractmethod
+    def SignUp(
+        self,
+        request: _user_pb2.SignUpRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.SignUpResponse, _abc.Awaitable[_user_pb2.SignUpResponse]]:
+        """Creates an account with its profile and signs it in."""
+
+    @_abc_1.abstractmethod
+    def SignIn(
+        self,
+        request: _user_pb2.SignInRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.AuthTokens, _abc.Awaitable[_user_pb2.AuthTokens]]:
+        """Exchanges an email and password for an access token and a refresh token. An unknown email
+        and a wrong password get the same answer.
+        """
+
+    @_abc_1.abstractmethod
+    def Refresh(
+        self,
+        request: _user_pb2.RefreshRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.AuthTokens, _abc.Awaitable[_user_pb2.AuthTokens]]:
+        """Exchanges a refresh token for new tokens. The presented refresh token is used up; presenting
+        it again revokes every token of its sign-in (its family).
+        """
+
+    @_abc_1.abstractmethod
+    def SignOut(
+        self,
+        request: _user_pb2.SignOutRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Revokes the sign-in (the refresh token family) that the given refresh token belongs to."""
 
     @_abc_1.abstractmethod
     def GetKeySet(
@@ -59,6 +230,154 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_pb2.GetKeySetResponse, _abc.Awaitable[_user_pb2.GetKeySetResponse]]:
         """Publishes the public keys that verify access and service tokens. Verifiers accept any key
         in the set, so the signing key can be rotated without downtime.
+        """
+
+    @_abc_1.abstractmethod
+    def GetUser(
+        self,
+        request: _user_pb2.GetUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
+        """Returns an account: the caller's own, or any with a service token of scope `user.admin`."""
+
+    @_abc_1.abstractmethod
+    def DeactivateUser(
+        self,
+        request: _user_pb2.DeactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
+        """Deactivates an account: sign-in and refresh stop working and every sign-in is revoked.
+        The user themself, or a service token with scope `user.admin`.
+        """
+
+    @_abc_1.abstractmethod
+    def ReactivateUser(
+        self,
+        request: _user_pb2.ReactivateUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.User, _abc.Awaitable[_user_pb2.User]]:
+        """Reactivates an account. Service token with scope `user.admin` only."""
+
+    @_abc_1.abstractmethod
+    def GetProfile(
+        self,
+        request: _user_pb2.GetProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Profile, _abc.Awaitable[_user_pb2.Profile]]:
+        """Returns a profile: the caller's own, or any with a service token of scope
+        `user.profiles.read` (agents read preferences and principles).
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateProfile(
+        self,
+        request: _user_pb2.UpdateProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Profile, _abc.Awaitable[_user_pb2.Profile]]:
+        """Updates the caller's profile. `preferences` is applied as a JSON merge patch (RFC 7386)."""
+
+    @_abc_1.abstractmethod
+    def GetSetting(
+        self,
+        request: _user_pb2.GetSettingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Setting, _abc.Awaitable[_user_pb2.Setting]]:
+        """Returns one of the caller's settings."""
+
+    @_abc_1.abstractmethod
+    def ListSettings(
+        self,
+        request: _user_pb2.ListSettingsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ListSettingsResponse, _abc.Awaitable[_user_pb2.ListSettingsResponse]]:
+        """Lists the caller's settings in key order."""
+
+    @_abc_1.abstractmethod
+    def SetSetting(
+        self,
+        request: _user_pb2.SetSettingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Setting, _abc.Awaitable[_user_pb2.Setting]]:
+        """Creates or replaces one of the caller's settings."""
+
+    @_abc_1.abstractmethod
+    def DeleteSetting(
+        self,
+        request: _user_pb2.DeleteSettingRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes one of the caller's settings."""
+
+    @_abc_1.abstractmethod
+    def CreateConnection(
+        self,
+        request: _user_pb2.CreateConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Connection, _abc.Awaitable[_user_pb2.Connection]]:
+        """Stores credentials the caller grants to an agent. They are encrypted at rest and never
+        returned by Get or List.
+        """
+
+    @_abc_1.abstractmethod
+    def GetConnection(
+        self,
+        request: _user_pb2.GetConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Connection, _abc.Awaitable[_user_pb2.Connection]]:
+        """Returns one of the caller's connections, without its credentials."""
+
+    @_abc_1.abstractmethod
+    def ListConnections(
+        self,
+        request: _user_pb2.ListConnectionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ListConnectionsResponse, _abc.Awaitable[_user_pb2.ListConnectionsResponse]]:
+        """Lists the caller's connections, oldest first, without their credentials."""
+
+    @_abc_1.abstractmethod
+    def UpdateConnection(
+        self,
+        request: _user_pb2.UpdateConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Connection, _abc.Awaitable[_user_pb2.Connection]]:
+        """Updates the display name, status or credentials of one of the caller's connections."""
+
+    @_abc_1.abstractmethod
+    def DeleteConnection(
+        self,
+        request: _user_pb2.DeleteConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
+        """Deletes one of the caller's connections."""
+
+    @_abc_1.abstractmethod
+    def VerifyConnection(
+        self,
+        request: _user_pb2.VerifyConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Connection, _abc.Awaitable[_user_pb2.Connection]]:
+        """Records that the credentials were just verified to work (sets `last_verify_time`).
+        The owner, or a service token with scope `user.connections.verify`.
+        """
+
+    @_abc_1.abstractmethod
+    def RevealConnectionCredentials(
+        self,
+        request: _user_pb2.RevealConnectionCredentialsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.RevealConnectionCredentialsResponse, _abc.Awaitable[_user_pb2.RevealConnectionCredentialsResponse]]:
+        """Returns the decrypted credentials. Service token with scope `user.connections.reveal` only;
+        every reveal is recorded in the audit log.
+        """
+
+    @_abc_1.abstractmethod
+    def ListCredentialReveals(
+        self,
+        request: _user_pb2.ListCredentialRevealsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.ListCredentialRevealsResponse, _abc.Awaitable[_user_pb2.ListCredentialRevealsResponse]]:
+        """Reads the reveal audit log, newest first: a user sees the reveals of their own connections,
+        a service token with scope `user.audit.read` sees all.
         """
 
 def add_UserServiceServicer_to_server(servicer: UserServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

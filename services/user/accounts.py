@@ -1,0 +1,75 @@
+"""Sign-up, sign-in, refresh and sign-out: passwords, access tokens and refresh-token families.
+
+No SQL and no protos here; it composes the store, the bounded password hasher and the signer.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import jwt
+
+from nexus.kit.config import Settings
+from services.user.domain import passwords, sessions
+from services.user.domain.emails import Email
+from services.user.domain.records import IssuedRefresh, IssuedTokens, UserRecord
+from services.user.hashing import PasswordHasher
+from services.user.keys import SigningKeys
+from services.user.store import UserStore
+
+
+class Accounts:
+    def __init__(self, store: UserStore, hasher: PasswordHasher, signing: SigningKeys, settings: Settings) -> None:
+        self.store = store
+        self.hasher = hasher
+        self.signing = signing
+        self.access_ttl_s = settings.access_token_ttl_s
+        self.refresh_ttl_s = settings.refresh_token_ttl_s
+
+    async def sign_up(self, email: Email, password: str, nickname: str) -> tuple[UserRecord, IssuedTokens]:
+        password_hash = await self.hasher.hash(password)
+        record = await self.store.create_user(
+            email=email.address, email_key=email.key, password_hash=password_hash, nickname=nickname
+        )
+        return record, await self._start(record.id)
+
+    async def sign_in(self, email: Email, password: str) -> IssuedTokens:
+        candidate = await self.store.sign_in_candidate(email.key)
+        if candidate is None:
+            await self.hasher.verify_unknown(password)
+            raise sessions.invalid_credentials()
+        if not await self.hasher.verify(password, candidate.password_hash):
+            raise sessions.invalid_credentials()
+        # Only a caller who knows the password learns that the account is deactivated.
+        if not candidate.active:
+            raise sessions.user_deactivated()
+        if passwords.needs_rehash(candidate.password_hash):
+            upgraded = await self.hasher.hash(password)
+            await self.store.replace_password_hash(candidate.user_id, candidate.password_hash, upgraded)
+        return await self._start(candidate.user_id)
+
+    async def refresh(self, token: str) -> IssuedTokens:
+        following = sessions.new_refresh_token()
+        result = await self.store.refresh(
+            sessions.token_hash(token),
+            lambda state: sessions.decide_refresh(state) is sessions.Decision.ROTATE,
+            sessions.token_hash(following),
+            self.refresh_ttl_s,
+        )
+        if result is None:
+            raise sessions.reused_refresh_token()
+        user_id, expires_at = result
+        return self._tokens(user_id, IssuedRefresh(following, expires_at))
+
+    async def sign_out(self, token: str) -> None:
+        await self.store.sign_out(sessions.token_hash(token))
+
+    async def _start(self, user_id: str) -> IssuedTokens:
+        token = sessions.new_refresh_token()
+        expires_at = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
+        return self._tokens(user_id, IssuedRefresh(token, expires_at))
+
+    def _tokens(self, user_id: str, refresh: IssuedRefresh) -> IssuedTokens:
+        access = self.signing.signer.mint(user_id, kind="user", scopes=(), ttl_s=self.access_ttl_s)
+        expires = jwt.decode(access, options={"verify_signature": False})["exp"]
+        return IssuedTokens(user_id, access, datetime.fromtimestamp(expires, UTC), refresh)

@@ -1,0 +1,58 @@
+"""The User service (`nexus.user.v1`, schema `users`): accounts, tokens, profiles, settings and
+encrypted connection credentials."""
+
+from __future__ import annotations
+
+import grpc
+
+from nexus.kit.config import Settings
+from nexus.kit.server import Resources, ServiceDefinition
+from nexus.user.v1 import user_pb2, user_pb2_grpc
+from services.user import keys
+from services.user.accounts import Accounts
+from services.user.agents import AgentDirectory
+from services.user.hashing import PasswordHasher
+from services.user.servicer import UserServicer
+from services.user.store import UserStore
+
+SERVICE = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
+DOMAIN = "nexus.user.v1"
+PUBLIC_METHODS = tuple(f"/{SERVICE}/{name}" for name in ("SignUp", "SignIn", "Refresh", "SignOut", "GetKeySet"))
+
+
+async def prepare_local(settings: Settings) -> None:
+    """`nexus up` on one machine: create the credential key file (mode 0600) on first run."""
+    keys.ensure_key_file(settings.resolved_credential_keys_file)
+
+
+async def build(resources: Resources) -> ServiceDefinition:
+    settings = resources.settings
+    # Both raise ConfigError, so a service without its keys refuses to start.
+    credential_keys = keys.CredentialKeys(settings.resolved_credential_keys_file)
+    signing = keys.SigningKeys(settings)
+    store = UserStore(resources.database("user"))
+    hasher = PasswordHasher()
+    servicer = UserServicer(
+        store,
+        Accounts(store, hasher, signing, settings),
+        credential_keys,
+        signing,
+        AgentDirectory(resources),
+    )
+
+    def register(server: grpc.aio.Server) -> None:
+        user_pb2_grpc.add_UserServiceServicer_to_server(servicer, server)
+
+    async def stop() -> None:
+        hasher.close()
+
+    return ServiceDefinition(
+        name="user",
+        domain=DOMAIN,
+        register=register,
+        service_names=[SERVICE],
+        public_methods=PUBLIC_METHODS,
+        # The dummy hash for unknown emails is made before the first sign-in, not during it.
+        on_start=[hasher.warm_up],
+        on_stop=[stop],
+    )

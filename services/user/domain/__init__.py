@@ -1,0 +1,1 @@
+"""Pure rules of the User service: no I/O, unit-tested without a server."""

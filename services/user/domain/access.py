@@ -1,0 +1,51 @@
+"""Who may touch which account's data.
+
+A user token reaches only its own data: a request naming another user answers NOT_FOUND,
+exactly like a missing one, and the query that follows takes the id from the token. A few
+methods also accept a service token, only with an explicit scope.
+"""
+
+from __future__ import annotations
+
+from nexus.kit.errors import NotFound, invalid
+from nexus.kit.tokens import Principal
+from nexus.kit.validation import Violations
+
+ME = "me"
+
+# Service token scopes of the User service.
+SCOPE_ADMIN = "user.admin"
+SCOPE_PROFILES_READ = "user.profiles.read"
+SCOPE_CONNECTIONS_REVEAL = "user.connections.reveal"
+SCOPE_CONNECTIONS_VERIFY = "user.connections.verify"
+SCOPE_AUDIT_READ = "user.audit.read"
+
+
+def _requested(requested: str, field: str) -> str | None:
+    """The named user id, or None for the caller ("" or "me"); malformed ids are bad input."""
+    if requested in ("", ME):
+        return None
+    v = Violations()
+    user_id = v.uuid(field, requested)
+    v.raise_if_any()
+    return user_id
+
+
+def own_user(principal: Principal, requested: str, *, kind: str, field: str = "user_id") -> str:
+    """The caller's own user id; a user token naming anyone else gets NOT_FOUND."""
+    named = _requested(requested, field)
+    user_id = principal.user_id  # refuses service tokens
+    if named is not None and named != user_id:
+        raise NotFound(f"{kind} not found", reason=f"{kind.upper()}_NOT_FOUND")
+    return user_id
+
+
+def user_or_scoped_service(principal: Principal, requested: str, *, scope: str, kind: str) -> str:
+    """A user acts on themself; a service with `scope` acts on the user it names."""
+    if principal.is_user:
+        return own_user(principal, requested, kind=kind)
+    principal.require_scope(scope)
+    named = _requested(requested, "user_id")
+    if named is None:
+        raise invalid("user_id", "is required with a service token")
+    return named

@@ -1,0 +1,307 @@
+"""Bad input never yields INTERNAL or UNKNOWN (DESIGN §5): every class, across the API."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import grpc
+import pytest
+from google.protobuf import field_mask_pb2, struct_pb2
+from google.protobuf.message import Message
+
+from nexus.kit import paging
+from nexus.kit.validation import JSON, dict_to_struct, json_to_value
+from nexus.user.v1 import user_pb2
+from tests.support import Tokens, rpc_error
+from tests.user.conftest import PASSWORD, Account
+
+if TYPE_CHECKING:
+    from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub
+
+MiB = 1024 * 1024
+SERVICE = "/nexus.user.v1.UserService"
+UUID = "123e4567-e89b-12d3-a456-426614174000"
+
+
+@dataclass
+class Env:
+    stub: UserServiceAsyncStub
+    user: Account
+    tokens: Tokens
+
+
+def nested_dict(depth: int) -> dict[str, JSON]:
+    value: dict[str, JSON] = {"leaf": 1}
+    for _ in range(depth - 1):
+        value = {"n": value}
+    return value
+
+
+def nested_list(depth: int) -> JSON:
+    value: JSON = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+def profile_update(**fields: Any) -> user_pb2.UpdateProfileRequest:
+    return user_pb2.UpdateProfileRequest(
+        profile=user_pb2.Profile(**fields), update_mask=field_mask_pb2.FieldMask(paths=list(fields))
+    )
+
+
+def set_setting(key: str = "k", value: JSON = 1) -> user_pb2.SetSettingRequest:
+    return user_pb2.SetSettingRequest(setting=user_pb2.Setting(key=key, value=json_to_value(value)))
+
+
+def create(
+    credentials: dict[str, JSON] | None = None, request_id: str = "", **fields: Any
+) -> user_pb2.CreateConnectionRequest:
+    connection = {"agent_id": "agent_a", "provider": "notion", "display_name": "n", **fields}
+    return user_pb2.CreateConnectionRequest(
+        connection=user_pb2.Connection(**connection),
+        credentials=dict_to_struct(credentials or {"k": "v"}),
+        request_id=request_id,
+    )
+
+
+Call = Callable[[Env], Awaitable[Any]]
+
+
+def as_user(method: str, request: Message) -> Call:
+    return lambda env: getattr(env.stub, method)(request, metadata=env.user.metadata)
+
+
+def as_service(method: str, request: Message, *scopes: str) -> Call:
+    return lambda env: getattr(env.stub, method)(request, metadata=env.tokens.service(*scopes))
+
+
+def public(method: str, request: Message) -> Call:
+    return lambda env: getattr(env.stub, method)(request)
+
+
+REVEAL = "user.connections.reveal"
+CASES: dict[str, tuple[Call, str]] = {
+    # NUL characters, in plain fields and inside JSON keys and values.
+    "nul in email": (public("SignUp", user_pb2.SignUpRequest(email="a\x00@example.com", password=PASSWORD)), "email"),
+    "nul in password": (public("SignIn", user_pb2.SignInRequest(email="a@example.com", password="p\x00")), "password"),
+    "nul in nickname": (as_user("UpdateProfile", profile_update(nickname="a\x00b")), "profile.nickname"),
+    "nul in a principle": (
+        as_user("UpdateProfile", profile_update(principles=["ok", "\x00"])),
+        "profile.principles[1]",
+    ),
+    "nul in a preference value": (
+        as_user("UpdateProfile", profile_update(preferences=dict_to_struct({"x": {"y": ["a\x00"]}}))),
+        "profile.preferences",
+    ),
+    "nul in a preference key": (
+        as_user("UpdateProfile", profile_update(preferences=dict_to_struct({"x\x00": 1}))),
+        "profile.preferences",
+    ),
+    "nul in a setting key": (as_user("SetSetting", set_setting(key="a\x00")), "setting.key"),
+    "nul in a setting value": (as_user("SetSetting", set_setting(value={"deep": ["\x00"]})), "setting.value"),
+    "nul in a display name": (as_user("CreateConnection", create(display_name="n\x00")), "connection.display_name"),
+    "nul in credentials": (as_user("CreateConnection", create({"token": "t\x00"})), "credentials"),
+    "nul in a credentials key": (as_user("CreateConnection", create({"t\x00": "t"})), "credentials"),
+    "nul in a purpose": (
+        as_service(
+            "RevealConnectionCredentials",
+            user_pb2.RevealConnectionCredentialsRequest(connection_id=UUID, purpose="\x00"),
+            REVEAL,
+        ),
+        "purpose",
+    ),
+    "nul in a refresh token": (public("Refresh", user_pb2.RefreshRequest(refresh_token="nxr_\x00")), "refresh_token"),
+    # JSON nested deeper than 32.
+    "deep preferences": (
+        as_user("UpdateProfile", profile_update(preferences=dict_to_struct(nested_dict(33)))),
+        "profile.preferences",
+    ),
+    "deep setting": (as_user("SetSetting", set_setting(value=nested_list(33))), "setting.value"),
+    "deep credentials": (as_user("CreateConnection", create(nested_dict(33))), "credentials"),
+    # JSON larger than 1 MiB.
+    "huge preferences": (
+        as_user("UpdateProfile", profile_update(preferences=dict_to_struct({"x": "y" * (MiB + 1)}))),
+        "profile.preferences",
+    ),
+    "huge setting": (as_user("SetSetting", set_setting(value=["z" * 1000] * 1100)), "setting.value"),
+    "huge credentials": (as_user("CreateConnection", create({"k": "v" * (MiB + 1)})), "credentials"),
+    # Oversized text.
+    "long email": (public("SignUp", user_pb2.SignUpRequest(email="e" * 10_000, password=PASSWORD)), "email"),
+    "long password": (
+        public("SignIn", user_pb2.SignInRequest(email="a@example.com", password="p" * 100_000)),
+        "password",
+    ),
+    "long nickname": (as_user("UpdateProfile", profile_update(nickname="n" * 100_000)), "profile.nickname"),
+    "long avatar": (
+        as_user("UpdateProfile", profile_update(avatar_url="https://x.io/" + "a" * 5000)),
+        "profile.avatar_url",
+    ),
+    "long setting key": (as_user("GetSetting", user_pb2.GetSettingRequest(key="k" * 10_000)), "key"),
+    "long provider": (as_user("CreateConnection", create(provider="p" * 1000)), "connection.provider"),
+    "long display name": (as_user("CreateConnection", create(display_name="d" * 10_000)), "connection.display_name"),
+    "long refresh token": (public("SignOut", user_pb2.SignOutRequest(refresh_token="t" * 10_000)), "refresh_token"),
+    "long etag": (
+        as_user("DeleteSetting", user_pb2.DeleteSettingRequest(key="k", etag="e" * 1000)),
+        "etag",
+    ),
+    "long page token": (as_user("ListSettings", user_pb2.ListSettingsRequest(page_token="t" * 10_000)), "page_token"),
+    # Negative page sizes.
+    "negative settings page": (as_user("ListSettings", user_pb2.ListSettingsRequest(page_size=-1)), "page_size"),
+    "negative connections page": (
+        as_user("ListConnections", user_pb2.ListConnectionsRequest(page_size=-(2**31))),
+        "page_size",
+    ),
+    "negative reveals page": (
+        as_user("ListCredentialReveals", user_pb2.ListCredentialRevealsRequest(page_size=-5)),
+        "page_size",
+    ),
+    "garbage page token": (
+        as_user("ListConnections", user_pb2.ListConnectionsRequest(page_token="!!not-a-token")),
+        "page_token",
+    ),
+    # Malformed ids.
+    "malformed connection id": (
+        as_user("GetConnection", user_pb2.GetConnectionRequest(connection_id="abc")),
+        "connection_id",
+    ),
+    "almost a uuid": (
+        as_user("DeleteConnection", user_pb2.DeleteConnectionRequest(connection_id=UUID[:-1] + "Z")),
+        "connection_id",
+    ),
+    "missing connection id": (
+        as_user("VerifyConnection", user_pb2.VerifyConnectionRequest(connection_id="")),
+        "connection_id",
+    ),
+    "malformed user id": (as_user("GetProfile", user_pb2.GetProfileRequest(user_id="not-a-uuid")), "user_id"),
+    "malformed admin target": (
+        as_service("ReactivateUser", user_pb2.ReactivateUserRequest(user_id="x"), "user.admin"),
+        "user_id",
+    ),
+    "malformed request id": (as_user("CreateConnection", create(request_id="again")), "request_id"),
+    "malformed agent id": (as_user("CreateConnection", create(agent_id="Bad Agent!")), "connection.agent_id"),
+    "malformed agent filter": (
+        as_user("ListConnections", user_pb2.ListConnectionsRequest(agent_id="../etc")),
+        "agent_id",
+    ),
+    "malformed update id": (
+        as_user(
+            "UpdateConnection",
+            user_pb2.UpdateConnectionRequest(connection=user_pb2.Connection(id="1", display_name="n")),
+        ),
+        "connection.id",
+    ),
+    "malformed audit filter": (
+        as_user("ListCredentialReveals", user_pb2.ListCredentialRevealsRequest(connection_id="zz")),
+        "connection_id",
+    ),
+    # Unknown enum values.
+    "unknown status on create": (as_user("CreateConnection", create(status=7)), "connection.status"),
+    "unknown status on update": (
+        as_user(
+            "UpdateConnection",
+            user_pb2.UpdateConnectionRequest(connection=user_pb2.Connection(id=UUID, status=42)),  # type: ignore[arg-type]
+        ),
+        "connection.status",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+async def test_bad_input_is_invalid_argument_naming_the_field(
+    case: str, stub: UserServiceAsyncStub, alice: Account, tokens: Tokens
+) -> None:
+    call, field = CASES[case]
+    failure = await rpc_error(call(Env(stub, alice, tokens)))
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT, failure.message
+    assert field in failure.fields
+    assert failure.domain == "nexus.user.v1"
+
+
+async def test_huge_page_sizes_are_capped_not_refused(stub: UserServiceAsyncStub, alice: Account) -> None:
+    reply = await stub.ListSettings(user_pb2.ListSettingsRequest(page_size=2**31 - 1), metadata=alice.metadata)
+    assert reply.next_page_token == ""
+    await stub.ListConnections(user_pb2.ListConnectionsRequest(page_size=2**31 - 1), metadata=alice.metadata)
+
+
+async def test_forged_page_tokens_with_a_valid_fingerprint_are_refused(
+    stub: UserServiceAsyncStub, alice: Account
+) -> None:
+    # The fingerprint is not a secret; the cursor inside must still be checked.
+    connections = paging.query_fingerprint("connections", alice.user_id, None)
+    forged: list[paging.Cursor] = [
+        ["not-a-time", UUID],
+        ["2026-01-01T00:00:00+00:00", "nope"],
+        [1],
+        ["2026-01-01T00:00:00", UUID],
+    ]
+    for cursor in forged:
+        token = paging.encode(cursor, connections)
+        request = user_pb2.ListConnectionsRequest(page_token=token)
+        failure = await rpc_error(stub.ListConnections(request, metadata=alice.metadata))
+        assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
+    settings = paging.query_fingerprint("settings", alice.user_id)
+    forged = [[1], [None], ["a", "b"]]
+    for cursor in forged:
+        request_s = user_pb2.ListSettingsRequest(page_token=paging.encode(cursor, settings))
+        failure = await rpc_error(stub.ListSettings(request_s, metadata=alice.metadata))
+        assert failure.reason == "INVALID_PAGE_TOKEN"
+    reveals = paging.query_fingerprint("reveals", alice.user_id, alice.user_id, None)
+    forged = [["x"], [True], [1.5]]
+    for cursor in forged:
+        request_r = user_pb2.ListCredentialRevealsRequest(page_token=paging.encode(cursor, reveals))
+        failure = await rpc_error(stub.ListCredentialReveals(request_r, metadata=alice.metadata))
+        assert failure.reason == "INVALID_PAGE_TOKEN"
+
+
+LONE_SURROGATE = b"\xed\xa0\x80"  # U+D800 in (invalid) UTF-8: a Python client cannot even encode it
+
+
+def raw_call(stub_channel: grpc.aio.Channel, method: str, response: type[Message]) -> Any:
+    return stub_channel.unary_unary(
+        f"{SERVICE}/{method}", request_serializer=lambda b: b, response_deserializer=response.FromString
+    )
+
+
+@pytest.mark.parametrize(
+    ("method", "request_message", "field"),
+    [
+        (
+            "SignUp",
+            user_pb2.SignUpRequest(email="XXXX@example.com", password=PASSWORD),
+            "email",
+        ),
+        (
+            "UpdateProfile",
+            profile_update(preferences=dict_to_struct({"theme": "XXXX"})),
+            "profile.preferences.fields.value.string_value",
+        ),
+        (
+            "UpdateProfile",
+            profile_update(preferences=dict_to_struct({"XXXX": 1})),
+            "profile.preferences.fields.key",
+        ),
+        (
+            "SetSetting",
+            set_setting(value={"list": ["ok", "XXXX"]}),
+            "setting.value.struct_value.fields.value.list_value.values[1].string_value",
+        ),
+        ("CreateConnection", create({"XXXX": "secret"}), "credentials.fields.key"),
+    ],
+)
+async def test_lone_surrogates_anywhere_including_inside_json_are_invalid_argument(
+    user_server: Any,
+    open_channel: Callable[[str], grpc.aio.Channel],
+    alice: Account,
+    method: str,
+    request_message: Message,
+    field: str,
+) -> None:
+    body = request_message.SerializeToString()
+    assert body.count(b"XXXX") == 1
+    call = raw_call(open_channel(user_server.address), method, struct_pb2.Struct)
+    failure = await rpc_error(call(body.replace(b"XXXX", LONE_SURROGATE + b"x"), metadata=alice.metadata))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
+    assert failure.fields == {field}
