@@ -74,6 +74,21 @@ def cmd_keys_add_signing(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus import platform
+    from services.ontology import catalog
+
+    try:
+        changes = platform.with_database(settings, lambda s: asyncio.run(catalog.load(s, args.file)))
+    except catalog.CatalogError as err:
+        print(f"nexus: the catalog is not valid ({len(err.problems)} problems):", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    print(f"catalog: {catalog.describe(changes)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus", description="Run and operate the Nexus platform.")
     parser.add_argument("--data-dir", type=Path, help="state directory (NEXUS_DATA_DIR, default ./.nexus)")
@@ -101,6 +116,11 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--scope", action="append", default=[], help="a scope; repeat for several")
     mint.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default 1 day)")
     mint.set_defaults(run=cmd_token_mint)
+
+    catalog = sub.add_parser("catalog", help="the seed catalog").add_subparsers(dest="catalog_command", required=True)
+    load = catalog.add_parser("load", help="load the catalog (idempotent; needs `nexus migrate` first)")
+    load.add_argument("--file", type=Path, help="catalog file (default: catalog/catalog.toml of the repository)")
+    load.set_defaults(run=cmd_catalog_load)
 
     keys = sub.add_parser("keys", help="signing and credential keys").add_subparsers(dest="keys_command", required=True)
     add_signing = keys.add_parser("add-signing", help="add a new token signing key")

@@ -1084,9 +1084,10 @@ class ResolveCommandRequest(_message.Message):
 
     TEXT_FIELD_NUMBER: _builtins.int
     text: _builtins.str
-    """A command line: `/trigger positional… key=value key="quoted value"`. Positional values fill
-    the inputs not given by name, in declared order; extra positional words are appended to a
-    last string input. At most 8192 characters.
+    """A command line: `/trigger positional… key=value key="quoted value"`, at most 8192
+    characters. Positional values fill the inputs not given by name, in declared order, one word
+    each; a string input after which every remaining input is optional takes the rest of the
+    line (`/ask what is a monad`). Quotes group words; `\\"` escapes inside double quotes.
     """
     def __init__(
         self,
