@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import tomllib
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +24,8 @@ from nexus.ontology.v1 import ontology_pb2 as pb
 from services.ontology import convert
 from services.ontology.domain import actions, ids
 from services.ontology.domain.access import ADMIN_SCOPE, Viewer
-from services.ontology.domain.models import Agent, Command, Skill, Team
+from services.ontology.domain.inputs import InputType
+from services.ontology.domain.models import Agent, Command, Skill, Team, TeamStatus
 from services.ontology.store import CatalogChanges, OntologyStore
 
 DEFAULT_FILE = Path(__file__).resolve().parents[2] / "catalog" / "catalog.toml"
@@ -51,10 +52,22 @@ def _renamed(entry: Mapping[str, Any], renames: Mapping[str, str], drop: Sequenc
     return {renames.get(k, k): v for k, v in entry.items() if k not in drop}
 
 
-def _input(entry: Mapping[str, Any]) -> dict[str, Any]:
+def _enum(out: dict[str, Any], key: str, prefix: str, names: Collection[str], path: str, problems: list[str]) -> None:
+    """Short enum names (`url`, `active`) to proto names; an unknown one is reported here and
+    left unspecified, so the rest of the entry is still checked."""
+    value = out.get(key)
+    if value is None:
+        return
+    if value not in names:
+        problems.append(f"{path}.{key}: must be one of {', '.join(sorted(names))}")
+        out[key] = 0
+    else:
+        out[key] = f"{prefix}{value.upper()}"
+
+
+def _input(entry: Mapping[str, Any], path: str, problems: list[str]) -> dict[str, Any]:
     out = _renamed(entry, {"default": "default_value"})
-    if isinstance(out.get("type"), str):
-        out["type"] = "INPUT_TYPE_" + out["type"].upper()
+    _enum(out, "type", "INPUT_TYPE_", [t.value for t in InputType], path, problems)
     return out
 
 
@@ -99,7 +112,11 @@ def parse(text: str, source: str = "catalog") -> Catalog:
         raw = _renamed(entry, {"agent": "agent_id"}, drop=["id"])
         definition = raw.get("definition", {})
         if isinstance(definition, dict):
-            raw["definition"] = {**definition, "inputs": [_input(x) for x in definition.get("inputs", [])]}
+            inputs = definition.get("inputs", [])
+            raw["definition"] = {
+                **definition,
+                "inputs": [_input(x, f"{path}.definition.inputs[{j}]", problems) for j, x in enumerate(inputs)],
+            }
         msg = _proto(raw, pb.Skill(), path, problems)
         skill_id = convert.new_skill_id(v, _LOADER, str(entry.get("id", "")))
         if msg is not None:
@@ -122,8 +139,7 @@ def parse(text: str, source: str = "catalog") -> Catalog:
         path = f"teams[{i}]"
         key = str(entry.get("key", ""))
         raw = _renamed(entry, {}, drop=["key"])
-        if isinstance(raw.get("status"), str):
-            raw["status"] = "TEAM_STATUS_" + raw["status"].upper()
+        _enum(raw, "status", "TEAM_STATUS_", [t.value for t in TeamStatus], path, problems)
         raw["participants"] = [_renamed(p, {"agent": "agent_id"}) for p in raw.get("participants", [])]
         msg = _proto(raw, pb.Team(), path, problems)
         v.slug(f"{path}.key", key)

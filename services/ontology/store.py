@@ -84,7 +84,7 @@ skill_t = sa.Table(
 command_t = sa.Table(
     "command",
     metadata,
-    sa.Column("id", postgresql.UUID, primary_key=True),
+    sa.Column("id", postgresql.UUID, primary_key=True, server_default=sa.FetchedValue()),
     sa.Column("trigger", sa.Text),
     sa.Column("owner_user_id", sa.Text, nullable=True),
     sa.Column("agent_id", sa.Text),

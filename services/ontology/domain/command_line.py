@@ -116,13 +116,16 @@ def bind(inputs: Sequence[InputField], arguments: Sequence[Argument], *, field: 
     problems: list[FieldViolation] = []
     given: dict[str, str] = {}
     positional: list[str] = []
+    repeated: set[str] = set()
     for argument in arguments:
         if argument.name is None:
             positional.append(argument.value)
         elif argument.name not in by_name:
             problems.append(FieldViolation(f"{field}.{argument.name}", "is not an input of this command"))
         elif argument.name in given:
-            problems.append(FieldViolation(f"{field}.{argument.name}", "is given more than once"))
+            if argument.name not in repeated:
+                problems.append(FieldViolation(f"{field}.{argument.name}", "is given more than once"))
+            repeated.add(argument.name)
         else:
             given[argument.name] = argument.value
     open_inputs = [item for item in inputs if item.name not in given]
@@ -142,6 +145,8 @@ def bind(inputs: Sequence[InputField], arguments: Sequence[Argument], *, field: 
     values: dict[str, JSON] = {}
     for item in inputs:
         path = f"{field}.{item.name}"
+        if item.name in repeated:
+            continue
         if item.name in given:
             if item.type is None:
                 problems.append(FieldViolation(path, "has no valid type in the skill"))
