@@ -75,6 +75,8 @@ def cmd_keys_add_signing(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
+    import sqlalchemy.exc
+
     from nexus import platform
     from services.ontology import catalog
 
@@ -85,6 +87,10 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
         for problem in err.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
+    except sqlalchemy.exc.DBAPIError as err:
+        reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
+        print(f"nexus: cannot load the catalog ({reason}); has `nexus migrate` run?", file=sys.stderr)
+        return 1
     print(f"catalog: {catalog.describe(changes)}")
     return 0
 

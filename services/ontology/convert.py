@@ -34,6 +34,7 @@ from services.ontology.domain.inputs import InputType, url_problem
 from services.ontology.domain.models import (
     Agent,
     Command,
+    Idempotency,
     Ownership,
     Participant,
     Skill,
@@ -42,7 +43,6 @@ from services.ontology.domain.models import (
     etag_of,
 )
 from services.ontology.domain.snapshot import Snapshot
-from services.ontology.store import Idempotency
 
 T = TypeVar("T")
 

@@ -26,7 +26,6 @@ class OntologyServicer(pb_grpc.OntologyServiceServicer):
     # -- agents ------------------------------------------------------------------------------------
 
     async def GetAgent(self, request: pb.GetAgentRequest, context: Context) -> pb.Agent:
-        convert.viewer()
         agent_id = convert.slug("agent_id", request.agent_id)
         return convert.agent_out(await self.store.get_agent(agent_id))
 

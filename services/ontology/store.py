@@ -35,6 +35,7 @@ from services.ontology.domain.definition import SkillDefinition
 from services.ontology.domain.models import (
     Agent,
     Command,
+    Idempotency,
     Ownership,
     Participant,
     Skill,
@@ -126,16 +127,6 @@ request_log_t = sa.Table(
 # pg_advisory_xact_lock(class, key): serializes command creation per trigger, so a user command
 # and a system command with one trigger cannot both be created by racing transactions.
 _TRIGGER_LOCK_CLASS = 0x6F6E74  # "ont"
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """A create request's `request_id`, scoped to the caller and method (AIP-155)."""
-
-    principal: str
-    method: str
-    request_id: str
-    request_hash: str
 
 
 @dataclass
@@ -438,17 +429,31 @@ class OntologyStore:
         async with self._db.transaction() as conn:
             current = await self._agent_row(conn, agent_id, lock=True)
             _check_etag(etag, current.revision)
-            in_team = await conn.scalar(sa.select(sa.exists().where(participant_t.c.agent_id == agent_id)))
-            if in_team:
-                raise FailedPrecondition(
-                    "the agent is a participant of a team; remove it from its teams first", reason="AGENT_IN_TEAM"
-                )
             if not force:
+                in_team = await conn.scalar(sa.select(sa.exists().where(participant_t.c.agent_id == agent_id)))
+                if in_team:
+                    raise FailedPrecondition(
+                        "the agent is a participant of a team; remove it first or pass force", reason="AGENT_IN_TEAM"
+                    )
                 has_skills = await conn.scalar(sa.select(sa.exists().where(skill_t.c.agent_id == agent_id)))
                 if has_skills:
                     raise FailedPrecondition(
                         "the agent has skills; delete them first or pass force", reason="AGENT_HAS_SKILLS"
                     )
+            # Forced: the teams it was in lose it and need attention (any user may put any agent in
+            # a private team, so teams must not be able to pin an agent in place).
+            teams = (
+                await conn.execute(
+                    participant_t.delete()
+                    .where(participant_t.c.agent_id == agent_id)
+                    .returning(participant_t.c.team_id)
+                )
+            ).scalars()
+            team_ids = sorted({str(t) for t in teams})
+            if team_ids:
+                await conn.execute(
+                    team_t.update().where(team_t.c.id.in_(team_ids)).values(status=TeamStatus.ERROR.value, **_bumped())
+                )
             # Skills and commands go with it (ON DELETE CASCADE).
             await conn.execute(agent_t.delete().where(agent_t.c.id == agent_id))
 

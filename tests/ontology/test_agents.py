@@ -158,16 +158,24 @@ async def test_deleting_an_agent_with_skills_needs_force_and_takes_its_skills_an
         assert failure.code == grpc.StatusCode.NOT_FOUND
 
 
-async def test_an_agent_in_a_team_is_not_deleted(ontology: Ontology) -> None:
-    agent = await ontology.agent()
-    await ontology.stub.CreateTeam(
-        pb.CreateTeamRequest(team=pb.Team(name="t", participants=[pb.Participant(agent_id=agent.id)])),
-        metadata=ontology.user().md,
+async def test_an_agent_in_a_team_is_deleted_only_with_force_and_its_teams_go_to_error(ontology: Ontology) -> None:
+    agent, stays = await ontology.agent(), await ontology.agent()
+    user = ontology.user()
+    team = await ontology.stub.CreateTeam(
+        pb.CreateTeamRequest(
+            team=pb.Team(name="t", participants=[pb.Participant(agent_id=agent.id), pb.Participant(agent_id=stays.id)])
+        ),
+        metadata=user.md,
     )
     failure = await rpc_error(
-        ontology.stub.DeleteAgent(pb.DeleteAgentRequest(agent_id=agent.id, force=True), metadata=ontology.admin)
+        ontology.stub.DeleteAgent(pb.DeleteAgentRequest(agent_id=agent.id), metadata=ontology.admin)
     )
     assert (failure.code, failure.reason) == (grpc.StatusCode.FAILED_PRECONDITION, "AGENT_IN_TEAM")
+    # A user's private team cannot pin an agent in place.
+    await ontology.stub.DeleteAgent(pb.DeleteAgentRequest(agent_id=agent.id, force=True), metadata=ontology.admin)
+    after = await ontology.stub.GetTeam(pb.GetTeamRequest(team_id=team.id), metadata=user.md)
+    assert [p.agent_id for p in after.participants] == [stays.id]
+    assert after.status == pb.TEAM_STATUS_ERROR and after.etag != team.etag
 
 
 async def test_list_pages_through_every_agent_once(ontology: Ontology) -> None:

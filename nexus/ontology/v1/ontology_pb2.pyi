@@ -449,8 +449,9 @@ class DeleteAgentRequest(_message.Message):
     etag: _builtins.str
     """If set, must be the agent's current etag."""
     force: _builtins.bool
-    """Also delete the agent's skills and commands. Without it an agent that has any answers
-    FAILED_PRECONDITION. An agent that is a team participant is never deleted.
+    """Also delete the agent's skills and commands, and remove it from the teams it is in (those
+    teams get status error). Without it, an agent that has skills or is in a team answers
+    FAILED_PRECONDITION.
     """
     def __init__(
         self,

@@ -98,6 +98,17 @@ class Team:
     revision: int = 0
 
 
+@dataclass(frozen=True)
+class Idempotency:
+    """A create request's `request_id`, scoped to the caller and method (AIP-155): a repeat with
+    the same id and the same request returns the first result."""
+
+    principal: str
+    method: str
+    request_id: str
+    request_hash: str
+
+
 def apply_mask(current: T, patch: T, paths: Iterable[str]) -> T:
     """`current` with the fields named in `paths` taken from `patch` (AIP-134 semantics)."""
     changes: dict[str, Any] = {path: getattr(patch, path) for path in paths}
