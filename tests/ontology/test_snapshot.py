@@ -98,25 +98,31 @@ async def test_the_snapshot_is_output_only(ontology: Ontology) -> None:
 
 async def test_the_snapshot_stays_consistent_when_skill_and_command_writes_race(ontology: Ontology) -> None:
     agent = await ontology.agent()
-    seed = [await ontology.skill(agent.id) for _ in range(4)]
     users = [ontology.user() for _ in range(3)]
-    writes: list[Awaitable[Any]] = [
-        *[ontology.skill(agent.id) for _ in range(8)],
-        *[ontology.skill(agent.id, md=u.md, is_public=True) for u in users],
-        *[ontology.skill(agent.id, md=u.md) for u in users],
-        *[ontology.command(agent.id, s.id) for s in seed],
-        ontology.stub.DeleteSkill(pb.DeleteSkillRequest(skill_id=seed[0].id), metadata=ontology.admin),
-        ontology.stub.UpdateSkill(
-            pb.UpdateSkillRequest(skill=pb.Skill(id=seed[1].id, name="Renamed")), metadata=ontology.admin
-        ),
-    ]
-    results = await asyncio.gather(*writes, return_exceptions=True)
-    # Only the command on the skill deleted concurrently may fail (its skill may be gone).
-    failures = [r for r in results if isinstance(r, BaseException)]
-    assert len(failures) <= 1 and all(isinstance(f, grpc.aio.AioRpcError) for f in failures), failures
-    snap = await snapshot(ontology, agent.id)
-    skills, triggers = await expected(ontology, agent.id)
-    assert [s.id for s in snap.skills] == skills
-    assert [c.trigger for c in snap.commands] == triggers
-    assert len(skills) == 4 - 1 + 8 + len(users)
-    assert {s.name for s in snap.skills if s.id == seed[1].id} == {"Renamed"}
+    for _ in range(3):
+        seed = [await ontology.skill(agent.id) for _ in range(3)]
+        writes: list[Awaitable[Any]] = [
+            *[ontology.skill(agent.id) for _ in range(12)],
+            *[ontology.skill(agent.id, md=u.md, is_public=True) for u in users],
+            *[ontology.skill(agent.id, md=u.md) for u in users],
+            *[ontology.command(agent.id, s.id) for s in seed],
+            ontology.stub.UpdateSkill(
+                pb.UpdateSkillRequest(skill=pb.Skill(id=seed[0].id, name="Renamed")), metadata=ontology.admin
+            ),
+        ]
+        await asyncio.gather(*writes)
+        snap = await snapshot(ontology, agent.id)
+        skills, triggers = await expected(ontology, agent.id)
+        assert [s.id for s in snap.skills] == skills
+        assert [c.trigger for c in snap.commands] == triggers
+        assert {s.name for s in snap.skills if s.id == seed[0].id} == {"Renamed"}
+        # Deletes race too: half of this round's skills go at once.
+        await asyncio.gather(
+            *[
+                ontology.stub.DeleteSkill(pb.DeleteSkillRequest(skill_id=skill_id), metadata=ontology.admin)
+                for skill_id in skills[::2]
+            ]
+        )
+        snap = await snapshot(ontology, agent.id)
+        skills, triggers = await expected(ontology, agent.id)
+        assert ([s.id for s in snap.skills], [c.trigger for c in snap.commands]) == (skills, triggers)
