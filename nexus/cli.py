@@ -109,6 +109,27 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
         return 2
 
 
+def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
+    import sqlalchemy.exc
+
+    from nexus import platform
+    from services.ontology import catalog
+
+    try:
+        changes = platform.with_database(settings, lambda s: asyncio.run(catalog.load(s, args.file)))
+    except catalog.CatalogError as err:
+        print(f"nexus: the catalog is not valid ({len(err.problems)} problems):", file=sys.stderr)
+        for problem in err.problems:
+            print(f"  {problem}", file=sys.stderr)
+        return 2
+    except sqlalchemy.exc.DBAPIError as err:
+        reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
+        print(f"nexus: cannot load the catalog ({reason}); has `nexus migrate` run?", file=sys.stderr)
+        return 1
+    print(f"catalog: {catalog.describe(changes)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus", description="Run and operate the Nexus platform.")
     parser.add_argument("--data-dir", type=Path, help="state directory (NEXUS_DATA_DIR, default ./.nexus)")
@@ -141,6 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
     mint.add_argument("--scope", action="append", default=[], help="a scope; repeat for several")
     mint.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default 1 day)")
     mint.set_defaults(run=cmd_token_mint)
+
+    catalog = sub.add_parser("catalog", help="the seed catalog").add_subparsers(dest="catalog_command", required=True)
+    load = catalog.add_parser("load", help="load the catalog (idempotent; needs `nexus migrate` first)")
+    load.add_argument("--file", type=Path, help="catalog file (default: catalog/catalog.toml of the repository)")
+    load.set_defaults(run=cmd_catalog_load)
 
     keys = sub.add_parser("keys", help="signing and credential keys").add_subparsers(dest="keys_command", required=True)
     add_signing = keys.add_parser("add-signing", help="add a new token signing key")

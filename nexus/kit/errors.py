@@ -185,6 +185,26 @@ def classify(exc: BaseException) -> NexusError | _Upstream:
     return Internal("internal error", reason="INTERNAL")
 
 
+# The details travel in a trailer, and gRPC clients drop a call whose metadata exceeds 16 KiB
+# (RESOURCE_EXHAUSTED instead of the real status). A request with hundreds of bad fields must still
+# answer INVALID_ARGUMENT, so the violations sent are bounded in number and size.
+MAX_VIOLATIONS = 50
+MAX_VIOLATION_BYTES = 8 * 1024
+
+
+def bounded_violations(violations: Sequence[FieldViolation]) -> list[FieldViolation]:
+    """The violations to send: all of them when they fit, else a prefix and a summary entry."""
+    kept: list[FieldViolation] = []
+    size = 0
+    for violation in violations:
+        size += len(violation.field.encode()) + len(violation.description.encode()) + 8
+        if len(kept) == MAX_VIOLATIONS or size > MAX_VIOLATION_BYTES:
+            dropped = len(violations) - len(kept)
+            return [*kept, FieldViolation("", f"and {dropped} more violations not listed")]
+        kept.append(violation)
+    return kept
+
+
 def to_status(err: NexusError, domain: str) -> grpc.Status:
     """A `google.rpc.Status` with one ErrorInfo and, when fields are bad, one BadRequest."""
     info = error_details_pb2.ErrorInfo(reason=err.reason, domain=domain, metadata=err.metadata)
@@ -193,7 +213,7 @@ def to_status(err: NexusError, domain: str) -> grpc.Status:
         bad = error_details_pb2.BadRequest(
             field_violations=[
                 error_details_pb2.BadRequest.FieldViolation(field=v.field, description=v.description)
-                for v in err.violations
+                for v in bounded_violations(err.violations)
             ]
         )
         details.append(_pack(bad))

@@ -1,0 +1,31 @@
+"""The ontology service: agents, skills, slash commands and teams (`nexus.ontology.v1`)."""
+
+from __future__ import annotations
+
+import grpc
+
+from nexus.kit.config import Settings
+from nexus.kit.server import Resources, ServiceDefinition
+from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
+from services.ontology.servicer import OntologyServicer
+from services.ontology.store import OntologyStore
+
+DOMAIN = "nexus.ontology.v1"
+SERVICE_NAME = ontology_pb2.DESCRIPTOR.services_by_name["OntologyService"].full_name
+
+
+async def build(resources: Resources) -> ServiceDefinition:
+    servicer = OntologyServicer(OntologyStore(resources.database("ontology")))
+
+    def register(server: grpc.aio.Server) -> None:
+        ontology_pb2_grpc.add_OntologyServiceServicer_to_server(servicer, server)
+
+    return ServiceDefinition(name="ontology", domain=DOMAIN, register=register, service_names=[SERVICE_NAME])
+
+
+async def prepare_local(settings: Settings) -> None:
+    """`nexus up`: load the seed catalog (idempotent) once migrations have run."""
+    from services.ontology import catalog
+
+    changes = await catalog.load(settings)
+    print(f"catalog: {catalog.describe(changes)}", flush=True)

@@ -1,0 +1,469 @@
+"""Proto ↔ domain values, and the validation of every request field (DESIGN §5).
+
+Functions ending in `_in` read a request into domain values, adding a violation per bad field to
+a `Violations`; functions ending in `_out` build the protos of responses.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Collection, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+from google.protobuf import timestamp_pb2
+from google.protobuf.message import Message
+
+from nexus.kit import paging
+from nexus.kit.auth import caller
+from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.validation import (
+    JSON,
+    SLUG,
+    SLUG_HINT,
+    Violations,
+    dict_to_struct,
+    json_to_value,
+    text_problem,
+)
+from nexus.ontology.v1 import ontology_pb2 as pb
+from services.ontology.domain import command_line, definition, ids
+from services.ontology.domain.access import Viewer
+from services.ontology.domain.definition import InputField, SkillDefinition, Step
+from services.ontology.domain.inputs import InputType, url_problem
+from services.ontology.domain.models import (
+    Agent,
+    Command,
+    Idempotency,
+    Ownership,
+    Participant,
+    Skill,
+    Team,
+    TeamStatus,
+    etag_of,
+)
+from services.ontology.domain.snapshot import Snapshot
+
+T = TypeVar("T")
+
+MAX_NAME = 200
+MAX_DESCRIPTION = 4000
+MAX_COMMAND_DESCRIPTION = 1000
+MAX_ROLE_PROMPT = 32 * 1024
+MAX_ROLE = 100
+MAX_PARTICIPANTS = 32
+MAX_ETAG = 64
+
+AGENT_PATHS = ("name", "description", "avatar_url", "role_prompt")
+SKILL_PATHS = ("name", "description", "definition", "is_public")
+COMMAND_PATHS = ("agent_id", "target_skill_id", "description")
+TEAM_PATHS = ("name", "description", "participants", "status", "config")
+
+_INPUT_TYPES = {
+    pb.INPUT_TYPE_STRING: InputType.STRING,
+    pb.INPUT_TYPE_INTEGER: InputType.INTEGER,
+    pb.INPUT_TYPE_NUMBER: InputType.NUMBER,
+    pb.INPUT_TYPE_BOOLEAN: InputType.BOOLEAN,
+    pb.INPUT_TYPE_URL: InputType.URL,
+    pb.INPUT_TYPE_ENUM: InputType.ENUM,
+    pb.INPUT_TYPE_JSON: InputType.JSON,
+}
+_INPUT_TYPE_NUMBERS = {kind: number for number, kind in _INPUT_TYPES.items()}
+_TEAM_STATUSES = {
+    pb.TEAM_STATUS_ACTIVE: TeamStatus.ACTIVE,
+    pb.TEAM_STATUS_INACTIVE: TeamStatus.INACTIVE,
+    pb.TEAM_STATUS_ERROR: TeamStatus.ERROR,
+}
+_TEAM_STATUS_NUMBERS = {status: number for number, status in _TEAM_STATUSES.items()}
+_OWNERSHIPS = {
+    pb.OWNERSHIP_UNSPECIFIED: Ownership.ANY,
+    pb.OWNERSHIP_SYSTEM: Ownership.SYSTEM,
+    pb.OWNERSHIP_MINE: Ownership.MINE,
+    pb.OWNERSHIP_PUBLIC: Ownership.PUBLIC,
+}
+
+
+# -- callers and requests -------------------------------------------------------------------------
+
+
+def viewer() -> Viewer:
+    """The verified caller of this RPC."""
+    principal = caller()
+    return Viewer(
+        subject=principal.subject,
+        user_id=principal.subject if principal.is_user else None,
+        scopes=principal.scopes,
+    )
+
+
+def idempotency(v: Violations, who: Viewer, method: str, request: Message, request_id: str) -> Idempotency | None:
+    checked = v.uuid("request_id", request_id, required=False)
+    if checked is None:
+        return None
+    digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
+    return Idempotency(principal=who.subject, method=method, request_id=checked, request_hash=digest)
+
+
+def slug(field: str, value: str) -> str:
+    """A required agent or skill id; raises INVALID_ARGUMENT when malformed."""
+    v = Violations()
+    v.slug(field, value)
+    v.raise_if_any()
+    return value
+
+
+def optional_slug(v: Violations, field: str, value: str) -> str:
+    if value:
+        v.slug(field, value)
+    return value
+
+
+def trigger(v: Violations, field: str, value: str) -> str:
+    """A trigger to look up: case-insensitive, like typing it."""
+    problem = text_problem(value)
+    if problem:
+        v.add(field, problem)
+        return value
+    lowered = value.strip().lower()
+    if not lowered:
+        v.add(field, "is required")
+    elif len(lowered) > 33 or not command_line.TRIGGER.fullmatch(lowered):
+        v.add(field, command_line.TRIGGER_HINT)
+    return lowered
+
+
+def team_id(v: Violations, field: str, value: str) -> str:
+    return v.uuid(field, value) or ""
+
+
+def etag(v: Violations, field: str, value: str) -> str:
+    return v.text(field, value, max_len=MAX_ETAG)
+
+
+def ownership(v: Violations, value: int, *, allow_public: bool) -> Ownership:
+    v.enum("ownership", value, pb.Ownership.DESCRIPTOR, required=False)
+    result: Ownership = _OWNERSHIPS.get(value, Ownership.ANY)  # type: ignore[call-overload]
+    if result is Ownership.PUBLIC and not allow_public:
+        v.add("ownership", "OWNERSHIP_PUBLIC applies to skills only")
+    return result
+
+
+def command_text(text: str) -> command_line.CommandLine:
+    problem = text_problem(text)
+    if problem is None:
+        try:
+            return command_line.parse(text)
+        except command_line.LineError as err:
+            problem = str(err)
+    raise InvalidArgument(
+        f"text: {problem}", reason="INVALID_COMMAND_LINE", violations=[FieldViolation("text", problem)]
+    )
+
+
+# -- paging ---------------------------------------------------------------------------------------
+
+
+def cursor(token: str, fingerprint: str, width: int) -> list[str] | None:
+    """The keyset cursor in a page token: `width` strings, each storable, else INVALID_ARGUMENT."""
+    values = paging.decode(token, fingerprint)
+    if values is None:
+        return None
+    if len(values) != width or not all(isinstance(x, str) and text_problem(x) is None for x in values):
+        raise InvalidArgument(
+            "page_token is not valid for this request",
+            reason="INVALID_PAGE_TOKEN",
+            violations=[FieldViolation("page_token", "is malformed, expired, or from a request with other filters")],
+        )
+    return [str(x) for x in values]
+
+
+def page(items: Sequence[T], size: int, fingerprint: str, key: Callable[[T], list[str]]) -> tuple[Sequence[T], str]:
+    """The first `size` items and the token of the next page (the store fetched size + 1)."""
+    if len(items) <= size:
+        return items, ""
+    kept = items[:size]
+    return kept, paging.encode(key(kept[-1]), fingerprint)
+
+
+# -- timestamps -----------------------------------------------------------------------------------
+
+
+def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
+    if value is None:
+        return None
+    ts = timestamp_pb2.Timestamp()
+    ts.FromDatetime(value)
+    return ts
+
+
+# -- agents ---------------------------------------------------------------------------------------
+
+
+def agent_in(v: Violations, msg: pb.Agent, agent_id: str, paths: Collection[str], prefix: str = "agent") -> Agent:
+    if "name" in paths:
+        v.text(f"{prefix}.name", msg.name, max_len=MAX_NAME, required=True)
+    if "description" in paths:
+        v.text(f"{prefix}.description", msg.description, max_len=MAX_DESCRIPTION)
+    if "avatar_url" in paths and msg.avatar_url:
+        problem = url_problem(msg.avatar_url)
+        if problem:
+            v.add(f"{prefix}.avatar_url", problem)
+    if "role_prompt" in paths:
+        v.text(f"{prefix}.role_prompt", msg.role_prompt, max_len=MAX_ROLE_PROMPT)
+    return Agent(
+        id=agent_id,
+        name=msg.name.strip(),
+        description=msg.description,
+        avatar_url=msg.avatar_url,
+        role_prompt=msg.role_prompt,
+    )
+
+
+def _snapshot_out(snap: Snapshot | None) -> pb.CapabilitiesSnapshot | None:
+    if snap is None:
+        return None
+    return pb.CapabilitiesSnapshot(
+        skills=[
+            pb.SkillCapability(
+                id=s.id, name=s.name, description=s.description, inputs=[_input_out(i) for i in s.inputs]
+            )
+            for s in snap.skills
+        ],
+        commands=[
+            pb.CommandCapability(trigger=c.trigger, skill_id=c.skill_id, description=c.description)
+            for c in snap.commands
+        ],
+        compute_time=_ts(snap.compute_time),
+    )
+
+
+def agent_out(agent: Agent) -> pb.Agent:
+    return pb.Agent(
+        id=agent.id,
+        name=agent.name,
+        description=agent.description,
+        avatar_url=agent.avatar_url,
+        role_prompt=agent.role_prompt,
+        capabilities_snapshot=_snapshot_out(agent.snapshot),
+        create_time=_ts(agent.create_time),
+        update_time=_ts(agent.update_time),
+        etag=etag_of(agent.revision),
+    )
+
+
+# -- skills ---------------------------------------------------------------------------------------
+
+
+def definition_in(v: Violations, msg: pb.SkillDefinition, prefix: str) -> SkillDefinition:
+    # Counts first: a request with a million inputs is one violation, not a million.
+    if len(msg.inputs) > definition.MAX_INPUTS:
+        v.add(f"{prefix}.inputs", f"must have at most {definition.MAX_INPUTS} inputs, got {len(msg.inputs)}")
+        return SkillDefinition()
+    if len(msg.steps) > definition.MAX_STEPS:
+        v.add(f"{prefix}.steps", f"must have at most {definition.MAX_STEPS} steps, got {len(msg.steps)}")
+        return SkillDefinition()
+    inputs = []
+    for index, item in enumerate(msg.inputs):
+        path = f"{prefix}.inputs[{index}]"
+        before = len(v.items)
+        v.enum(f"{path}.type", item.type, pb.InputType.DESCRIPTOR)
+        kind = _INPUT_TYPES.get(item.type) if len(v.items) == before else None
+        has_default = item.HasField("default_value")
+        default: JSON = None
+        if has_default:
+            before = len(v.items)
+            default = v.value(f"{path}.default_value", item.default_value)
+            has_default = len(v.items) == before
+        inputs.append(
+            InputField(
+                name=item.name,
+                type=kind,
+                required=item.required,
+                has_default=has_default,
+                default=default,
+                allowed_values=tuple(item.allowed_values),
+                description=item.description,
+            )
+        )
+    steps = []
+    for index, step in enumerate(msg.steps):
+        args = v.struct(f"{prefix}.steps[{index}].args", step.args)
+        steps.append(Step(id=step.id, action=step.action, args=args, depends_on=tuple(step.depends_on)))
+    result = SkillDefinition(inputs=tuple(inputs), steps=tuple(steps))
+    for problem in definition.validate(result, prefix):
+        v.add(problem.field, problem.description)
+    return result
+
+
+def skill_in(v: Violations, msg: pb.Skill, skill_id: str, paths: Collection[str], prefix: str = "skill") -> Skill:
+    if "agent_id" in paths:
+        v.slug(f"{prefix}.agent_id", msg.agent_id)
+    if "name" in paths:
+        v.text(f"{prefix}.name", msg.name, max_len=MAX_NAME, required=True)
+    if "description" in paths:
+        v.text(f"{prefix}.description", msg.description, max_len=MAX_DESCRIPTION)
+    defn = definition_in(v, msg.definition, f"{prefix}.definition") if "definition" in paths else SkillDefinition()
+    return Skill(
+        id=skill_id,
+        agent_id=msg.agent_id,
+        name=msg.name.strip(),
+        description=msg.description,
+        definition=defn,
+        is_public=msg.is_public,
+    )
+
+
+def new_skill_id(v: Violations, who: Viewer, requested: str) -> str:
+    """System skills take the admin's chosen id; user skills get one from the service."""
+    if who.user_id is not None:
+        if requested:
+            v.add("skill_id", "must be empty: the service assigns the ids of user skills")
+        return ids.new_user_skill_id()
+    if not requested:
+        v.add("skill_id", "is required for a system skill")
+    elif SLUG.fullmatch(requested) is None or text_problem(requested):
+        v.add("skill_id", SLUG_HINT)
+    elif ids.is_reserved_skill_id(requested):
+        v.add("skill_id", f"must not start with {ids.USER_SKILL_PREFIX!r} (reserved for user skills)")
+    return requested
+
+
+def _input_out(item: InputField) -> pb.InputField:
+    out = pb.InputField(
+        name=item.name,
+        type=_INPUT_TYPE_NUMBERS.get(item.type, pb.INPUT_TYPE_UNSPECIFIED) if item.type else pb.INPUT_TYPE_UNSPECIFIED,
+        required=item.required,
+        allowed_values=item.allowed_values,
+        description=item.description,
+    )
+    if item.has_default:
+        out.default_value.CopyFrom(json_to_value(item.default))
+    return out
+
+
+def definition_out(defn: SkillDefinition) -> pb.SkillDefinition:
+    return pb.SkillDefinition(
+        inputs=[_input_out(i) for i in defn.inputs],
+        steps=[
+            pb.Step(id=s.id, action=s.action, args=dict_to_struct(s.args), depends_on=s.depends_on) for s in defn.steps
+        ],
+    )
+
+
+def skill_out(skill: Skill) -> pb.Skill:
+    return pb.Skill(
+        id=skill.id,
+        agent_id=skill.agent_id,
+        name=skill.name,
+        description=skill.description,
+        definition=definition_out(skill.definition),
+        created_by_user_id=skill.created_by_user_id or "",
+        is_public=skill.is_public,
+        create_time=_ts(skill.create_time),
+        update_time=_ts(skill.update_time),
+        etag=etag_of(skill.revision),
+    )
+
+
+# -- commands -------------------------------------------------------------------------------------
+
+
+def command_in(v: Violations, msg: pb.Command, paths: Collection[str], prefix: str = "command") -> Command:
+    if "agent_id" in paths:
+        v.slug(f"{prefix}.agent_id", msg.agent_id)
+    if "target_skill_id" in paths:
+        v.slug(f"{prefix}.target_skill_id", msg.target_skill_id)
+    if "description" in paths:
+        v.text(f"{prefix}.description", msg.description, max_len=MAX_COMMAND_DESCRIPTION)
+    return Command(
+        trigger=msg.trigger,
+        agent_id=msg.agent_id,
+        target_skill_id=msg.target_skill_id,
+        description=msg.description,
+    )
+
+
+def new_trigger(v: Violations, field: str, value: str) -> str:
+    """A trigger being created: exactly lowercase, so what is stored is what people type."""
+    v.text(
+        field,
+        value,
+        max_len=33,
+        required=True,
+        pattern=command_line.TRIGGER,
+        pattern_hint=command_line.TRIGGER_HINT,
+    )
+    return value
+
+
+def command_out(command: Command) -> pb.Command:
+    return pb.Command(
+        trigger=command.trigger,
+        agent_id=command.agent_id,
+        target_skill_id=command.target_skill_id,
+        description=command.description,
+        owner_user_id=command.owner_user_id or "",
+        create_time=_ts(command.create_time),
+        update_time=_ts(command.update_time),
+        etag=etag_of(command.revision),
+    )
+
+
+def resolved_out(command: Command, skill: Skill, inputs: dict[str, JSON]) -> pb.ResolveCommandResponse:
+    return pb.ResolveCommandResponse(
+        command=command_out(command), skill=skill_out(skill), inputs=dict_to_struct(inputs)
+    )
+
+
+# -- teams ----------------------------------------------------------------------------------------
+
+
+def team_in(
+    v: Violations, msg: pb.Team, team_id: str, paths: Collection[str], *, creating: bool, prefix: str = "team"
+) -> Team:
+    if "name" in paths:
+        v.text(f"{prefix}.name", msg.name, max_len=MAX_NAME, required=True)
+    if "description" in paths:
+        v.text(f"{prefix}.description", msg.description, max_len=MAX_DESCRIPTION)
+    status = TeamStatus.ACTIVE
+    if "status" in paths:
+        v.enum(f"{prefix}.status", msg.status, pb.TeamStatus.DESCRIPTOR, required=not creating)
+        status = _TEAM_STATUSES.get(msg.status, TeamStatus.ACTIVE)
+    config = v.struct(f"{prefix}.config", msg.config) if "config" in paths else {}
+    participants: list[Participant] = []
+    if "participants" in paths:
+        if len(msg.participants) > MAX_PARTICIPANTS:
+            v.add(f"{prefix}.participants", f"must have at most {MAX_PARTICIPANTS} participants")
+        else:
+            for index, item in enumerate(msg.participants):
+                path = f"{prefix}.participants[{index}]"
+                v.slug(f"{path}.agent_id", item.agent_id)
+                v.text(f"{path}.role", item.role, max_len=MAX_ROLE)
+                participants.append(
+                    Participant(agent_id=item.agent_id, role=item.role, config=v.struct(f"{path}.config", item.config))
+                )
+    return Team(
+        id=team_id,
+        name=msg.name.strip(),
+        description=msg.description,
+        participants=tuple(participants),
+        status=status,
+        config=config,
+    )
+
+
+def team_out(team: Team) -> pb.Team:
+    return pb.Team(
+        id=team.id,
+        name=team.name,
+        description=team.description,
+        participants=[
+            pb.Participant(agent_id=p.agent_id, role=p.role, config=dict_to_struct(p.config)) for p in team.participants
+        ],
+        status=_TEAM_STATUS_NUMBERS[team.status],
+        config=dict_to_struct(team.config),
+        owner_user_id=team.owner_user_id or "",
+        create_time=_ts(team.create_time),
+        update_time=_ts(team.update_time),
+        etag=etag_of(team.revision),
+    )
