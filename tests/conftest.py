@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from pathlib import Path
@@ -17,7 +18,7 @@ import grpc
 import pytest
 
 from nexus.kit import migrations, postgres
-from nexus.kit.config import Settings
+from nexus.kit.config import DEFAULT_PORTS, Settings
 from nexus.kit.server import NexusServer, running
 from nexus.kit.tokens import TokenSigner, ensure_signing_key
 from tests.support import Tokens
@@ -34,11 +35,19 @@ def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     embedded.stop()
 
 
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
 def _isolated_settings(admin_url: str, data_dir: Path) -> Settings:
-    """Settings for a database and role set of its own."""
+    """Settings for a database and role set of its own. Every service gets a free port up front,
+    so services find each other through `settings.address(peer)` as they do in production."""
     suffix = secrets.token_hex(4)
     return Settings(
         data_dir=data_dir,
+        ports={name: free_port() for name in DEFAULT_PORTS},
         database_url=admin_url,
         database_name=f"nexus_test_{suffix}",
         db_role_prefix=f"nt{suffix}_",
@@ -76,13 +85,13 @@ def tokens(settings: Settings) -> Tokens:
 
 @pytest.fixture(scope="session")
 async def start_server(settings: Settings) -> AsyncIterator[Callable[[str], Awaitable[NexusServer]]]:
-    """Starts a service once per session (per name) on a free port; stopped at the end."""
+    """Starts a service once per session (per name) on its port; stopped at the end."""
     started: dict[str, NexusServer] = {}
     async with AsyncExitStack() as stack:
 
         async def start(name: str) -> NexusServer:
             if name not in started:
-                started[name] = await stack.enter_async_context(running(name, settings))
+                started[name] = await stack.enter_async_context(running(name, settings, port=settings.port(name)))
             return started[name]
 
         yield start

@@ -36,6 +36,12 @@ def bearer_metadata(token: str) -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {token}"),)
 
 
+def forwarded_metadata() -> tuple[tuple[str, str], ...]:
+    """Metadata that calls a peer service as the current caller: the caller's own token, so the
+    peer applies its own authorization to the real principal (DESIGN §2)."""
+    return bearer_metadata(caller().token)
+
+
 def token_from_metadata(metadata: object) -> str | None:
     for key, value in metadata or ():  # type: ignore[attr-defined]
         if key == "authorization" and isinstance(value, str):

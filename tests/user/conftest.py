@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,8 +16,10 @@ from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
 from nexus.kit.server import NexusServer
+from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user.keys import ensure_key_file
+from tests.support import Tokens
 
 if TYPE_CHECKING:
     from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub
@@ -44,8 +47,25 @@ def db(settings: Settings) -> psycopg.Connection:
     return psycopg.connect(service_url(settings, "user", driver="postgresql"), autocommit=True)
 
 
+# Agents the connection tests refer to; connections check them against the ontology service.
+AGENT_IDS = ("agent_creator_v1", "agent_a", "agent_b")
+
+
 @pytest.fixture(scope="session")
-async def user_server(settings: Settings, start_server: Callable[[str], Awaitable[NexusServer]]) -> NexusServer:
+async def user_server(
+    settings: Settings,
+    start_server: Callable[[str], Awaitable[NexusServer]],
+    open_channel: Callable[[str], grpc.aio.Channel],
+    tokens: Tokens,
+) -> NexusServer:
+    ontology = ontology_pb2_grpc.OntologyServiceStub(open_channel((await start_server("ontology")).address))
+    admin = tokens.service("ontology.admin")
+    for agent_id in AGENT_IDS:
+        with contextlib.suppress(grpc.aio.AioRpcError):  # already there from another module
+            await ontology.CreateAgent(
+                ontology_pb2.CreateAgentRequest(agent=ontology_pb2.Agent(name=agent_id), agent_id=agent_id),
+                metadata=admin,
+            )
     # What `nexus up` does on first run (prepare_local); without a key the service refuses to start.
     ensure_key_file(settings.resolved_credential_keys_file)
     return await start_server("user")

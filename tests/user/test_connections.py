@@ -272,3 +272,16 @@ async def test_no_plaintext_in_the_table_the_logs_or_any_response(
             "SELECT key_id, length(encrypted_credentials) FROM users.user_connection WHERE id = %s", [created.id]
         ).fetchone()
     assert row is not None and row[0] and row[1] >= 12 + 16 + len(SECRET)
+
+
+async def test_a_connection_to_an_agent_that_does_not_exist_is_invalid(
+    stub: UserServiceAsyncStub, sign_up: SignUp
+) -> None:
+    account = await sign_up()
+    failure = await rpc_error(
+        stub.CreateConnection(new_connection(agent_id="no_such_agent"), metadata=account.metadata)
+    )
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "AGENT_NOT_FOUND")
+    assert failure.fields == {"connection.agent_id"}
+    listed = await stub.ListConnections(user_pb2.ListConnectionsRequest(), metadata=account.metadata)
+    assert list(listed.connections) == []

@@ -19,6 +19,7 @@ from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, Resources, running
 from nexus.kit.tokens import FetchedKeySet, TokenSigner, TokenVerifier, ensure_signing_key, generate_signing_key
 from nexus.kit.validation import struct_to_dict
+from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user.keys import CredentialKeys, add_key
 from services.user.rotation import rotate
@@ -41,13 +42,25 @@ class Platform:
 
 @pytest.fixture
 async def platform(scratch_settings: Settings) -> AsyncIterator[Platform]:
-    """A user service of its own (own database, own keys), so rotation sees only its rows."""
-    migrations.upgrade(scratch_settings, "user")
-    key = ensure_signing_key(scratch_settings.resolved_signing_keys_dir)
-    add_key(scratch_settings.resolved_credential_keys_file)
-    tokens = Tokens(TokenSigner(key, issuer=scratch_settings.token_issuer, audience=scratch_settings.token_audience))
-    async with running("user", scratch_settings) as server, grpc.aio.insecure_channel(server.address) as channel:
-        yield Platform(scratch_settings, server, user_pb2_grpc.UserServiceStub(channel), tokens)
+    """A user service of its own (own database, own keys), so rotation sees only its rows; with
+    an ontology service beside it, since connections name an agent."""
+    s = scratch_settings
+    migrations.upgrade(s, "user")
+    migrations.upgrade(s, "ontology")
+    key = ensure_signing_key(s.resolved_signing_keys_dir)
+    add_key(s.resolved_credential_keys_file)
+    tokens = Tokens(TokenSigner(key, issuer=s.token_issuer, audience=s.token_audience))
+    async with (
+        running("ontology", s, port=s.port("ontology")) as ontology,
+        running("user", s, port=s.port("user")) as server,
+        grpc.aio.insecure_channel(server.address) as channel,
+        grpc.aio.insecure_channel(ontology.address) as ontology_channel,
+    ):
+        await ontology_pb2_grpc.OntologyServiceStub(ontology_channel).CreateAgent(
+            ontology_pb2.CreateAgentRequest(agent=ontology_pb2.Agent(name="Creator"), agent_id="agent_creator_v1"),
+            metadata=tokens.service("ontology.admin"),
+        )
+        yield Platform(s, server, user_pb2_grpc.UserServiceStub(channel), tokens)
 
 
 def key_ids(settings: Settings) -> dict[str, str]:
