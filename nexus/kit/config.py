@@ -29,6 +29,9 @@ class Settings:
     data_dir: Path = Path(".nexus")
     # Admin URL: bootstrap and migrations need it. None means the embedded server under data_dir.
     database_url: str | None = None
+    # A service's own connection URL (NEXUS_<SERVICE>_DATABASE_URL). A container of one service
+    # gets only this, never the admin URL; without it the URL derives from the admin URL.
+    service_database_urls: Mapping[str, str] = field(default_factory=dict)
     database_name: str = "nexus"
     # Login roles are `<prefix><service>`; tests use a unique prefix per session.
     db_role_prefix: str = "nexus_"
@@ -56,7 +59,7 @@ class Settings:
 
     @property
     def embedded(self) -> bool:
-        return self.database_url is None
+        return self.database_url is None and not self.service_database_urls
 
     @property
     def keys_dir(self) -> Path:
@@ -118,6 +121,11 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
     return Settings(
         data_dir=Path(env.get("NEXUS_DATA_DIR") or ".nexus"),
         database_url=env.get("NEXUS_DATABASE_URL") or None,
+        service_database_urls={
+            name: env[f"NEXUS_{name.upper()}_DATABASE_URL"]
+            for name in SCHEMAS
+            if env.get(f"NEXUS_{name.upper()}_DATABASE_URL")
+        },
         database_name=env.get("NEXUS_DATABASE_NAME") or "nexus",
         db_role_prefix=env.get("NEXUS_DB_ROLE_PREFIX") or "nexus_",
         db_role_password=env.get("NEXUS_DB_ROLE_PASSWORD") or None,
@@ -165,6 +173,8 @@ def to_env(settings: Settings) -> dict[str, str]:
         env[f"NEXUS_{name.upper()}_PORT"] = str(port)
     for name, addr in settings.addresses.items():
         env[f"NEXUS_{name.upper()}_ADDR"] = addr
+    for name, url in settings.service_database_urls.items():
+        env[f"NEXUS_{name.upper()}_DATABASE_URL"] = url
     optional = {
         "NEXUS_DATABASE_URL": settings.database_url,
         "NEXUS_DB_ROLE_PASSWORD": settings.db_role_password,

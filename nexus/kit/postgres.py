@@ -62,14 +62,34 @@ def database_url(admin: str, database: str) -> str:
 
 
 def service_url(settings: Settings, service: str, *, driver: str = "postgresql+psycopg") -> str:
-    """The URL a service connects with: its own role, the Nexus database."""
-    url = make_url(admin_url(settings)).set(
-        drivername=driver,
-        username=settings.role(service),
-        password=settings.db_role_password,
-        database=settings.database_name,
-    )
+    """The URL a service connects with: its own role, the Nexus database. Configured per service,
+    or derived from the admin URL."""
+    configured = settings.service_database_urls.get(service)
+    if configured:
+        url = make_url(configured).set(drivername=driver)
+    else:
+        admin = make_url(admin_url(settings))
+        # URL.create, not admin.set(): set() treats password=None as "keep", which would hand the
+        # admin's password to a service role.
+        url = URL.create(
+            driver,
+            username=settings.role(service),
+            password=role_password(settings, service),
+            host=admin.host,
+            port=admin.port,
+            database=settings.database_name,
+            query=admin.query,
+        )
     return url.render_as_string(hide_password=False)
+
+
+def role_password(settings: Settings, service: str) -> str | None:
+    """A role's password: the one in the service's own URL when configured (so bootstrap sets
+    exactly what the service will present), else the shared NEXUS_DB_ROLE_PASSWORD."""
+    configured = settings.service_database_urls.get(service)
+    if configured and make_url(configured).password:
+        return make_url(configured).password
+    return settings.db_role_password
 
 
 def bootstrap(settings: Settings) -> None:
@@ -93,11 +113,10 @@ def bootstrap(settings: Settings) -> None:
             role = settings.role(service)
             has_role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
             verb = "ALTER" if has_role else "CREATE"
-            if settings.db_role_password:
+            password = role_password(settings, service)
+            if password:
                 conn.execute(
-                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(
-                        sql.Identifier(role), sql.Literal(settings.db_role_password)
-                    )
+                    sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
                 )
             else:
                 conn.execute(sql.SQL(verb + " ROLE {} LOGIN").format(sql.Identifier(role)))
