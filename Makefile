@@ -21,6 +21,7 @@ up: $(STAMP)
 	$(BIN)/nexus up
 
 test: $(STAMP)
+	@scripts/ensure-docker-compose.sh
 	$(BIN)/pytest
 
 protos: $(STAMP)

@@ -38,6 +38,18 @@ def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus import platform
+
+    def run(s: Settings) -> None:
+        platform.migrate(s)
+        asyncio.run(platform.prepare_local(s))
+
+    platform.with_database(settings, run)
+    print("initialised: migrations, keys and the catalog are in place")
+    return 0
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from nexus import platform
     from nexus.kit.server import serve_forever
@@ -144,6 +156,11 @@ def build_parser() -> argparse.ArgumentParser:
     migrate.add_argument("--service", choices=list(config.SCHEMAS), help="only this service")
     migrate.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base) instead")
     migrate.set_defaults(run=cmd_migrate)
+
+    init = sub.add_parser(
+        "init", help="migrations, keys and the catalog: what `up` prepares before starting services (one-shot jobs)"
+    )
+    init.set_defaults(run=cmd_init)
 
     serve = sub.add_parser("serve", help="run one service in this process")
     serve.add_argument("service", choices=list(config.SERVICE_NAMES))

@@ -1,0 +1,26 @@
+# One image for every Nexus process; docker-compose.yml picks the command (serve user, worker, …).
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+WORKDIR /app
+# Dependencies first: this layer is rebuilt only when the pins change.
+COPY requirements.lock .
+RUN pip install -r requirements.lock
+
+COPY . .
+RUN pip install --no-deps -e . \
+    && useradd --system --uid 10001 --home-dir /data nexus \
+    && mkdir -p /data/keys /run/nexus \
+    && chown -R nexus /data /run/nexus
+
+USER nexus
+# Containers listen on all interfaces; `nexus up` on a workstation stays on loopback.
+ENV NEXUS_DATA_DIR=/data \
+    NEXUS_HOST=0.0.0.0
+EXPOSE 50050 50051 50052 50053
+ENTRYPOINT ["nexus"]
+CMD ["--help"]
