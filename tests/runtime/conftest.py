@@ -44,13 +44,18 @@ def worker(tokens: Tokens) -> Metadata:
 
 async def create_task(stub: Any, metadata: Metadata, agent: str, **fields: Any) -> task_pb2.Task:
     task = task_pb2.Task(
-        agent_id=agent, trigger_source=task_pb2.TRIGGER_SOURCE_CHAT_MANUAL, title=fields.pop("title", "a task"), **fields
+        agent_id=agent,
+        trigger_source=task_pb2.TRIGGER_SOURCE_CHAT_MANUAL,
+        title=fields.pop("title", "a task"),
+        **fields,
     )
     created: task_pb2.Task = await stub.CreateTask(runtime_pb2.CreateTaskRequest(task=task), metadata=metadata)
     return created
 
 
-def message(text: str, *, role: int = task_pb2.EVENT_ROLE_USER, key: str = "") -> task_pb2.TaskEvent:
+def message(
+    text: str, *, role: task_pb2.EventRole.ValueType = task_pb2.EVENT_ROLE_USER, key: str = ""
+) -> task_pb2.TaskEvent:
     return task_pb2.TaskEvent(role=role, type=task_pb2.EVENT_TYPE_MESSAGE, content_text=text, client_key=key)
 
 

@@ -34,7 +34,9 @@ def test_the_legal_transitions_are_exactly_the_designed_ones() -> None:
     } == TRANSITIONS
 
 
-@pytest.mark.parametrize(("current", "reason"), list(itertools.product(list(Status), [r for r in Reason if r is not Reason.CREATED])))
+@pytest.mark.parametrize(
+    ("current", "reason"), list(itertools.product(list(Status), [r for r in Reason if r is not Reason.CREATED]))
+)
 def test_every_reason_either_moves_legally_or_is_a_failed_precondition(current: Status, reason: Reason) -> None:
     target = states.target_of(reason)
     if (current, target) in TRANSITIONS and current in _sources(reason):

@@ -139,7 +139,9 @@ async def test_asking_and_answering_moves_the_task_through_waiting_input_and_bac
     task = await create_task(stub, user, agent)
     claimed = await claim_one(stub, worker, agent)
     waiting = await stub.RequestInput(
-        runtime_pb2.RequestInputRequest(task_id=task.task_id, lease_id=claimed.lease.lease_id, question=said("Which url?")),
+        runtime_pb2.RequestInputRequest(
+            task_id=task.task_id, lease_id=claimed.lease.lease_id, question=said("Which url?")
+        ),
         metadata=worker,
     )
     assert waiting.status == task_pb2.TASK_STATUS_WAITING_INPUT

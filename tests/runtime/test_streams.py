@@ -19,7 +19,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from nexus.kit import config
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
-from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
+from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from services.runtime.domain.tasks import Actor
 from services.runtime.hub import Hub
 from services.runtime.store.events import EventLog
@@ -42,7 +42,9 @@ async def test_streams_resumed_at_random_points_get_each_event_once_in_order(
 
     async def producer() -> None:
         for i in range(30):
-            await append(stub, worker, task.task_id, *[said(f"e{i}.{j}") for j in range(rng.randint(1, 4))], lease_id=lease)
+            await append(
+                stub, worker, task.task_id, *[said(f"e{i}.{j}") for j in range(rng.randint(1, 4))], lease_id=lease
+            )
             if i % 5 == 0:
                 await asyncio.sleep(0.01)
         await finish(stub, worker, task.task_id, lease)
@@ -113,18 +115,24 @@ async def second_replica(settings: Settings) -> AsyncIterator[str]:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nexus", "serve", "runtime", "--port", str(port)],
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nexus",
+        "serve",
+        "runtime",
+        "--port",
+        str(port),
         env={**os.environ, **config.to_env(settings)},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
     )
     address = f"127.0.0.1:{port}"
     try:
         async with grpc.aio.insecure_channel(address) as channel:
             health: Any = health_pb2_grpc.HealthStub(channel)
             for _ in range(300):
-                assert process.poll() is None, process.stderr.read().decode()[-2000:] if process.stderr else ""
+                assert process.returncode is None, "the second runtime exited"
                 try:
                     reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
                     if reply.status == health_pb2.HealthCheckResponse.SERVING:
@@ -136,12 +144,12 @@ async def second_replica(settings: Settings) -> AsyncIterator[str]:
                 pytest.fail("the second runtime did not become SERVING")
         yield address
     finally:
-        process.terminate()
+        process.terminate()  # SIGTERM: a graceful shutdown
         try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
             process.kill()
-            process.wait()
+            await process.wait()
 
 
 async def test_append_through_one_replica_and_stream_from_the_other(

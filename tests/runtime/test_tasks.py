@@ -92,7 +92,9 @@ async def test_the_sidebar_lists_pinned_first_then_most_recently_active_with_fil
     # A token is bound to its filters.
     first = await stub.ListTasks(runtime_pb2.ListTasksRequest(page_size=1), metadata=user)
     failure = await rpc_error(
-        stub.ListTasks(runtime_pb2.ListTasksRequest(page_size=1, page_token=first.next_page_token, agent_id=agent), metadata=user)
+        stub.ListTasks(
+            runtime_pb2.ListTasksRequest(page_size=1, page_token=first.next_page_token, agent_id=agent), metadata=user
+        )
     )
     assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PAGE_TOKEN")
 
@@ -124,12 +126,16 @@ async def test_cancelling_a_waiting_task_ends_it_once_with_a_final_event(
     task = await create_task(stub, user, agent)
     claimed = await claim_one(stub, worker, agent)
     waiting = await stub.RequestInput(
-        runtime_pb2.RequestInputRequest(task_id=task.task_id, lease_id=claimed.lease.lease_id, question=said("which url?")),
+        runtime_pb2.RequestInputRequest(
+            task_id=task.task_id, lease_id=claimed.lease.lease_id, question=said("which url?")
+        ),
         metadata=worker,
     )
     assert waiting.status == task_pb2.TASK_STATUS_WAITING_INPUT
     request = runtime_pb2.CancelTaskRequest(task_id=task.task_id, reason="changed my mind")
-    first, second = await asyncio.gather(stub.CancelTask(request, metadata=user), stub.CancelTask(request, metadata=user))
+    first, second = await asyncio.gather(
+        stub.CancelTask(request, metadata=user), stub.CancelTask(request, metadata=user)
+    )
     assert first.status == second.status == task_pb2.TASK_STATUS_CANCELLED
     events = await all_events(stub, user, task.task_id)
     statuses = [e.metadata["status"] for e in events if e.type == task_pb2.EVENT_TYPE_STATUS]

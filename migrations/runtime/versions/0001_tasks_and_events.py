@@ -59,10 +59,10 @@ def upgrade() -> None:
         sa.CheckConstraint(_in("status", STATUSES), name="task_status_valid"),
         sa.CheckConstraint(_in("trigger_source", SOURCES), name="task_trigger_source_valid"),
         sa.CheckConstraint("last_seq >= 0", name="task_last_seq_non_negative"),
-        # A lease exists exactly while the task runs.
+        # A lease (all three columns) exists exactly while the task runs.
         sa.CheckConstraint(
-            "(status = 'running')"
-            " = (lease_id IS NOT NULL AND lease_holder IS NOT NULL AND lease_expires_at IS NOT NULL)",
+            "(status = 'running') = (lease_id IS NOT NULL)"
+            " AND num_nulls(lease_id, lease_holder, lease_expires_at) IN (0, 3)",
             name="task_lease_iff_running",
         ),
         sa.UniqueConstraint("user_id", "request_id", name="task_request_id_unique"),
