@@ -30,5 +30,9 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	cd protos && ../$(BIN)/buf lint
 
+# The runtime benchmark; its last line is one JSON object (see scripts/bench.py).
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
 clean:
 	rm -rf $(VENV) .nexus .mypy_cache .ruff_cache .pytest_cache
