@@ -97,7 +97,7 @@ def free_port() -> int:
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=None, start_new_session=True
     )
 
 
@@ -378,7 +378,7 @@ async def bench(seconds: float) -> dict[str, float]:
         user = bearer_metadata(signer.mint(str(uuid.uuid4()), kind="user", scopes=[], ttl_s=3600))
 
         echo_port = free_port()
-        echo = spawn([str(Path(__file__).resolve()), "echo-server", "--port", str(echo_port)], env)
+        echo = spawn([__file__, "echo-server", "--port", str(echo_port)], env)
         try:
             await wait_ready(f"127.0.0.1:{echo_port}", echo, health=False)
             raw_rps = await measure_echo(f"127.0.0.1:{echo_port}", seconds)

@@ -4,7 +4,7 @@ reported at once; nothing malformed reaches the store."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
@@ -40,10 +40,13 @@ MAX_MESSAGE_CHARS = 10_000
 # -- outgoing -----------------------------------------------------------------------------------
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
+
+
 def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    stamp = timestamp_pb2.Timestamp()
-    stamp.FromDatetime(moment)
-    return stamp
+    micros = (moment - _EPOCH) // _MICROSECOND
+    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def task_to_proto(task: Task) -> task_pb2.Task:
@@ -96,13 +99,21 @@ def event_to_proto(event: Event) -> task_pb2.TaskEvent:
     return event.wire  # type: ignore[no-any-return]
 
 
+_last_stamp: tuple[datetime, timestamp_pb2.Timestamp] | None = None
+
+
+def _stamp(moment: datetime) -> timestamp_pb2.Timestamp:
+    """Every receipt of one group commit carries the same time: convert it once."""
+    global _last_stamp
+    if _last_stamp is None or _last_stamp[0] is not moment:
+        _last_stamp = (moment, timestamp(moment))
+    return _last_stamp[1]
+
+
 def append_response(task_id: str, receipts: Sequence[Receipt]) -> runtime_pb2.AppendTaskEventsResponse:
-    stamps: dict[datetime, timestamp_pb2.Timestamp] = {}
     out = []
     for receipt in receipts:
-        stamp = stamps.get(receipt.created_at)
-        if stamp is None:
-            stamp = stamps[receipt.created_at] = timestamp(receipt.created_at)
+        stamp = _stamp(receipt.created_at)
         out.append(
             task_pb2.TaskEvent(task_id=task_id, seq=receipt.seq, client_key=receipt.client_key or "", create_time=stamp)
         )

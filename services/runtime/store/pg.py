@@ -26,6 +26,16 @@ def usable(conn: Conn) -> bool:
     return not conn.closed and conn.pgconn.transaction_status == pq.TransactionStatus.IDLE
 
 
+async def rollback(conn: Conn) -> None:
+    """Ends a failed explicit transaction, so the connection can be used again."""
+    if conn.closed or conn.pgconn.transaction_status == pq.TransactionStatus.IDLE:
+        return
+    try:
+        await conn.execute(b"ROLLBACK")
+    except psycopg.Error:
+        await conn.close()
+
+
 class Connections:
     """A small fixed pool: connections are opened on demand, up to `size`, and a connection that
     comes back broken is closed and replaced by the next borrower."""
