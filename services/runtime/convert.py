@@ -111,13 +111,13 @@ def _stamp(moment: datetime) -> timestamp_pb2.Timestamp:
 
 
 def append_response(task_id: str, receipts: Sequence[Receipt]) -> runtime_pb2.AppendTaskEventsResponse:
-    out = []
+    response = runtime_pb2.AppendTaskEventsResponse()
     for receipt in receipts:
-        stamp = _stamp(receipt.created_at)
-        out.append(
-            task_pb2.TaskEvent(task_id=task_id, seq=receipt.seq, client_key=receipt.client_key or "", create_time=stamp)
-        )
-    return runtime_pb2.AppendTaskEventsResponse(events=out)
+        out = response.events.add(task_id=task_id, seq=receipt.seq)
+        if receipt.client_key:
+            out.client_key = receipt.client_key
+        out.create_time.CopyFrom(_stamp(receipt.created_at))
+    return response
 
 
 def claimed_to_proto(claimed: Sequence[ClaimedTask]) -> runtime_pb2.ClaimTasksResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -125,3 +126,16 @@ async def test_rotation_old_and_new_keys_both_verify(keys_dir: Path) -> None:
 def test_private_key_file_is_owner_only(keys_dir: Path) -> None:
     key = generate_signing_key(keys_dir)
     assert (keys_dir / f"{key.kid}.key").stat().st_mode & 0o777 == 0o600
+
+
+async def test_a_verified_token_is_served_from_the_cache_until_it_expires(keys_dir: Path) -> None:
+    signer = signer_for(keys_dir)
+    verifier = verifier_for(keys_dir)
+    token = signer.mint("u1", kind="user", scopes=[], ttl_s=60)
+    assert verifier.cached(token) is None  # never verified: no shortcut
+    principal = await verifier.verify(token)
+    assert verifier.cached(token) is principal
+    short = signer.mint("u2", kind="user", scopes=[], ttl_s=1)
+    await verifier.verify(short)
+    await asyncio.sleep(1.1)
+    assert verifier.cached(short) is None  # expired: dropped, so the next call verifies afresh

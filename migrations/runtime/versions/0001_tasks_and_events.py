@@ -51,6 +51,9 @@ def upgrade() -> None:
         sa.Column("lease_holder", sa.Text),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
         sa.Column("request_id", postgresql.UUID(as_uuid=False)),
+        # Bumped by every status change: an append that checked the task's rules against a cached
+        # state commits only if this is unchanged (events.py, the fast path).
+        sa.Column("state_version", sa.Integer, nullable=False, server_default=sa.text("1")),
         # Bumped by UpdateTask only: the etag guards the owner's edits, not the event flow.
         sa.Column("edit_version", sa.Integer, nullable=False, server_default=sa.text("1")),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()),

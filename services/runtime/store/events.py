@@ -1,23 +1,33 @@
 """The event log's hot path: group commit of appends, and event reads.
 
-Group commit: every AppendTaskEvents call enqueues its events and awaits a future. A few commit
-lanes, each with its own connection, take everything queued so far and commit it in one
-transaction of two round trips (pipeline mode):
+**Group commit.** Every AppendTaskEvents call enqueues its events and awaits a future. A commit
+lane (its own connection) takes every call queued so far and commits the whole group at once, so
+one database round trip serves many calls. Each call is checked on its own (visibility, task
+ended, lease) with the domain rules; a call that fails a check fails alone.
 
-1. `BEGIN`; lock the group's task rows in id order (`FOR UPDATE`: no deadlock between lanes);
-   look up the client keys the group carries.
-2. One multi-row INSERT of every new event, one UPDATE of every task's `last_seq`, one
-   `pg_notify` naming every task and its new tail, `COMMIT`.
+**Ordering.** A task's `last_seq` is its event counter (Temporal's next_event_id). Seqs are
+allocated only by a statement that updates the task row, and the row lock that update takes is
+held until commit. So a task's appends serialize on its row, seq order is commit order, and a
+rolled-back append leaves no gap (the counter rolls back with it).
 
-The task row lock is what orders a task's events: a transaction allocates seqs from `last_seq`
-only while holding it, and holds it until commit, so seq order is commit order and a rolled-back
-append leaves no gap. Client keys are checked after the lock is taken, so a concurrent retry
-waits for the first attempt and then finds its key (READ COMMITTED: each statement sees what
-committed before it began). The unique index on (task_id, client_key) is only a backstop.
+**Fast path: one statement, one round trip.** The lane keeps each task's append-relevant state
+(owner, status, lease, `state_version`) from an earlier locked read. The domain rules are checked
+against it in Python; then one autocommit statement, for every task of the group, advances
+`last_seq` only where `state_version` is unchanged (every status change bumps it) and, for a
+worker, the lease has not expired; inserts the events at the seqs it allocated; and sends one
+notification naming every task and its new tail. A task whose guard fails (its state changed, or
+one of its client keys already exists) is simply not advanced, and its calls take the slow path.
 
-Each call in a group is checked on its own (visibility, task ended, lease); a call that fails a
-check fails alone. If the database rejects a whole group, its calls are retried one by one, so
-only the offending call fails.
+**Slow path: lock, then decide.** `BEGIN`; lock the tasks' rows (`FOR UPDATE`, in id order so
+lanes cannot deadlock) and look up the client keys; decide each call against the locked state;
+write as above; `COMMIT`. Two round trips, pipelined. Client keys are read after the lock is
+taken, so a concurrent retry waits for the first attempt and then finds its key (READ COMMITTED:
+each statement sees what committed before it began); a known key answers its first receipt and
+writes nothing. The unique index on (task_id, client_key) is the backstop: if a race slips past
+the fast path's key guard, the statement fails and its calls are retried on the slow path.
+
+If the database rejects a whole group, its calls are retried one by one, so only the offending
+call fails.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -42,11 +53,11 @@ from services.runtime.store.tasks import notify_payload
 
 log = logging.getLogger("nexus.runtime.events")
 
-Conn = psycopg.AsyncConnection[tuple[Any, ...]]
+Conn = psycopg.AsyncConnection[Any]
 
 _LOCK = (
     "SELECT id::text, user_id, status, last_seq, lease_id::text, lease_holder,"
-    " coalesce(lease_expires_at > now(), false), now()"
+    " coalesce(lease_expires_at > now(), false), now(), state_version"
     " FROM runtime.task WHERE id = ANY(%s::uuid[]) ORDER BY id FOR UPDATE"
 )
 _KEYS = (
@@ -54,18 +65,35 @@ _KEYS = (
     " JOIN unnest(%s::uuid[], %s::text[]) AS k(task_id, client_key)"
     " ON e.task_id = k.task_id AND e.client_key = k.client_key"
 )
-# One statement writes the group: its events (from one JSON document, cheaper to send than eight
-# arrays), every task's new tail, and the single notification.
+# The events of a group travel as one JSON document: cheaper to send than eight arrays.
+_EVENTS = "json_to_recordset(%s::json) AS e(t uuid, s int8, r text, y text, c text, p jsonb, m jsonb, k text)"
 _WRITE = (
     "WITH ins AS ("
-    " INSERT INTO runtime.task_event"
-    " (task_id, seq, role, type, content_text, render_payload, metadata, client_key)"
-    " SELECT t, s, r, y, c, p, m, k FROM json_to_recordset(%s::json)"
-    " AS e(t uuid, s int8, r text, y text, c text, p jsonb, m jsonb, k text)"
+    " INSERT INTO runtime.task_event (task_id, seq, role, type, content_text, render_payload, metadata, client_key)"
+    f" SELECT t, s, r, y, c, p, m, k FROM {_EVENTS}"
     "), adv AS ("
     " UPDATE runtime.task AS t SET last_seq = v.last_seq, last_active_at = now(), updated_at = now()"
     " FROM unnest(%s::uuid[], %s::int8[]) AS v(id, last_seq) WHERE t.id = v.id"
     f") SELECT pg_notify('{NOTIFY_CHANNEL}', %s)"
+)
+# The fast path: `e.s` is the event's offset within its task's part of the group.
+_FAST = (
+    "WITH v AS (SELECT * FROM json_to_recordset(%s::json)"
+    " AS v(id uuid, n int8, version int4, worker bool, keys text[])),"
+    " adv AS ("
+    " UPDATE runtime.task AS t SET last_seq = t.last_seq + v.n, last_active_at = now(), updated_at = now()"
+    " FROM v WHERE t.id = v.id AND t.state_version = v.version"
+    " AND (NOT v.worker OR t.lease_expires_at > now())"
+    " AND (v.keys IS NULL OR NOT EXISTS ("
+    "   SELECT 1 FROM runtime.task_event x WHERE x.task_id = t.id AND x.client_key = ANY (v.keys)))"
+    " RETURNING t.id, t.last_seq - v.n AS base, t.last_seq AS tail"
+    "), ins AS ("
+    " INSERT INTO runtime.task_event (task_id, seq, role, type, content_text, render_payload, metadata, client_key)"
+    f" SELECT e.t, adv.base + e.s, e.r, e.y, e.c, e.p, e.m, e.k FROM {_EVENTS} JOIN adv ON adv.id = e.t"
+    "), note AS ("
+    f" SELECT pg_notify('{NOTIFY_CHANNEL}', string_agg(adv.id::text || ':' || adv.tail, ',')) FROM adv"
+    " HAVING count(*) > 0"
+    ") SELECT adv.id::text, adv.base, now() FROM adv, note"
 )
 _READ = (
     "SELECT seq, role, type, content_text, render_payload, metadata, client_key, created_at"
@@ -73,8 +101,9 @@ _READ = (
 )
 _TAIL = "SELECT user_id, status, last_seq FROM runtime.task WHERE id = %s"
 
-GATHER_S = float(__import__("os").environ.get("GATHER_S", "0.001"))
 _NO_UPPER = 2**62
+# States remembered for the fast path; the least recently appended-to are forgotten first.
+STATE_CACHE_SIZE = 100_000
 
 
 class Sink(Protocol):
@@ -106,42 +135,81 @@ class _Call:
     size: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class _State:
+    """What decides whether a task takes appends, as last read under its row lock."""
+
+    owner: str
+    status: str
+    lease_id: str | None
+    holder: str | None
+    version: int
+
+
 @dataclass(slots=True)
 class _Plan:
-    """What one group transaction writes."""
+    """What one slow-path transaction writes."""
 
     rows: list[dict[str, Any]] = field(default_factory=list)
     tails: dict[str, int] = field(default_factory=dict)
     results: list[tuple[_Call, list[Receipt] | NexusError]] = field(default_factory=list)
 
 
+def _row(task_id: str, seq: int, event: NewEvent) -> dict[str, Any]:
+    return {
+        "t": task_id,
+        "s": seq,
+        "r": event.role,
+        "y": event.type,
+        "c": event.content_text,
+        "p": event.render_payload,
+        "m": event.metadata,
+        "k": event.client_key,
+    }
+
+
+def _json(value: object) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
 class EventLog:
-    def __init__(self, url: str, *, lanes: int = 1, readers: int = 4, max_group_events: int = 4000) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        readers: int = 4,
+        max_group_calls: int = 256,
+        max_group_events: int = 4000,
+        linger_s: float = 0.001,
+    ) -> None:
         self._url = url
         self._sink: Sink = _Nowhere()
-        self._lanes = lanes
+        self._max_group_calls = max_group_calls
         self._max_group_events = max_group_events
-        self._max_group_calls = 256
-        self._last_group = 0
+        self._linger_s = linger_s
         self._pending: list[_Call] = []
         self._wake = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
+        self._lane: asyncio.Task[None] | None = None
         self._reads = pg.Connections(url, readers)
+        self._states: OrderedDict[str, _State] = OrderedDict()
         self._closing = False
+        self._last_group = 0
+        self.groups = 0
+        self.calls = 0
 
     def attach(self, sink: Sink) -> None:
         self._sink = sink
 
     async def start(self) -> None:
-        for lane in range(self._lanes):
-            self._tasks.append(asyncio.create_task(self._run_lane(), name=f"runtime-commit-{lane}"))
+        self._lane = asyncio.create_task(self._run_lane(), name="runtime-commit-lane")
 
     async def stop(self) -> None:
+        log.info("event log stopped", extra={"fields": {"groups": self.groups, "calls": self.calls}})
         self._closing = True
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
-        self._tasks.clear()
+        if self._lane is not None:
+            self._lane.cancel()
+            await asyncio.gather(self._lane, return_exceptions=True)
+            self._lane = None
         for call in self._pending:
             if not call.future.done():
                 call.future.set_exception(_shutting_down())
@@ -159,18 +227,10 @@ class EventLog:
         self._wake.set()
         return await future
 
-    async def _gather(self) -> None:
-        """Lets calls that already reached the process join the group: yields to the event loop
-        while each turn brings more calls, for at most GATHER_TURNS turns. Idle, this costs one
-        turn; saturated, it turns many small commits into a few large ones."""
-        if GATHER_S and self._last_group > 1:
-            await asyncio.sleep(GATHER_S)
-
     def _take_group(self) -> list[_Call]:
-        total = 0
-        count = 0
+        total = count = 0
         for call in self._pending:
-            if count and (total + call.size > self._max_group_events or count >= self._max_group_calls):
+            if count and (count >= self._max_group_calls or total + call.size > self._max_group_events):
                 break
             total += call.size
             count += 1
@@ -179,16 +239,21 @@ class EventLog:
         return group
 
     async def _run_lane(self) -> None:
+        """One lane: while a group commits, the next one gathers. One lane is enough — a group
+        is one round trip — and keeps groups large."""
         conn: Conn | None = None
         try:
             while True:
                 while not self._pending:
                     self._wake.clear()
                     await self._wake.wait()
-                await self._gather()
+                if self._linger_s and self._last_group > 1:
+                    # Under load, a moment's wait fills the group: fewer, larger commits.
+                    await asyncio.sleep(self._linger_s)
                 group = self._take_group()
                 self._last_group = len(group)
-                _STATS.append(len(group))
+                self.groups += 1
+                self.calls += len(group)
                 try:
                     if conn is None or conn.closed:
                         conn = await pg.connect(self._url)
@@ -210,17 +275,85 @@ class EventLog:
                 await conn.close()
 
     async def _commit_group(self, conn: Conn, group: list[_Call]) -> None:
+        fast, slow = self._split(group)
+        if fast:
+            try:
+                slow += await self._commit_fast(conn, fast)
+            except psycopg.Error:
+                if not pg.usable(conn):
+                    raise
+                for call in fast:
+                    self._states.pop(call.task_id, None)
+                slow += fast
+        if slow:
+            await self._commit_slow_isolated(conn, slow)
+
+    def _split(self, group: list[_Call]) -> tuple[list[_Call], list[_Call]]:
+        """Calls whose tasks' cached states admit them go the fast path; the rest (unknown
+        task, a refusal to confirm under lock, a client key repeated in the group) go slow.
+        All calls of one task take the same path, in arrival order."""
+        by_task: dict[str, list[_Call]] = {}
+        for call in group:
+            by_task.setdefault(call.task_id, []).append(call)
+        fast: list[_Call] = []
+        slow: list[_Call] = []
+        for task_id, calls in by_task.items():
+            state = self._states.get(task_id)
+            (fast if state is not None and _admits(state, calls) else slow).extend(calls)
+        return fast, slow
+
+    async def _commit_fast(self, conn: Conn, calls: list[_Call]) -> list[_Call]:
+        """One statement for the whole group; returns the calls whose task's guard failed."""
+        tasks: dict[str, dict[str, Any]] = {}
+        rows: list[dict[str, Any]] = []
+        offsets: list[list[int]] = []
+        for call in calls:
+            guard = tasks.get(call.task_id)
+            if guard is None:
+                state = self._states[call.task_id]
+                self._states.move_to_end(call.task_id)
+                guard = tasks[call.task_id] = {"id": call.task_id, "n": 0, "version": state.version, "worker": False}
+            if call.actor.is_worker:
+                guard["worker"] = True
+            mine = []
+            for event in call.events:
+                guard["n"] += 1
+                mine.append(guard["n"])
+                rows.append(_row(call.task_id, guard["n"], event))
+                if event.client_key is not None:
+                    guard.setdefault("keys", []).append(event.client_key)
+            offsets.append(mine)
+        cursor = await conn.execute(_FAST, (_json(list(tasks.values())), _json(rows)))
+        advanced = {task_id: (base, now) for task_id, base, now in await cursor.fetchall()}
+        missed: list[_Call] = []
+        committed: dict[str, list[tuple[_Call, list[Receipt]]]] = {}
+        for call, mine in zip(calls, offsets, strict=True):
+            done = advanced.get(call.task_id)
+            if done is None:
+                self._states.pop(call.task_id, None)
+                missed.append(call)
+                continue
+            base, now = done
+            receipts = [Receipt(base + i, now, e.client_key) for i, e in zip(mine, call.events, strict=True)]
+            committed.setdefault(call.task_id, []).append((call, receipts))
+            call.future.set_result(receipts)
+        for task_id, results in committed.items():
+            if self._sink.watching(task_id):
+                stored = [_stored(task_id, e, r) for c, rs in results for e, r in zip(c.events, rs, strict=True)]
+                self._sink.publish(task_id, stored)
+        return missed
+
+    async def _commit_slow_isolated(self, conn: Conn, group: list[_Call]) -> None:
         try:
-            plan = await self._commit(conn, group)
+            plan = await self._commit_slow(conn, group)
         except psycopg.Error as exc:
             if len(group) == 1 or not pg.usable(conn):
                 raise
-            log.warning(
-                "group commit failed; retrying its calls one by one", extra={"fields": {"error": type(exc).__name__}}
-            )
+            fields = {"error": type(exc).__name__, "calls": len(group)}
+            log.warning("group commit failed; retrying its calls one by one", extra={"fields": fields})
             for call in group:
                 try:
-                    await self._commit_group(conn, [call])
+                    await self._commit_slow_isolated(conn, [call])
                 except psycopg.Error as single:
                     if not pg.usable(conn):
                         raise
@@ -234,7 +367,7 @@ class EventLog:
             else:
                 call.future.set_result(outcome)
 
-    async def _commit(self, conn: Conn, group: list[_Call]) -> _Plan:
+    async def _commit_slow(self, conn: Conn, group: list[_Call]) -> _Plan:
         task_ids = sorted({call.task_id for call in group})
         key_tasks: list[str] = []
         key_names: list[str] = []
@@ -257,18 +390,26 @@ class EventLog:
                         existing[(task_id, key)] = Receipt(seq, created, key)
                 self._plan(group, rows, existing, plan)
                 if plan.rows:
-                    document = json.dumps(plan.rows, ensure_ascii=False, separators=(",", ":"))
                     tails = list(plan.tails)
                     await conn.execute(
-                        _WRITE, (document, tails, [plan.tails[t] for t in tails], notify_payload(plan.tails))
+                        _WRITE,
+                        (_json(plan.rows), tails, [plan.tails[t] for t in tails], notify_payload(plan.tails)),
                     )
                 await conn.execute(b"COMMIT")
         except BaseException:
             await pg.rollback(conn)
             raise
+        for row in rows.values():
+            self._remember(row[0], _State(row[1], row[2], row[4], row[5], row[8]))
         if plan.rows:
             self._publish(group, rows, plan)
         return plan
+
+    def _remember(self, task_id: str, state: _State) -> None:
+        self._states[task_id] = state
+        self._states.move_to_end(task_id)
+        if len(self._states) > STATE_CACHE_SIZE:
+            self._states.popitem(last=False)
 
     def _plan(
         self,
@@ -302,50 +443,26 @@ class EventLog:
                 if key is not None:
                     existing[(call.task_id, key)] = receipt
                 receipts.append(receipt)
-                plan.rows.append(
-                    {
-                        "t": call.task_id,
-                        "s": tail,
-                        "r": event.role,
-                        "y": event.type,
-                        "c": event.content_text,
-                        "p": event.render_payload,
-                        "m": event.metadata,
-                        "k": key,
-                    }
-                )
+                plan.rows.append(_row(call.task_id, tail, event))
             if tail != row[3]:
                 plan.tails[call.task_id] = tail
             plan.results.append((call, receipts))
 
     def _publish(self, group: list[_Call], rows: dict[str, tuple[Any, ...]], plan: _Plan) -> None:
         """Hands committed events to local subscribers, so they need no read for them."""
-        sink = self._sink
         by_task: dict[str, list[Event]] = {}
         for call, outcome in plan.results:
-            if isinstance(outcome, NexusError) or not sink.watching(call.task_id):
+            if isinstance(outcome, NexusError) or not self._sink.watching(call.task_id):
                 continue
             events = by_task.setdefault(call.task_id, [])
             before = rows[call.task_id][3]
             for event, receipt in zip(call.events, outcome, strict=True):
                 if receipt.seq <= before or (events and receipt.seq <= events[-1].seq):
                     continue  # a duplicate key, answered with the first receipt
-                events.append(
-                    Event(
-                        task_id=call.task_id,
-                        seq=receipt.seq,
-                        role=event.role,
-                        type=event.type,
-                        content_text=event.content_text,
-                        render_payload=event.render_payload,
-                        metadata=event.metadata,
-                        client_key=event.client_key,
-                        created_at=receipt.created_at,
-                    )
-                )
+                events.append(_stored(call.task_id, event, receipt))
         for task_id, events in by_task.items():
             if events:
-                sink.publish(task_id, events)
+                self._sink.publish(task_id, events)
 
     # -- reads --------------------------------------------------------------------------------
 
@@ -363,13 +480,33 @@ class EventLog:
         return None if row is None else (str(row[0]), str(row[1]), int(row[2]))
 
 
-_STATS: list[int] = []
-import atexit  # noqa: E402
+def _admits(state: _State, calls: list[_Call]) -> bool:
+    """Whether the domain rules admit every call against the cached state. A refusal is never
+    final here: it is confirmed (or not) under the row lock on the slow path."""
+    keys: set[str] = set()
+    for call in calls:
+        try:
+            require_visible(call.actor, state.owner)
+            require_writable(call.actor, leases.LeaseState(state.status, state.lease_id, state.holder, True))
+        except NexusError:
+            return False
+        for event in call.events:
+            if event.client_key is not None:
+                if event.client_key in keys:
+                    return False
+                keys.add(event.client_key)
+    return True
 
 
-@atexit.register
-def _dump_stats() -> None:
-    if _STATS:
-        import sys
-
-        print(f"groups={len(_STATS)} mean={sum(_STATS) / len(_STATS):.1f} max={max(_STATS)}", file=sys.stderr)
+def _stored(task_id: str, event: NewEvent, receipt: Receipt) -> Event:
+    return Event(
+        task_id=task_id,
+        seq=receipt.seq,
+        role=event.role,
+        type=event.type,
+        content_text=event.content_text,
+        render_payload=event.render_payload,
+        metadata=event.metadata,
+        client_key=event.client_key,
+        created_at=receipt.created_at,
+    )

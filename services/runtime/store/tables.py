@@ -33,6 +33,7 @@ task = sa.Table(
     sa.Column("lease_holder", sa.Text),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.Column("request_id", postgresql.UUID(as_uuid=False)),
+    sa.Column("state_version", sa.Integer, nullable=False),
     sa.Column("edit_version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),

@@ -123,6 +123,7 @@ class TaskStore:
         last_seq = row.last_seq + len(new)
         changes: dict[str, Any] = {
             "status": str(target),
+            "state_version": task.c.state_version + 1,
             "last_seq": last_seq,
             "updated_at": sa.func.now(),
             "last_active_at": sa.func.now(),
@@ -197,6 +198,7 @@ class TaskStore:
                         is_archived=False,
                         last_seq=1,
                         request_id=new.request_id,
+                        state_version=1,
                         edit_version=1,
                     )
                     .on_conflict_do_nothing(constraint="task_request_id_unique")
