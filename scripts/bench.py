@@ -56,6 +56,8 @@ STREAM_TASKS = 20
 STREAMS_PER_TASK = 5
 ECHO_METHOD = "/nexus.bench.Echo/Echo"
 CHANNELS = 4
+ROUNDS = 3
+APPEND_PAUSE_S = 0.05  # each of the 20 appenders: about 20 appends a second
 
 
 # -- the raw echo server (a subprocess of the benchmark) -----------------------------------------
@@ -97,7 +99,7 @@ def free_port() -> int:
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=None, start_new_session=True
+        [sys.executable, *args], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
     )
 
 
@@ -131,7 +133,7 @@ async def wait_ready(address: str, process: subprocess.Popen[bytes], *, health: 
     raise SystemExit(f"server on {address} did not start")
 
 
-async def run_for(seconds: float, workers: list[Callable[[], Awaitable[int]]], warmup: float = 1.0) -> float:
+async def run_for(seconds: float, workers: list[Callable[[], Awaitable[int]]], warmup: float = 0.5) -> float:
     """Runs each worker in a loop; returns units per second over `seconds` after a warm-up."""
     counting = False
     done = 0
@@ -324,7 +326,7 @@ async def measure_latency(stubs: list[Any], user: Any, seconds: float) -> tuple[
             )
             assert reply.events[0].seq == seq
             appended += 1
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(APPEND_PAUSE_S)
 
     await asyncio.gather(*[appender(i, t) for i, t in enumerate(tasks)])
     await asyncio.sleep(0.5)
@@ -379,31 +381,33 @@ async def bench(seconds: float) -> dict[str, float]:
 
         echo_port = free_port()
         echo = spawn([__file__, "echo-server", "--port", str(echo_port)], env)
-        try:
-            await wait_ready(f"127.0.0.1:{echo_port}", echo, health=False)
-            raw_rps = await measure_echo(f"127.0.0.1:{echo_port}", seconds)
-        finally:
-            stop(echo)
-        print(f"raw grpc echo: {raw_rps:.0f} rps", file=sys.stderr)
-
         port = free_port()
         runtime = spawn(["-m", "nexus", "serve", "runtime", "--port", str(port)], env)
         channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(CHANNELS)]
         try:
+            await wait_ready(f"127.0.0.1:{echo_port}", echo, health=False)
             await wait_ready(f"127.0.0.1:{port}", runtime, health=True)
             stubs = [runtime_pb2_grpc.RuntimeServiceStub(c) for c in channels]
-            append_eps = await measure_appends(stubs, user, seconds)
-            print(f"single-event appends: {append_eps:.0f} eps", file=sys.stderr)
-            batch_eps = await measure_batches(stubs, user, seconds)
-            print(f"100-event appends: {batch_eps:.0f} eps", file=sys.stderr)
-            raw_insert_eps = await measure_raw_inserts(settings, stubs[0], user, seconds)
-            print(f"raw psycopg inserts: {raw_insert_eps:.0f} eps", file=sys.stderr)
-            p50, p99, samples = await measure_latency(stubs, user, seconds)
+            # Rounds alternate the baseline and the runtime, so a noisy neighbour hits both alike;
+            # each figure is the median of its rounds.
+            echo_rates, append_rates, batch_rates, raw_rates = [], [], [], []
+            for _ in range(ROUNDS):
+                echo_rates.append(await measure_echo(f"127.0.0.1:{echo_port}", seconds))
+                append_rates.append(await measure_appends(stubs, user, seconds))
+                print(f"echo {echo_rates[-1]:.0f} rps, appends {append_rates[-1]:.0f} eps", file=sys.stderr)
+            for _ in range(ROUNDS):
+                raw_rates.append(await measure_raw_inserts(settings, stubs[0], user, seconds))
+                batch_rates.append(await measure_batches(stubs, user, seconds))
+                print(f"raw inserts {raw_rates[-1]:.0f} eps, batches {batch_rates[-1]:.0f} eps", file=sys.stderr)
+            raw_rps, append_eps = statistics.median(echo_rates), statistics.median(append_rates)
+            raw_insert_eps, batch_eps = statistics.median(raw_rates), statistics.median(batch_rates)
+            p50, p99, samples = await measure_latency(stubs, user, seconds * 2)
             print(f"stream latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({samples} deliveries)", file=sys.stderr)
         finally:
             for c in channels:
                 await c.close()
             stop(runtime)
+            stop(echo)
     return {
         "append_eps": round(append_eps, 1),
         "raw_grpc_rps": round(raw_rps, 1),
@@ -421,7 +425,7 @@ def main() -> None:
     sub = parser.add_subparsers(dest="command")
     echo = sub.add_parser("echo-server", help="(internal) run the raw echo baseline server")
     echo.add_argument("--port", type=int, required=True)
-    parser.add_argument("--seconds", type=float, default=5.0, help="measured seconds per phase (default 5)")
+    parser.add_argument("--seconds", type=float, default=3.0, help="measured seconds per phase and round (default 3)")
     args = parser.parse_args()
     if args.command == "echo-server":
         asyncio.run(serve_echo(args.port))

@@ -181,12 +181,14 @@ class EventLog:
         max_group_calls: int = 256,
         max_group_events: int = 4000,
         linger_s: float = 0.001,
+        linger_after: int = 4,
     ) -> None:
         self._url = url
         self._sink: Sink = _Nowhere()
         self._max_group_calls = max_group_calls
         self._max_group_events = max_group_events
         self._linger_s = linger_s
+        self._linger_after = linger_after
         self._pending: list[_Call] = []
         self._wake = asyncio.Event()
         self._lane: asyncio.Task[None] | None = None
@@ -247,8 +249,9 @@ class EventLog:
                 while not self._pending:
                     self._wake.clear()
                     await self._wake.wait()
-                if self._linger_s and self._last_group > 1:
-                    # Under load, a moment's wait fills the group: fewer, larger commits.
+                if self._linger_s and self._last_group >= self._linger_after:
+                    # Saturated (the last group was large): a moment's wait fills the group, so
+                    # there are fewer, larger commits. Under light load there is no wait at all.
                     await asyncio.sleep(self._linger_s)
                 group = self._take_group()
                 self._last_group = len(group)
