@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Protocol
 
 from services.runtime.domain.events import Event
@@ -162,7 +162,7 @@ class Hub:
 
     # -- streams ------------------------------------------------------------------------------
 
-    async def follow(self, actor: Actor, task_id: str, after_seq: int) -> AsyncIterator[Event]:
+    async def follow(self, actor: Actor, task_id: str, after_seq: int) -> AsyncGenerator[Event, None]:
         """Every event with seq > after_seq, once each and in order, live; ends after the
         task's terminal status event."""
         feed = self._feeds.get(task_id)

@@ -111,3 +111,13 @@ def test_only_the_live_holder_of_the_named_lease_holds_it() -> None:
         leases.require_holder(state, "L2", "service:w1")
     assert leases.lease_seconds(0) == leases.DEFAULT_LEASE_S
     assert leases.lease_seconds(0.05) is None and leases.lease_seconds(7200) is None
+
+
+def test_a_notification_names_tasks_and_tails_or_asks_for_a_full_reread() -> None:
+    from services.runtime.store.notify import parse_payload
+    from services.runtime.store.tasks import NOTIFY_EVERYTHING, notify_payload
+
+    tails = {"00000000-0000-4000-8000-000000000001": 7, "00000000-0000-4000-8000-000000000002": 12}
+    assert parse_payload(notify_payload(tails)) == list(tails.items())
+    many = {f"00000000-0000-4000-8000-{i:012d}": 2 for i in range(250)}
+    assert notify_payload(many) == NOTIFY_EVERYTHING

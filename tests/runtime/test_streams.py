@@ -20,6 +20,7 @@ from nexus.kit import config
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc
+from services.runtime.domain.events import NewEvent
 from services.runtime.domain.tasks import Actor
 from services.runtime.hub import Hub
 from services.runtime.store.events import EventLog
@@ -225,3 +226,35 @@ async def test_many_subscribers_of_a_task_share_one_read_per_new_event(
         await listener.stop()
         hub.close()
         await log.stop()
+
+
+async def test_a_group_too_large_to_name_in_one_notification_still_wakes_other_replicas(
+    stub: Any, settings: Settings, owner: tuple[str, Metadata], agent: str
+) -> None:
+    """More tasks than fit in a notification's 8000 bytes: the notification says "re-read
+    everything", and a stream on another replica still gets its event."""
+    user_id, user = owner
+    url = service_url(settings, "runtime", driver="postgresql")
+    tasks = await asyncio.gather(*[create_task(stub, user, agent) for _ in range(250)])
+    writer = EventLog(url)  # a replica that commits, without local subscribers
+    reader_log = EventLog(url)
+    hub = Hub(reader_log)
+    listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan)
+    await writer.start()
+    await listener.start()
+    try:
+        watched = tasks[-1].task_id
+        stream = hub.follow(Actor(user_id=user_id), watched, 1)
+        first = asyncio.ensure_future(anext(stream))
+        await asyncio.sleep(0.2)
+        event = NewEvent(role="user", type="message", content_text="hi", render_payload=None, metadata={})
+        actor = Actor(user_id=user_id)
+        await asyncio.gather(*[writer.append(actor, t.task_id, [event]) for t in tasks])
+        received = await asyncio.wait_for(first, 10)
+        assert (received.seq, received.content_text) == (2, "hi")
+        await stream.aclose()
+    finally:
+        await listener.stop()
+        hub.close()
+        await writer.stop()
+        await reader_log.stop()

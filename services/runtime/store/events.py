@@ -49,7 +49,7 @@ from services.runtime.domain.events import Event, NewEvent, Receipt
 from services.runtime.domain.tasks import Actor, require_visible, require_writable
 from services.runtime.store import pg
 from services.runtime.store.tables import NOTIFY_CHANNEL
-from services.runtime.store.tasks import notify_payload
+from services.runtime.store.tasks import MAX_NOTIFY_PAYLOAD, NOTIFY_EVERYTHING, notify_payload
 
 log = logging.getLogger("nexus.runtime.events")
 
@@ -91,8 +91,9 @@ _FAST = (
     " INSERT INTO runtime.task_event (task_id, seq, role, type, content_text, render_payload, metadata, client_key)"
     f" SELECT e.t, adv.base + e.s, e.r, e.y, e.c, e.p, e.m, e.k FROM {_EVENTS} JOIN adv ON adv.id = e.t"
     "), note AS ("
-    f" SELECT pg_notify('{NOTIFY_CHANNEL}', string_agg(adv.id::text || ':' || adv.tail, ',')) FROM adv"
-    " HAVING count(*) > 0"
+    " SELECT pg_notify("
+    f"'{NOTIFY_CHANNEL}', CASE WHEN count(*) > {MAX_NOTIFY_PAYLOAD // 48} THEN '{NOTIFY_EVERYTHING}'"
+    " ELSE string_agg(adv.id::text || ':' || adv.tail, ',') END) FROM adv HAVING count(*) > 0"
     ") SELECT adv.id::text, adv.base, now() FROM adv, note"
 )
 _READ = (
@@ -179,8 +180,8 @@ class EventLog:
         *,
         readers: int = 4,
         max_group_calls: int = 256,
-        max_group_events: int = 4000,
-        linger_s: float = 0.001,
+        max_group_events: int = 2000,
+        linger_s: float = 0.002,
         linger_after: int = 4,
     ) -> None:
         self._url = url

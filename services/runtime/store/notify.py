@@ -16,6 +16,7 @@ import psycopg
 
 from services.runtime.store import pg
 from services.runtime.store.tables import NOTIFY_CHANNEL
+from services.runtime.store.tasks import NOTIFY_EVERYTHING
 
 log = logging.getLogger("nexus.runtime.notify")
 
@@ -31,6 +32,7 @@ def parse_payload(payload: str) -> list[tuple[str, int]]:
 
 class Listener:
     def __init__(self, url: str, on_hint: Callable[[str, int], None], on_reconnect: Callable[[], None]) -> None:
+        """`on_reconnect` also answers a payload of NOTIFY_EVERYTHING (a group too large to name)."""
         self._url = url
         self._on_hint = on_hint
         self._on_reconnect = on_reconnect
@@ -61,6 +63,9 @@ class Listener:
                     self._on_reconnect()
                     backoff = 0.1
                     async for note in conn.notifies():
+                        if note.payload == NOTIFY_EVERYTHING:
+                            self._on_reconnect()
+                            continue
                         for task_id, seq in parse_payload(note.payload):
                             self._on_hint(task_id, seq)
                 finally:

@@ -69,9 +69,15 @@ def _lease_state(row: Any) -> leases.LeaseState:
     )
 
 
+# Postgres caps a payload below 8000 bytes; a larger group says "re-read everything" instead.
+MAX_NOTIFY_PAYLOAD = 7900
+NOTIFY_EVERYTHING = "*"
+
+
 def notify_payload(tails: dict[str, int]) -> str:
     """`task:last_seq` pairs: a hint that those tasks have events up to last_seq."""
-    return ",".join(f"{task_id}:{seq}" for task_id, seq in tails.items())
+    payload = ",".join(f"{task_id}:{seq}" for task_id, seq in tails.items())
+    return payload if len(payload) <= MAX_NOTIFY_PAYLOAD else NOTIFY_EVERYTHING
 
 
 class TaskStore:
