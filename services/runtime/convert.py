@@ -279,27 +279,26 @@ def stream_request(request: runtime_pb2.StreamTaskEventsRequest) -> tuple[str, i
 
 
 def _event(v: Violations, field: str, message: task_pb2.TaskEvent, *, by_worker: bool) -> NewEvent:
-    role = v.enum(f"{field}.role", message.role, _ROLE_ENUM)
-    type_ = v.enum(f"{field}.type", message.type, _TYPE_ENUM)
+    # On the append path: field names are formatted only for a field that is bad. A decoded
+    # proto3 string is valid UTF-8, so NUL and length are all a string can get wrong here.
+    role = ROLE_NAME.get(message.role, "")
+    type_ = TYPE_NAME.get(message.type, "")
+    if not role:
+        v.enum(f"{field}.role", message.role, _ROLE_ENUM)
+    if not type_:
+        v.enum(f"{field}.type", message.type, _TYPE_ENUM)
     text = message.content_text
-    if text:
+    if text and (len(text) > ev.MAX_CONTENT_CHARS or "\x00" in text):
         v.text(f"{field}.content_text", text, max_len=ev.MAX_CONTENT_CHARS)
     key = message.client_key
-    if key:
+    if key and (len(key) > ev.MAX_CLIENT_KEY_CHARS or "\x00" in key):
         v.text(f"{field}.client_key", key, max_len=ev.MAX_CLIENT_KEY_CHARS)
-    payload = (
-        v.struct(f"{field}.render_payload", message.render_payload) if message.HasField("render_payload") else None
-    )
+    payload = None
+    if message.HasField("render_payload"):
+        payload = v.struct(f"{field}.render_payload", message.render_payload)
     metadata = v.struct(f"{field}.metadata", message.metadata) if message.HasField("metadata") else {}
-    event = NewEvent(
-        role=ROLE_NAME.get(role, ""),
-        type=TYPE_NAME.get(type_, ""),
-        content_text=text,
-        render_payload=payload,
-        metadata=metadata,
-        client_key=key or None,
-    )
-    if event.role and event.type:
+    event = NewEvent(role, type_, text, payload, metadata, key or None)
+    if role and type_:
         for name, problem in ev.event_problems(event, by_worker=by_worker):
             v.add(f"{field}.{name}", problem)
     return event
@@ -307,7 +306,10 @@ def _event(v: Violations, field: str, message: task_pb2.TaskEvent, *, by_worker:
 
 def append_request(request: runtime_pb2.AppendTaskEventsRequest, *, by_worker: bool) -> tuple[str, list[NewEvent]]:
     v = Violations()
-    tid = v.uuid("task_id", request.task_id)
+    tid = request.task_id
+    # A well-formed id needs no parsing: lowercase is the canonical form v.uuid would return.
+    well_formed = len(tid) == 36 and validation._UUID.match(tid) is not None
+    tid = tid.lower() if well_formed else v.uuid("task_id", tid) or ""
     count = len(request.events)
     if not 1 <= count <= ev.MAX_BATCH_EVENTS:
         v.add("events", f"must hold 1 to {ev.MAX_BATCH_EVENTS} events, got {count}")
@@ -316,11 +318,11 @@ def append_request(request: runtime_pb2.AppendTaskEventsRequest, *, by_worker: b
     if not by_worker and request.lease_id:
         v.add("lease_id", "is for workers; owners leave it empty")
     events = [] if v else [_event(v, f"events[{i}]", m, by_worker=by_worker) for i, m in enumerate(request.events)]
-    keys = [e.client_key for e in events if e.client_key is not None]
-    if len(keys) != len(set(keys)):
-        v.add("events", "client_key values must be unique within one append")
+    if count > 1:
+        keys = [e.client_key for e in events if e.client_key is not None]
+        if len(keys) != len(set(keys)):
+            v.add("events", "client_key values must be unique within one append")
     v.raise_if_any()
-    assert tid is not None
     return tid, events
 
 
