@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import psycopg
 
@@ -62,12 +63,7 @@ class Listener:
                     self.ready.set()
                     self._on_reconnect()
                     backoff = 0.1
-                    async for note in conn.notifies():
-                        if note.payload == NOTIFY_EVERYTHING:
-                            self._on_reconnect()
-                            continue
-                        for task_id, seq in parse_payload(note.payload):
-                            self._on_hint(task_id, seq)
+                    await self._drain(conn)
                 finally:
                     with contextlib.suppress(Exception):
                         await conn.close()
@@ -78,3 +74,35 @@ class Listener:
                 log.warning("listen connection lost; reconnecting", extra={"fields": {"error": type(exc).__name__}})
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)
+
+    async def _drain(self, conn: psycopg.AsyncConnection[Any]) -> None:
+        """Reads notifications straight from libpq with one persistent reader on the socket:
+        every append transaction sends one, so this runs often (psycopg's `notifies()` pays a
+        future and a timer per wake-up). Returns only by raising when the connection fails."""
+        pgconn = conn.pgconn
+        loop = asyncio.get_running_loop()
+        failed: asyncio.Future[BaseException] = loop.create_future()
+
+        def readable() -> None:
+            try:
+                pgconn.consume_input()
+                while (note := pgconn.notifies()) is not None:
+                    self._dispatch(note.extra.decode())
+            except Exception as exc:
+                if not failed.done():
+                    failed.set_result(exc)
+
+        fd = pgconn.socket
+        loop.add_reader(fd, readable)
+        try:
+            readable()  # anything that arrived with the LISTEN reply
+            raise await failed
+        finally:
+            loop.remove_reader(fd)
+
+    def _dispatch(self, payload: str) -> None:
+        if payload == NOTIFY_EVERYTHING:
+            self._on_reconnect()
+            return
+        for task_id, seq in parse_payload(payload):
+            self._on_hint(task_id, seq)
