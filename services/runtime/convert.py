@@ -16,8 +16,7 @@ from nexus.runtime.v1 import runtime_pb2, task_pb2
 from services.runtime.domain import events as ev
 from services.runtime.domain import leases
 from services.runtime.domain.events import Event, NewEvent, Receipt
-from services.runtime.domain.tasks import EDITABLE, MAX_TITLE_CHARS, ClaimedTask, NewTask, Task
-from services.runtime.store.tasks import TaskFilter
+from services.runtime.domain.tasks import EDITABLE, MAX_TITLE_CHARS, ClaimedTask, NewTask, Task, TaskFilter
 
 
 def _names(enum: Any, prefix: str) -> tuple[dict[int, str], dict[str, int]]:

@@ -41,8 +41,11 @@ async def test_an_expired_lease_requeues_the_task_with_a_system_event_and_it_can
     first = tokens.service("runtime.worker", name="slow")
     second = tokens.service("runtime.worker", name="fast")
     claimed = await claim_one(stub, first, agent, lease_s=0.3)
-    await asyncio.sleep(1.2)  # the reaper runs every 0.5 s
-    reread = await stub.GetTask(runtime_pb2.GetTaskRequest(task_id=task.task_id), metadata=user)
+    for _ in range(50):  # the reaper runs every 0.5 s
+        await asyncio.sleep(0.1)
+        reread = await stub.GetTask(runtime_pb2.GetTaskRequest(task_id=task.task_id), metadata=user)
+        if reread.status == task_pb2.TASK_STATUS_QUEUED:
+            break
     assert reread.status == task_pb2.TASK_STATUS_QUEUED
     events = await all_events(stub, user, task.task_id)
     assert events[-1].role == task_pb2.EVENT_ROLE_SYSTEM and events[-1].metadata["reason"] == "lease_expired"

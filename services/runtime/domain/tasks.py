@@ -54,6 +54,17 @@ class Task:
         return f'W/"{self.edit_version}"'
 
 
+@dataclass(frozen=True, slots=True)
+class TaskFilter:
+    """Which of a user's tasks a sidebar list shows."""
+
+    user_id: str
+    statuses: tuple[str, ...] = ()
+    archived: bool | None = False  # None: archived or not
+    agent_id: str | None = None
+    session_id: str | None = None
+
+
 @dataclass(slots=True)
 class ClaimedTask:
     task: Task

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -22,21 +21,12 @@ from nexus.kit.errors import Aborted
 from services.runtime.domain import leases, states
 from services.runtime.domain.events import Event, NewEvent
 from services.runtime.domain.states import Reason, Status
-from services.runtime.domain.tasks import Actor, ClaimedTask, NewTask, Task, require_visible
+from services.runtime.domain.tasks import Actor, ClaimedTask, NewTask, Task, TaskFilter, require_visible
 from services.runtime.store.tables import NOTIFY_CHANNEL, task, task_event
 
 Publish = Callable[[str, list[Event]], None]
 
 _LIVE = (task.c.lease_expires_at > sa.func.now()).label("lease_live")
-
-
-@dataclass(frozen=True, slots=True)
-class TaskFilter:
-    user_id: str
-    statuses: tuple[str, ...] = ()
-    archived: bool | None = False  # None: both
-    agent_id: str | None = None
-    session_id: str | None = None
 
 
 def _task(row: Any) -> Task:
