@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -181,14 +182,16 @@ class EventLog:
         readers: int = 4,
         max_group_calls: int = 256,
         max_group_events: int = 2000,
-        linger_s: float = 0.002,
+        linger_step_s: float = 0.001,
+        linger_max_s: float = 0.010,
         linger_after: int = 4,
     ) -> None:
         self._url = url
         self._sink: Sink = _Nowhere()
         self._max_group_calls = max_group_calls
         self._max_group_events = max_group_events
-        self._linger_s = linger_s
+        self._linger_step_s = linger_step_s
+        self._linger_max_s = linger_max_s
         self._linger_after = linger_after
         self._pending: list[_Call] = []
         self._wake = asyncio.Event()
@@ -230,6 +233,18 @@ class EventLog:
         self._wake.set()
         return await future
 
+    async def _linger(self) -> None:
+        """Saturated (the last group was large): waits while calls keep arriving, a step at a
+        time and at most `linger_max_s`, so there are fewer, larger commits; per call, a commit's
+        fixed cost is what limits throughput then. A burst that stops arriving ends the wait
+        after one step; under light load there is no wait at all."""
+        deadline = time.monotonic() + self._linger_max_s
+        while len(self._pending) < self._max_group_calls and time.monotonic() < deadline:
+            before = len(self._pending)
+            await asyncio.sleep(self._linger_step_s)
+            if len(self._pending) == before:
+                return
+
     def _take_group(self) -> list[_Call]:
         total = count = 0
         for call in self._pending:
@@ -250,10 +265,8 @@ class EventLog:
                 while not self._pending:
                     self._wake.clear()
                     await self._wake.wait()
-                if self._linger_s and self._last_group >= self._linger_after:
-                    # Saturated (the last group was large): a moment's wait fills the group, so
-                    # there are fewer, larger commits. Under light load there is no wait at all.
-                    await asyncio.sleep(self._linger_s)
+                if self._last_group >= self._linger_after:
+                    await self._linger()
                 group = self._take_group()
                 self._last_group = len(group)
                 self.groups += 1
