@@ -2,8 +2,10 @@
 
 **Group commit.** Every AppendTaskEvents call enqueues its events and awaits a future. A commit
 lane (its own connection) takes every call queued so far and commits the whole group at once, so
-one database round trip serves many calls. Each call is checked on its own (visibility, task
-ended, lease) with the domain rules; a call that fails a check fails alone.
+one database round trip serves many calls. Under saturation the lane lingers while calls keep
+arriving (up to 10 ms), so groups grow and a commit's fixed cost is shared by more calls. Each
+call is checked on its own (visibility, task ended, lease) with the domain rules; a call that
+fails a check fails alone.
 
 **Ordering.** A task's `last_seq` is its event counter (Temporal's next_event_id). Seqs are
 allocated only by a statement that updates the task row, and the row lock that update takes is
@@ -19,7 +21,7 @@ notification naming every task and its new tail. A task whose guard fails (its s
 one of its client keys already exists) is simply not advanced, and its calls take the slow path.
 
 **Slow path: lock, then decide.** `BEGIN`; lock the tasks' rows (`FOR UPDATE`, in id order so
-lanes cannot deadlock) and look up the client keys; decide each call against the locked state;
+the lanes of several replicas cannot deadlock) and look up the client keys; decide each call against the locked state;
 write as above; `COMMIT`. Two round trips, pipelined. Client keys are read after the lock is
 taken, so a concurrent retry waits for the first attempt and then finds its key (READ COMMITTED:
 each statement sees what committed before it began); a known key answers its first receipt and
