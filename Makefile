@@ -43,5 +43,9 @@ lock:
 	  grep -vxFf .lock-runtime .lock-all) > requirements-dev.lock
 	rm -rf .lock-venv .lock-runtime .lock-all
 
+# The runtime benchmark; its last line is one JSON object (see scripts/bench.py).
+bench: $(STAMP)
+	$(BIN)/python scripts/bench.py
+
 clean:
 	rm -rf $(VENV) .nexus .mypy_cache .ruff_cache .pytest_cache

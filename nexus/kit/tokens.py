@@ -209,13 +209,21 @@ class TokenVerifier:
         self._cache: OrderedDict[str, Principal] = OrderedDict()
         self._cache_size = cache_size
 
-    async def verify(self, token: str) -> Principal:
+    def cached(self, token: str) -> Principal | None:
+        """The principal of a token verified before and not yet expired, else None."""
         cached = self._cache.get(token)
+        if cached is None:
+            return None
+        if cached.expires_at > time.time():
+            self._cache.move_to_end(token)
+            return cached
+        del self._cache[token]
+        return None
+
+    async def verify(self, token: str) -> Principal:
+        cached = self.cached(token)
         if cached is not None:
-            if cached.expires_at > time.time():
-                self._cache.move_to_end(token)
-                return cached
-            del self._cache[token]
+            return cached
         principal = await self._verify(token)
         self._cache[token] = principal
         if len(self._cache) > self._cache_size:

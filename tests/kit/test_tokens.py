@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -138,3 +139,16 @@ def test_the_newest_of_keys_made_in_the_same_second_signs(keys_dir: Path) -> Non
     made = [generate_signing_key(keys_dir).kid for _ in range(5)]
     assert [k.kid for k in load_signing_keys(keys_dir)] == made
     assert ensure_signing_key(keys_dir).kid == made[-1]
+
+
+async def test_a_verified_token_is_served_from_the_cache_until_it_expires(keys_dir: Path) -> None:
+    signer = signer_for(keys_dir)
+    verifier = verifier_for(keys_dir)
+    token = signer.mint("u1", kind="user", scopes=[], ttl_s=60)
+    assert verifier.cached(token) is None  # never verified: no shortcut
+    principal = await verifier.verify(token)
+    assert verifier.cached(token) is principal
+    short = signer.mint("u2", kind="user", scopes=[], ttl_s=1)
+    await verifier.verify(short)
+    await asyncio.sleep(1.1)
+    assert verifier.cached(short) is None  # expired: dropped, so the next call verifies afresh

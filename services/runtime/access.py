@@ -1,0 +1,28 @@
+"""Who may call what: owners with user tokens, workers with `runtime.worker` service tokens."""
+
+from __future__ import annotations
+
+from nexus.kit.auth import caller
+from services.runtime.domain.tasks import Actor
+
+WORKER_SCOPE = "runtime.worker"
+
+
+def owner() -> Actor:
+    """The calling user; service tokens are refused (PERMISSION_DENIED)."""
+    return Actor(user_id=caller().user_id)
+
+
+def worker(lease_id: str | None = None) -> Actor:
+    """The calling worker; it needs the `runtime.worker` scope."""
+    principal = caller()
+    principal.require_scope(WORKER_SCOPE)
+    return Actor(worker=principal.subject, lease_id=lease_id)
+
+
+def anyone(lease_id: str | None = None) -> Actor:
+    """An owner (user token) or a worker (service token with the worker scope)."""
+    principal = caller()
+    if principal.is_user:
+        return Actor(user_id=principal.subject)
+    return worker(lease_id)

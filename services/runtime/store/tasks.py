@@ -1,0 +1,368 @@
+"""Tasks, their transitions and worker leases: SQLAlchemy Core, one transaction per call.
+
+Every status change locks the task row (`FOR UPDATE`), checks the move with the domain state
+machine, appends its status event at `last_seq + 1` and advances `last_seq`, all in one
+transaction. The event log's hot path (events.py) takes the same row lock, so the two paths
+interleave safely and seqs stay gapless and in commit order.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from nexus.kit.db import Database
+from nexus.kit.errors import Aborted
+from services.runtime.domain import leases, states
+from services.runtime.domain.events import Event, NewEvent
+from services.runtime.domain.states import Reason, Status
+from services.runtime.domain.tasks import Actor, ClaimedTask, NewTask, Task, TaskFilter, require_visible
+from services.runtime.store.tables import NOTIFY_CHANNEL, task, task_event
+
+Publish = Callable[[str, list[Event]], None]
+
+_LIVE = (task.c.lease_expires_at > sa.func.now()).label("lease_live")
+
+
+def _task(row: Any) -> Task:
+    return Task(
+        id=row.id,
+        user_id=row.user_id,
+        agent_id=row.agent_id,
+        team_id=row.team_id,
+        session_id=row.session_id,
+        trigger_source=row.trigger_source,
+        origin_skill_id=row.origin_skill_id,
+        title=row.title,
+        inputs=row.inputs,
+        status=row.status,
+        result=row.result,
+        error=row.error,
+        is_pinned=row.is_pinned,
+        is_archived=row.is_archived,
+        last_seq=row.last_seq,
+        edit_version=row.edit_version,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        last_active_at=row.last_active_at,
+    )
+
+
+def _lease_state(row: Any) -> leases.LeaseState:
+    return leases.LeaseState(
+        status=row.status, lease_id=row.lease_id, holder=row.lease_holder, live=bool(row.lease_live)
+    )
+
+
+# Postgres caps a payload below 8000 bytes; a larger group says "re-read everything" instead.
+MAX_NOTIFY_PAYLOAD = 7900
+NOTIFY_EVERYTHING = "*"
+
+
+def notify_payload(tails: dict[str, int]) -> str:
+    """`task:last_seq` pairs: a hint that those tasks have events up to last_seq."""
+    payload = ",".join(f"{task_id}:{seq}" for task_id, seq in tails.items())
+    return payload if len(payload) <= MAX_NOTIFY_PAYLOAD else NOTIFY_EVERYTHING
+
+
+class TaskStore:
+    def __init__(self, db: Database, publish: Publish) -> None:
+        self._db = db
+        self._publish = publish
+
+    # -- plumbing shared by every transition -------------------------------------------------
+
+    async def _lock(self, conn: AsyncConnection, task_id: str) -> Any:
+        row = (await conn.execute(sa.select(task, _LIVE).where(task.c.id == task_id).with_for_update())).one_or_none()
+        return row
+
+    async def _append(self, conn: AsyncConnection, task_id: str, after_seq: int, events: Sequence[NewEvent]) -> None:
+        # created_at defaults to now(): the transaction's time, the same for every row it writes.
+        await conn.execute(
+            sa.insert(task_event),
+            [
+                {
+                    "task_id": task_id,
+                    "seq": after_seq + i,
+                    "role": str(e.role),
+                    "type": str(e.type),
+                    "content_text": e.content_text,
+                    "render_payload": e.render_payload,
+                    "metadata": e.metadata,
+                    "client_key": e.client_key,
+                }
+                for i, e in enumerate(events, start=1)
+            ],
+        )
+
+    async def _move(
+        self,
+        conn: AsyncConnection,
+        row: Any,
+        reason: Reason,
+        *,
+        note: str = "",
+        worker: str | None = None,
+        before: Sequence[NewEvent] = (),
+        values: dict[str, Any] | None = None,
+    ) -> tuple[Task, list[Event]]:
+        """Applies one legal transition to a locked row, with its status event (and any events
+        that belong before it, such as a question), in the caller's transaction."""
+        target = states.transition(row.status, reason)
+        new = [*before, states.status_event(row.status, reason, note, worker=worker)]
+        await self._append(conn, row.id, row.last_seq, new)
+        last_seq = row.last_seq + len(new)
+        changes: dict[str, Any] = {
+            "status": str(target),
+            "state_version": task.c.state_version + 1,
+            "last_seq": last_seq,
+            "updated_at": sa.func.now(),
+            "last_active_at": sa.func.now(),
+        }
+        if target != Status.RUNNING:
+            changes.update(lease_id=None, lease_holder=None, lease_expires_at=None)
+        changes.update(values or {})
+        updated = (await conn.execute(sa.update(task).where(task.c.id == row.id).values(changes).returning(task))).one()
+        await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, notify_payload({row.id: last_seq}))))
+        moved = _task(updated)
+        stored = [
+            Event(
+                task_id=row.id,
+                seq=row.last_seq + i,
+                role=str(e.role),
+                type=str(e.type),
+                content_text=e.content_text,
+                render_payload=e.render_payload,
+                metadata=e.metadata,
+                client_key=e.client_key,
+                created_at=moved.updated_at,
+            )
+            for i, e in enumerate(new, start=1)
+        ]
+        return moved, stored
+
+    async def _drive(
+        self,
+        actor: Actor,
+        task_id: str,
+        reason: Reason,
+        *,
+        values: dict[str, Any] | None = None,
+        before: Sequence[NewEvent] = (),
+        note: str = "",
+    ) -> Task:
+        """A transition on behalf of the actor: a worker must hold the lease, an owner must own it."""
+        async with self._db.transaction() as conn:
+            row = await self._lock(conn, task_id)
+            require_visible(actor, row.user_id if row else None)
+            if actor.worker is not None:
+                if row.status in states.TERMINAL:
+                    states.transition(row.status, reason)  # raises TASK_ENDED
+                leases.require_holder(_lease_state(row), actor.lease_id or "", actor.worker)
+            moved, events = await self._move(
+                conn, row, reason, note=note, worker=actor.worker, before=before, values=values
+            )
+        self._publish(task_id, events)
+        return moved
+
+    # -- tasks --------------------------------------------------------------------------------
+
+    async def create(self, new: NewTask) -> Task:
+        """Inserts a queued task with its first status event (seq 1). A repeated request_id
+        returns the task the first request created."""
+        async with self._db.transaction() as conn:
+            inserted = (
+                await conn.execute(
+                    sa.dialects.postgresql.insert(task)
+                    .values(
+                        id=str(uuid.uuid4()),
+                        user_id=new.user_id,
+                        agent_id=new.agent_id,
+                        team_id=new.team_id,
+                        session_id=new.session_id,
+                        trigger_source=new.trigger_source,
+                        origin_skill_id=new.origin_skill_id,
+                        title=new.title,
+                        inputs=new.inputs,
+                        status=str(Status.QUEUED),
+                        is_pinned=False,
+                        is_archived=False,
+                        last_seq=1,
+                        request_id=new.request_id,
+                        state_version=1,
+                        edit_version=1,
+                    )
+                    .on_conflict_do_nothing(constraint="task_request_id_unique")
+                    .returning(task)
+                )
+            ).one_or_none()
+            if inserted is None:
+                existing = (
+                    await conn.execute(
+                        sa.select(task).where(task.c.user_id == new.user_id, task.c.request_id == new.request_id)
+                    )
+                ).one()
+                return _task(existing)
+            await self._append(conn, inserted.id, 0, [states.status_event(None, Reason.CREATED)])
+        return _task(inserted)
+
+    async def get(self, actor: Actor, task_id: str) -> Task:
+        async with self._db.connection() as conn:
+            row = (await conn.execute(sa.select(task).where(task.c.id == task_id))).one_or_none()
+        require_visible(actor, row.user_id if row else None)
+        return _task(row)
+
+    async def page(
+        self, where: TaskFilter, limit: int, cursor: list[Any] | None
+    ) -> tuple[list[Task], list[Any] | None]:
+        """The sidebar order: pinned first, then most recently active, newest first (keyset)."""
+        query = sa.select(task).where(task.c.user_id == where.user_id)
+        if where.archived is not None:
+            query = query.where(task.c.is_archived == where.archived)
+        if where.statuses:
+            query = query.where(task.c.status.in_(where.statuses))
+        if where.agent_id:
+            query = query.where(task.c.agent_id == where.agent_id)
+        if where.session_id:
+            query = query.where(task.c.session_id == where.session_id)
+        if cursor is not None:
+            pinned, active_us, last_id = cursor
+            active = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=active_us)
+            query = query.where(
+                sa.tuple_(task.c.is_pinned, task.c.last_active_at, task.c.id)
+                < sa.tuple_(
+                    sa.literal(pinned),
+                    sa.literal(active, sa.DateTime(timezone=True)),
+                    sa.literal(last_id, task.c.id.type),
+                )
+            )
+        query = query.order_by(task.c.is_pinned.desc(), task.c.last_active_at.desc(), task.c.id.desc()).limit(limit + 1)
+        async with self._db.connection() as conn:
+            rows = (await conn.execute(query)).all()
+        tasks = [_task(r) for r in rows[:limit]]
+        if len(rows) <= limit:
+            return tasks, None
+        last = tasks[-1]
+        return tasks, [last.is_pinned, _micros(last.last_active_at), last.id]
+
+    async def update(self, user_id: str, task_id: str, changes: dict[str, Any], etag: str) -> Task:
+        async with self._db.transaction() as conn:
+            row = (await conn.execute(sa.select(task).where(task.c.id == task_id).with_for_update())).one_or_none()
+            require_visible(Actor(user_id=user_id), row.user_id if row else None)
+            if etag and etag != _task(row).etag:
+                raise Aborted("the task changed since it was read; read it again", reason="ETAG_MISMATCH")
+            updated = (
+                await conn.execute(
+                    sa.update(task)
+                    .where(task.c.id == task_id)
+                    .values(**changes, edit_version=task.c.edit_version + 1, updated_at=sa.func.now())
+                    .returning(task)
+                )
+            ).one()
+        return _task(updated)
+
+    async def cancel(self, user_id: str, task_id: str, note: str) -> Task:
+        """Idempotent: a cancelled task is returned as it is, with no second event."""
+        async with self._db.transaction() as conn:
+            row = await self._lock(conn, task_id)
+            require_visible(Actor(user_id=user_id), row.user_id if row else None)
+            if row.status == Status.CANCELLED:
+                return _task(row)
+            moved, events = await self._move(conn, row, Reason.CANCELLED, note=note)
+        self._publish(task_id, events)
+        return moved
+
+    # -- leases -------------------------------------------------------------------------------
+
+    async def claim(self, worker: str, agent_ids: Sequence[str], limit: int, lease_s: float) -> list[ClaimedTask]:
+        """Oldest queued tasks first; `SKIP LOCKED` so concurrent claimers never share a task."""
+        await self.expire_leases(agent_ids=agent_ids)
+        claimed: list[ClaimedTask] = []
+        published: list[tuple[str, list[Event]]] = []
+        async with self._db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(task, _LIVE)
+                    .where(task.c.status == str(Status.QUEUED), task.c.agent_id.in_(agent_ids))
+                    .order_by(task.c.created_at, task.c.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                lease_id = str(uuid.uuid4())
+                moved, events = await self._move(
+                    conn,
+                    row,
+                    Reason.CLAIMED,
+                    worker=worker,
+                    values={
+                        "lease_id": lease_id,
+                        "lease_holder": worker,
+                        "lease_expires_at": sa.func.now() + timedelta(seconds=lease_s),
+                    },
+                )
+                expires = moved.updated_at + timedelta(seconds=lease_s)
+                claimed.append(ClaimedTask(moved, lease_id, expires))
+                published.append((row.id, events))
+        for task_id, events in published:
+            self._publish(task_id, events)
+        return claimed
+
+    async def renew(self, worker: str, task_id: str, lease_id: str, lease_s: float) -> datetime:
+        async with self._db.transaction() as conn:
+            row = await self._lock(conn, task_id)
+            require_visible(Actor(worker=worker), row.user_id if row else None)
+            leases.require_holder(_lease_state(row), lease_id, worker)
+            expires: datetime = (
+                await conn.execute(
+                    sa.update(task)
+                    .where(task.c.id == task_id)
+                    .values(lease_expires_at=sa.func.now() + timedelta(seconds=lease_s))
+                    .returning(task.c.lease_expires_at)
+                )
+            ).scalar_one()
+        return expires
+
+    async def expire_leases(self, *, agent_ids: Sequence[str] | None = None, limit: int = 100) -> int:
+        """Puts running tasks whose lease ran out back to queued, each with a system event that
+        says so. Every replica runs it; `SKIP LOCKED` keeps them from doing the same task twice."""
+        query = sa.select(task, _LIVE).where(
+            task.c.status == str(Status.RUNNING), task.c.lease_expires_at <= sa.func.now()
+        )
+        if agent_ids is not None:
+            query = query.where(task.c.agent_id.in_(agent_ids))
+        published: list[tuple[str, list[Event]]] = []
+        async with self._db.transaction() as conn:
+            rows = (
+                await conn.execute(
+                    query.order_by(task.c.lease_expires_at).limit(limit).with_for_update(skip_locked=True)
+                )
+            ).all()
+            for row in rows:
+                _, events = await self._move(conn, row, Reason.LEASE_EXPIRED, worker=row.lease_holder)
+                published.append((row.id, events))
+        for task_id, events in published:
+            self._publish(task_id, events)
+        return len(rows)
+
+    async def finish(self, actor: Actor, task_id: str, result: dict[str, Any]) -> Task:
+        return await self._drive(actor, task_id, Reason.FINISHED, values={"result": result})
+
+    async def fail(self, actor: Actor, task_id: str, error: dict[str, Any]) -> Task:
+        return await self._drive(actor, task_id, Reason.FAILED, values={"error": error})
+
+    async def request_input(self, actor: Actor, task_id: str, question: NewEvent) -> Task:
+        return await self._drive(actor, task_id, Reason.INPUT_REQUESTED, before=[question])
+
+    async def provide_input(self, actor: Actor, task_id: str, answer: NewEvent) -> Task:
+        return await self._drive(actor, task_id, Reason.INPUT_PROVIDED, before=[answer])
+
+
+def _micros(moment: datetime) -> int:
+    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

@@ -1,0 +1,98 @@
+"""Fixtures for the runtime tests: one runtime server per session, stubs, and small helpers."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import grpc
+import pytest
+
+from nexus.kit.server import NexusServer
+from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
+from tests.support import Tokens
+
+Metadata = tuple[tuple[str, str], ...]
+
+
+@pytest.fixture(scope="session")
+async def runtime(start_server: Callable[[str], Awaitable[NexusServer]]) -> NexusServer:
+    return await start_server("runtime")
+
+
+@pytest.fixture(scope="session")
+def stub(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return runtime_pb2_grpc.RuntimeServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture
+def agent() -> str:
+    """A fresh agent id per test, so claims in one test never see another test's tasks."""
+    return f"agent-{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture
+def owner(tokens: Tokens) -> tuple[str, Metadata]:
+    return tokens.user()
+
+
+@pytest.fixture
+def worker(tokens: Tokens) -> Metadata:
+    return tokens.service("runtime.worker", name=f"w-{uuid.uuid4().hex[:8]}")
+
+
+async def create_task(stub: Any, metadata: Metadata, agent: str, **fields: Any) -> task_pb2.Task:
+    task = task_pb2.Task(
+        agent_id=agent,
+        trigger_source=task_pb2.TRIGGER_SOURCE_CHAT_MANUAL,
+        title=fields.pop("title", "a task"),
+        **fields,
+    )
+    created: task_pb2.Task = await stub.CreateTask(runtime_pb2.CreateTaskRequest(task=task), metadata=metadata)
+    return created
+
+
+def message(
+    text: str, *, role: task_pb2.EventRole.ValueType = task_pb2.EVENT_ROLE_USER, key: str = ""
+) -> task_pb2.TaskEvent:
+    return task_pb2.TaskEvent(role=role, type=task_pb2.EVENT_TYPE_MESSAGE, content_text=text, client_key=key)
+
+
+def said(text: str, key: str = "") -> task_pb2.TaskEvent:
+    """An assistant message, as a worker appends it."""
+    return message(text, role=task_pb2.EVENT_ROLE_ASSISTANT, key=key)
+
+
+async def append(stub: Any, metadata: Metadata, task_id: str, *events: task_pb2.TaskEvent, lease_id: str = "") -> Any:
+    return await stub.AppendTaskEvents(
+        runtime_pb2.AppendTaskEventsRequest(task_id=task_id, events=list(events), lease_id=lease_id), metadata=metadata
+    )
+
+
+async def claim_one(stub: Any, worker: Metadata, agent: str, lease_s: float = 30.0) -> runtime_pb2.ClaimedTask:
+    request = runtime_pb2.ClaimTasksRequest(agent_ids=[agent], max_tasks=1)
+    request.lease_duration.FromNanoseconds(int(lease_s * 1e9))
+    reply = await stub.ClaimTasks(request, metadata=worker)
+    assert len(reply.claimed) == 1, reply
+    claimed: runtime_pb2.ClaimedTask = reply.claimed[0]
+    return claimed
+
+
+async def all_events(stub: Any, metadata: Metadata, task_id: str) -> list[task_pb2.TaskEvent]:
+    events: list[task_pb2.TaskEvent] = []
+    token = ""
+    while True:
+        reply = await stub.ListTaskEvents(
+            runtime_pb2.ListTaskEventsRequest(task_id=task_id, page_size=1000, page_token=token), metadata=metadata
+        )
+        events += reply.events
+        token = reply.next_page_token
+        if not token:
+            return events
+
+
+async def collect(stub: Any, metadata: Metadata, task_id: str, after_seq: int = 0) -> list[task_pb2.TaskEvent]:
+    """A whole stream, until the server ends it."""
+    request = runtime_pb2.StreamTaskEventsRequest(task_id=task_id, after_seq=after_seq)
+    return [event async for event in stub.StreamTaskEvents(request, metadata=metadata)]

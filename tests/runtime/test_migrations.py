@@ -1,0 +1,60 @@
+"""The runtime's Alembic history goes up, down and up again, with data in the tables."""
+
+from __future__ import annotations
+
+import uuid
+
+import psycopg
+import pytest
+
+from nexus.kit import migrations
+from nexus.kit.config import Settings
+from nexus.kit.postgres import service_url
+
+
+def _connect(settings: Settings) -> psycopg.Connection:
+    return psycopg.connect(service_url(settings, "runtime", driver="postgresql"), autocommit=True)
+
+
+def _insert_task_with_events(settings: Settings) -> str:
+    task_id = str(uuid.uuid4())
+    with _connect(settings) as conn:
+        conn.execute(
+            "INSERT INTO runtime.task (id, user_id, agent_id, trigger_source, title, status, last_seq)"
+            " VALUES (%s, 'u1', 'scanner', 'chat_manual', 't', 'queued', 2)",
+            [task_id],
+        )
+        conn.execute(
+            "INSERT INTO runtime.task_event (task_id, seq, role, type, client_key)"
+            " VALUES (%s, 1, 'system', 'status', NULL), (%s, 2, 'user', 'message', 'k')",
+            [task_id, task_id],
+        )
+    return task_id
+
+
+def _tables(settings: Settings) -> set[str]:
+    with _connect(settings) as conn:
+        rows = conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'runtime'").fetchall()
+    return {row[0] for row in rows}
+
+
+def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None:
+    migrations.upgrade(scratch_settings, "runtime")
+    task_id = _insert_task_with_events(scratch_settings)
+    with _connect(scratch_settings) as conn:
+        # The constraints hold: a duplicate client key and a lease outside `running` are refused.
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO runtime.task_event (task_id, seq, role, type, client_key)"
+                " VALUES (%s, 3, 'user', 'message', 'k')",
+                [task_id],
+            )
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute("UPDATE runtime.task SET lease_holder = 'w' WHERE id = %s", [task_id])
+        count = conn.execute("SELECT count(*) FROM runtime.task_event").fetchone()
+    assert count == (2,)
+    migrations.downgrade(scratch_settings, "runtime", "base")
+    assert _tables(scratch_settings) <= {"alembic_version"}
+    migrations.upgrade(scratch_settings, "runtime")
+    assert {"task", "task_event"} <= _tables(scratch_settings)
+    _insert_task_with_events(scratch_settings)
