@@ -47,6 +47,7 @@ from nexus.kit import config, migrations, postgres  # noqa: E402
 from nexus.kit.auth import bearer_metadata  # noqa: E402
 from nexus.kit.config import Settings  # noqa: E402
 from nexus.kit.tokens import TokenSigner, ensure_signing_key  # noqa: E402
+from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc  # noqa: E402
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2  # noqa: E402
 
 CONCURRENCY = 64
@@ -190,6 +191,17 @@ async def measure_echo(address: str, seconds: float) -> float:
     finally:
         for c in channels:
             await c.close()
+
+
+BENCH_AGENTS = ("bench-append", "bench-batch", "bench-raw", "bench-latency")
+
+
+async def create_agents(address: str, admin: Any) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = ontology_pb2_grpc.OntologyServiceStub(channel)
+        for agent_id in BENCH_AGENTS:
+            request = ontology_pb2.CreateAgentRequest(agent=ontology_pb2.Agent(name=agent_id), agent_id=agent_id)
+            await stub.CreateAgent(request, metadata=admin)
 
 
 async def create_tasks(stub: Any, user: Any, n: int, agent: str) -> list[str]:
@@ -357,10 +369,13 @@ async def database() -> AsyncIterator[Settings]:
         database_name=f"nexus_bench_{suffix}",
         db_role_prefix=f"nb{suffix}_",
         log_level="WARNING",
+        # The runtime checks each new task's agent with the ontology service, found at this port.
+        ports={**config.DEFAULT_PORTS, "ontology": free_port()},
     )
     ensure_signing_key(settings.resolved_signing_keys_dir)
     postgres.bootstrap(settings)
     migrations.upgrade(settings, "runtime")
+    migrations.upgrade(settings, "ontology")
     try:
         yield settings
     finally:
@@ -379,12 +394,18 @@ async def bench(seconds: float) -> dict[str, float]:
         )
         user = bearer_metadata(signer.mint(str(uuid.uuid4()), kind="user", scopes=[], ttl_s=3600))
 
+        admin = bearer_metadata(signer.mint("service:bench", kind="service", scopes=["ontology.admin"], ttl_s=3600))
+
+        ontology_address = settings.address("ontology")
+        ontology = spawn(["-m", "nexus", "serve", "ontology"], env)
         echo_port = free_port()
         echo = spawn([__file__, "echo-server", "--port", str(echo_port)], env)
         port = free_port()
         runtime = spawn(["-m", "nexus", "serve", "runtime", "--port", str(port)], env)
         channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(CHANNELS)]
         try:
+            await wait_ready(ontology_address, ontology, health=True)
+            await create_agents(ontology_address, admin)
             await wait_ready(f"127.0.0.1:{echo_port}", echo, health=False)
             await wait_ready(f"127.0.0.1:{port}", runtime, health=True)
             stubs = [runtime_pb2_grpc.RuntimeServiceStub(c) for c in channels]
@@ -408,6 +429,7 @@ async def bench(seconds: float) -> dict[str, float]:
                 await c.close()
             stop(runtime)
             stop(echo)
+            stop(ontology)
     return {
         "append_eps": round(append_eps, 1),
         "raw_grpc_rps": round(raw_rps, 1),

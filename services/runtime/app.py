@@ -17,6 +17,7 @@ from nexus.kit.postgres import service_url
 from nexus.kit.server import Resources, ServiceDefinition
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from services.runtime.hub import Hub
+from services.runtime.references import References
 from services.runtime.servicer import RuntimeServicer
 from services.runtime.store.events import EventLog
 from services.runtime.store.notify import Listener
@@ -66,7 +67,7 @@ async def build(resources: Resources) -> ServiceDefinition:
     tasks = TaskStore(resources.database("runtime"), hub.publish)
     listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan)
     reaper = _Reaper(tasks, REAP_INTERVAL_S)
-    servicer = RuntimeServicer(tasks, log_, hub)
+    servicer = RuntimeServicer(tasks, log_, hub, References(resources))
 
     def register(server: grpc.aio.Server) -> None:
         runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(servicer, server)

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
-from services.runtime import access, convert, references
+from services.runtime import access, convert
 from services.runtime.hub import Hub
+from services.runtime.references import References
 from services.runtime.store.events import EventLog
 from services.runtime.store.tasks import TaskStore
 
@@ -15,8 +16,9 @@ Context = Any
 
 
 class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, tasks: TaskStore, log: EventLog, hub: Hub) -> None:
+    def __init__(self, tasks: TaskStore, log: EventLog, hub: Hub, references: References) -> None:
         self._tasks = tasks
+        self._references = references
         self._log = log
         self._hub = hub
 
@@ -24,7 +26,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
 
     async def CreateTask(self, request: runtime_pb2.CreateTaskRequest, context: Context) -> task_pb2.Task:
         new = convert.new_task(request, access.owner().user_id or "")
-        await references.check_task_references(new)
+        await self._references.check_task(new)
         return convert.task_to_proto(await self._tasks.create(new))
 
     async def GetTask(self, request: runtime_pb2.GetTaskRequest, context: Context) -> task_pb2.Task:

@@ -10,6 +10,7 @@ import grpc
 import pytest
 
 from nexus.kit.server import NexusServer
+from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
 from tests.support import Tokens
 
@@ -17,7 +18,15 @@ Metadata = tuple[tuple[str, str], ...]
 
 
 @pytest.fixture(scope="session")
-async def runtime(start_server: Callable[[str], Awaitable[NexusServer]]) -> NexusServer:
+async def ontology(
+    start_server: Callable[[str], Awaitable[NexusServer]], open_channel: Callable[[str], grpc.aio.Channel]
+) -> Any:
+    """The ontology service, which the runtime asks whether a task's agent, team and skill exist."""
+    return ontology_pb2_grpc.OntologyServiceStub(open_channel((await start_server("ontology")).address))
+
+
+@pytest.fixture(scope="session")
+async def runtime(start_server: Callable[[str], Awaitable[NexusServer]], ontology: Any) -> NexusServer:
     return await start_server("runtime")
 
 
@@ -26,10 +35,34 @@ def stub(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) 
     return runtime_pb2_grpc.RuntimeServiceStub(open_channel(runtime.address))
 
 
+async def create_agent(ontology: Any, tokens: Tokens, agent_id: str | None = None) -> str:
+    agent_id = agent_id or f"agent-{uuid.uuid4().hex[:12]}"
+    request = ontology_pb2.CreateAgentRequest(agent=ontology_pb2.Agent(name=agent_id), agent_id=agent_id)
+    await ontology.CreateAgent(request, metadata=tokens.service("ontology.admin"))
+    return agent_id
+
+
+async def create_skill(ontology: Any, tokens: Tokens, agent_id: str, skill_id: str | None = None) -> str:
+    """A system skill of the agent (no steps: the runtime only checks that it exists)."""
+    skill_id = skill_id or f"skill-{uuid.uuid4().hex[:12]}"
+    skill = ontology_pb2.Skill(agent_id=agent_id, name=skill_id)
+    request = ontology_pb2.CreateSkillRequest(skill=skill, skill_id=skill_id)
+    await ontology.CreateSkill(request, metadata=tokens.service("ontology.admin"))
+    return skill_id
+
+
+async def create_team(ontology: Any, tokens: Tokens, *agent_ids: str) -> str:
+    team = ontology_pb2.Team(name="crew", participants=[ontology_pb2.Participant(agent_id=a) for a in agent_ids])
+    created = await ontology.CreateTeam(
+        ontology_pb2.CreateTeamRequest(team=team), metadata=tokens.service("ontology.admin")
+    )
+    return str(created.id)
+
+
 @pytest.fixture
-def agent() -> str:
-    """A fresh agent id per test, so claims in one test never see another test's tasks."""
-    return f"agent-{uuid.uuid4().hex[:12]}"
+async def agent(ontology: Any, tokens: Tokens) -> str:
+    """A fresh agent per test, so claims in one test never see another test's tasks."""
+    return await create_agent(ontology, tokens)
 
 
 @pytest.fixture

@@ -10,17 +10,29 @@ import grpc
 from google.protobuf import field_mask_pb2
 
 from nexus.runtime.v1 import runtime_pb2, task_pb2
-from tests.runtime.conftest import Metadata, all_events, append, claim_one, create_task, message, said
+from tests.runtime.conftest import (
+    Metadata,
+    all_events,
+    append,
+    claim_one,
+    create_skill,
+    create_task,
+    create_team,
+    message,
+    said,
+)
 from tests.support import Tokens, rpc_error
 
 
 async def test_a_new_task_is_queued_owned_by_the_caller_and_starts_with_a_status_event(
-    stub: Any, owner: tuple[str, Metadata], agent: str
+    stub: Any, ontology: Any, tokens: Tokens, owner: tuple[str, Metadata], agent: str
 ) -> None:
     user_id, user = owner
-    team, session = str(uuid.uuid4()), str(uuid.uuid4())
+    session = str(uuid.uuid4())
+    team = await create_team(ontology, tokens, agent)
+    skill = await create_skill(ontology, tokens, agent)
     task = await create_task(
-        stub, user, agent, team_id=team, session_id=session, origin_skill_id="scan_website", title="Scan acme"
+        stub, user, agent, team_id=team, session_id=session, origin_skill_id=skill, title="Scan acme"
     )
     assert (task.status, task.user_id, task.team_id, task.session_id) == (
         task_pb2.TASK_STATUS_QUEUED,
@@ -28,7 +40,7 @@ async def test_a_new_task_is_queued_owned_by_the_caller_and_starts_with_a_status
         team,
         session,
     )
-    assert task.origin_skill_id == "scan_website" and task.etag
+    assert task.origin_skill_id == skill and task.etag
     events = await all_events(stub, user, task.task_id)
     assert [(e.seq, e.type, e.role) for e in events] == [(1, task_pb2.EVENT_TYPE_STATUS, task_pb2.EVENT_ROLE_SYSTEM)]
     assert events[0].metadata["status"] == "queued"
