@@ -11,7 +11,16 @@ import pytest
 
 from nexus.kit.server import NexusServer
 from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
-from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
+from nexus.runtime.v1 import (
+    artifact_pb2_grpc,
+    runtime_pb2,
+    runtime_pb2_grpc,
+    schedule_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    task_pb2,
+    workspace_pb2_grpc,
+)
 from tests.support import Tokens
 
 Metadata = tuple[tuple[str, str], ...]
@@ -33,6 +42,33 @@ async def runtime(start_server: Callable[[str], Awaitable[NexusServer]], ontolog
 @pytest.fixture(scope="session")
 def stub(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
     return runtime_pb2_grpc.RuntimeServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture(scope="session")
+def sessions(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return session_pb2_grpc.SessionServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture(scope="session")
+def workspace(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return workspace_pb2_grpc.WorkspaceServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture(scope="session")
+def artifacts(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return artifact_pb2_grpc.ArtifactServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture(scope="session")
+def schedules(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return schedule_pb2_grpc.ScheduleServiceStub(open_channel(runtime.address))
+
+
+async def create_session(sessions: Any, metadata: Metadata, title: str = "a session") -> str:
+    created = await sessions.CreateSession(
+        session_pb2.CreateSessionRequest(session=session_pb2.Session(title=title)), metadata=metadata
+    )
+    return str(created.session_id)
 
 
 async def create_agent(ontology: Any, tokens: Tokens, agent_id: str | None = None) -> str:
