@@ -214,7 +214,10 @@ class ArtifactStore:
             # It is no longer an active file of its task.
             await conn.execute(
                 sa.update(task_context)
-                .where(task_context.c.task_id == row.task_id, task_context.c.active_files.any(artifact_id))
+                .where(
+                    task_context.c.task_id == row.task_id,
+                    sa.literal(artifact_id, artifact.c.id.type) == sa.any_(task_context.c.active_files),
+                )
                 .values(
                     active_files=sa.func.array_remove(
                         task_context.c.active_files, sa.cast(artifact_id, artifact.c.id.type)
