@@ -9,14 +9,14 @@ does not exist. Every bad reference is reported at once.
 from __future__ import annotations
 
 from collections.abc import Awaitable
-from typing import Protocol
+from typing import Any, Protocol
 
 from nexus.kit.auth import forwarded_metadata
-from nexus.kit.errors import invalid
+from nexus.kit.errors import FieldViolation, InvalidArgument, invalid
 from nexus.kit.peers import LOOKUP_TIMEOUT_S, check_all, expect_found
 from nexus.kit.server import Resources
 from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
-from services.runtime.domain.schedules import Command
+from services.runtime.domain.schedules import Command, InputSpec, input_problems
 from services.runtime.domain.tasks import NewTask
 
 
@@ -38,8 +38,17 @@ class References:
         await self._check(task.agent_id, task.team_id, task.origin_skill_id, "task", "origin_skill_id", extra)
 
     async def check_command(self, command: Command) -> None:
-        """A schedule's pre-resolved command, checked as a task's references are."""
-        await self._check(command.agent_id, command.team_id, command.skill_id, "schedule.command", "skill_id", [])
+        """A schedule's pre-resolved command, checked as a task's references are; its typed
+        inputs are checked against the skill's declared inputs too."""
+        await self._check(
+            command.agent_id,
+            command.team_id,
+            command.skill_id,
+            "schedule.command",
+            "skill_id",
+            [],
+            inputs=command.inputs,
+        )
 
     @staticmethod
     async def _check_session(sessions: Sessions, user_id: str, session_id: str) -> None:
@@ -54,6 +63,8 @@ class References:
         prefix: str,
         skill_field: str,
         extra: list[Awaitable[object]],
+        *,
+        inputs: dict[str, Any] | None = None,
     ) -> None:
         ontology = ontology_pb2_grpc.OntologyServiceStub(self._resources.channel("ontology"))
         metadata = forwarded_metadata()
@@ -80,7 +91,8 @@ class References:
                 )
             )
         if skill_id:
-            checks.append(self._check_skill(ontology, agent_id, skill_id, f"{prefix}.{skill_field}", metadata))
+            field = f"{prefix}.{skill_field}"
+            checks.append(self._check_skill(ontology, agent_id, skill_id, field, metadata, inputs, f"{prefix}.inputs"))
         await check_all(*checks)
 
     @staticmethod
@@ -90,6 +102,8 @@ class References:
         skill_id: str,
         field: str,
         metadata: tuple[tuple[str, str], ...],
+        inputs: dict[str, Any] | None,
+        inputs_field: str,
     ) -> None:
         skill = await expect_found(
             ontology.GetSkill(
@@ -101,3 +115,32 @@ class References:
         )
         if skill.agent_id != agent_id:
             raise invalid(field, "belongs to another agent", reason="SKILL_OF_ANOTHER_AGENT")
+        if inputs is None:
+            return
+        specs = [
+            InputSpec(
+                name=i.name,
+                type=_INPUT_TYPES.get(i.type, "json"),
+                required=i.required,
+                has_default=i.HasField("default_value"),
+                allowed_values=tuple(i.allowed_values),
+            )
+            for i in skill.definition.inputs
+        ]
+        problems = [FieldViolation(f"{inputs_field}.{name}", p) for name, p in input_problems(specs, inputs)]
+        if problems:
+            first = problems[0]
+            raise InvalidArgument(
+                f"{first.field}: {first.description}", reason="INPUTS_DO_NOT_FIT_SKILL", violations=problems
+            )
+
+
+_INPUT_TYPES = {
+    ontology_pb2.INPUT_TYPE_STRING: "string",
+    ontology_pb2.INPUT_TYPE_INTEGER: "integer",
+    ontology_pb2.INPUT_TYPE_NUMBER: "number",
+    ontology_pb2.INPUT_TYPE_BOOLEAN: "boolean",
+    ontology_pb2.INPUT_TYPE_URL: "url",
+    ontology_pb2.INPUT_TYPE_ENUM: "enum",
+    ontology_pb2.INPUT_TYPE_JSON: "json",
+}

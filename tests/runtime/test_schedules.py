@@ -17,6 +17,7 @@ import psycopg
 
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
+from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import runtime_pb2, schedule_pb2, task_pb2
 from tests.runtime.conftest import Metadata, create_agent, create_skill
 from tests.support import Tokens, rpc_error
@@ -37,6 +38,21 @@ def new_schedule(agent: str, cron: str = HOURLY, **command: Any) -> schedule_pb2
     )
     request.schedule.command.inputs.update(inputs)
     return request
+
+
+async def scan_skill(ontology: Any, tokens: Tokens, agent: str) -> str:
+    """A system skill of the agent that takes a url (required) and a depth."""
+    definition = ontology_pb2.SkillDefinition(
+        inputs=[
+            ontology_pb2.InputField(name="url", type=ontology_pb2.INPUT_TYPE_URL, required=True),
+            ontology_pb2.InputField(name="depth", type=ontology_pb2.INPUT_TYPE_INTEGER),
+        ]
+    )
+    skill_id = f"scan-{agent}"
+    skill = ontology_pb2.Skill(agent_id=agent, name="scan", definition=definition)
+    admin = tokens.service("ontology.admin")
+    await ontology.CreateSkill(ontology_pb2.CreateSkillRequest(skill=skill, skill_id=skill_id), metadata=admin)
+    return skill_id
 
 
 async def sql(settings: Settings, statement: str, *params: Any) -> list[Any]:
@@ -78,7 +94,7 @@ async def test_create_get_list_pause_resume_and_delete(
     schedules: Any, ontology: Any, tokens: Tokens, agent: str
 ) -> None:
     user_id, user = tokens.user()
-    skill = await create_skill(ontology, tokens, agent)
+    skill = await scan_skill(ontology, tokens, agent)
     created = await schedules.CreateSchedule(new_schedule(agent, "30 9 * * mon-fri", skill_id=skill), metadata=user)
     assert (created.user_id, created.state, created.command.skill_id) == (
         user_id,
@@ -157,7 +173,7 @@ async def test_a_due_schedule_fires_a_cron_task_from_its_command_and_after_downt
     stub: Any, schedules: Any, ontology: Any, tokens: Tokens, settings: Settings, agent: str
 ) -> None:
     user_id, user = tokens.user()
-    skill = await create_skill(ontology, tokens, agent)
+    skill = await scan_skill(ontology, tokens, agent)
     created = await schedules.CreateSchedule(new_schedule(agent, HOURLY, skill_id=skill), metadata=user)
     # The runtime was down for five hours: five hourly times were missed.
     due = (datetime.now(UTC) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
@@ -207,3 +223,25 @@ async def test_each_due_time_fires_exactly_once_with_two_replicas(
         settings, "SELECT count(DISTINCT request_id) FROM runtime.task WHERE schedule_id = ANY(%s::uuid[])", ids
     )
     assert rows == [(len(ids) * rounds,)]
+
+
+async def test_the_commands_typed_inputs_must_fit_the_skills_declared_inputs(
+    schedules: Any, ontology: Any, tokens: Tokens, owner: tuple[str, Metadata], agent: str
+) -> None:
+    _, user = owner
+    await scan_skill(ontology, tokens, agent)
+    fits = await schedules.CreateSchedule(
+        new_schedule(agent, skill_id=f"scan-{agent}", inputs={"url": "https://acme.com", "depth": 2}), metadata=user
+    )
+    assert fits.command.inputs["depth"] == 2
+    failure = await rpc_error(
+        schedules.CreateSchedule(
+            new_schedule(agent, skill_id=f"scan-{agent}", inputs={"depth": "deep", "colour": "red"}), metadata=user
+        )
+    )
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INPUTS_DO_NOT_FIT_SKILL")
+    assert failure.fields == {
+        "schedule.command.inputs.depth",
+        "schedule.command.inputs.colour",
+        "schedule.command.inputs.url",
+    }

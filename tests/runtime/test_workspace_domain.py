@@ -169,3 +169,26 @@ def test_search_text_writes_cjk_runs_as_bigrams() -> None:
     assert memory.search_text("\uff34\uff45\uff53\uff4c\uff41 财报, Q3") == "tesla 财报 , q3"  # full-width Latin
     assert memory.search_text("库") == "库"
     assert memory.document("Summary", ("one", "二三")) == "summary one 二三"
+
+
+def test_scheduled_inputs_are_checked_against_the_skills_declared_types() -> None:
+    specs = [
+        schedules.InputSpec("url", "url", required=True),
+        schedules.InputSpec("depth", "integer", has_default=True),
+        schedules.InputSpec("mode", "enum", allowed_values=("fast", "full")),
+        schedules.InputSpec("ratio", "number"),
+        schedules.InputSpec("dry", "boolean"),
+        schedules.InputSpec("extra", "json"),
+    ]
+    good = {"url": "https://acme.com", "depth": 3, "mode": "fast", "ratio": 0.5, "dry": False, "extra": [1, {"a": 2}]}
+    assert schedules.input_problems(specs, good) == []
+    bad = {"url": "ftp://acme.com", "depth": True, "mode": "slow", "ratio": "1", "dry": 1, "unknown": 1}
+    assert {name for name, _ in schedules.input_problems(specs, bad)} == {
+        "url",
+        "depth",
+        "mode",
+        "ratio",
+        "dry",
+        "unknown",
+    }
+    assert schedules.input_problems(specs, {}) == [("url", "is required by the skill")]

@@ -9,10 +9,12 @@ from (schedule, due time), so even a duplicate firing could not create a second 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 from services.runtime.domain import cron
 from services.runtime.domain.tasks import NewTask
@@ -89,3 +91,52 @@ def fired_task(schedule: Schedule, due: datetime) -> NewTask:
         request_id=fire_request_id(schedule.id, due),
         schedule_id=schedule.id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class InputSpec:
+    """One declared input of the skill a schedule runs (from the ontology service)."""
+
+    name: str
+    type: str  # string, integer, number, boolean, url, enum, json
+    required: bool = False
+    has_default: bool = False
+    allowed_values: tuple[str, ...] = ()
+
+
+def _type_problem(spec: InputSpec, value: Any) -> str | None:
+    if spec.type in ("string", "url", "enum") and not isinstance(value, str):
+        return f"must be a {spec.type} (a JSON string)"
+    if spec.type == "url":
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            return "must be an absolute http or https URL"
+    if spec.type == "enum" and value not in spec.allowed_values:
+        return "must be one of the skill's allowed values"
+    if spec.type == "integer" and (isinstance(value, bool) or not isinstance(value, int)):
+        return "must be a whole number"
+    if spec.type == "number" and (isinstance(value, bool) or not isinstance(value, int | float)):
+        return "must be a number"
+    if spec.type == "boolean" and not isinstance(value, bool):
+        return "must be true or false"
+    return None
+
+
+def input_problems(specs: Sequence[InputSpec], inputs: dict[str, Any]) -> list[tuple[str, str]]:
+    """(input name, problem) for every input the pre-resolved command gives that the skill does
+    not declare or that has the wrong type, and every required input it lacks. Values are
+    checked, not coerced: the gateway resolved the command (ontology ResolveCommand) already."""
+    declared = {spec.name: spec for spec in specs}
+    problems: list[tuple[str, str]] = []
+    for name, value in inputs.items():
+        spec = declared.get(name)
+        if spec is None:
+            problems.append((name, "is not an input of the skill"))
+            continue
+        problem = _type_problem(spec, value)
+        if problem:
+            problems.append((name, problem))
+    for spec in specs:
+        if spec.required and not spec.has_default and spec.name not in inputs:
+            problems.append((spec.name, "is required by the skill"))
+    return problems
