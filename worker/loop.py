@@ -178,8 +178,10 @@ class Worker:
             self._raise_for(err, "ClaimTasks")
         self._answered = time.time()
         for claimed in reply.claimed:
-            task_id = claimed.task.task_id
-            self._in_flight[task_id] = asyncio.create_task(self._drive(claimed), name=f"task {task_id}")
+            # Keyed by lease: should this worker claim a task again after losing its lease on
+            # it, the old run's clean-up must not remove the new one.
+            lease_id = claimed.lease.lease_id
+            self._in_flight[lease_id] = asyncio.create_task(self._drive(claimed), name=f"task {claimed.task.task_id}")
         return len(reply.claimed)
 
     def _raise_for(self, err: grpc.aio.AioRpcError, what: str) -> NoReturn:
@@ -233,7 +235,7 @@ class Worker:
             renewing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewing
-            self._in_flight.pop(task_id, None)
+            self._in_flight.pop(claimed.lease.lease_id, None)
             self._slot.set()
         if outcome in (Outcome.RELEASED, "crashed"):
             await self._release(claimed)

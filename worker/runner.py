@@ -158,7 +158,7 @@ class Runner:
     async def _finish(self, run: actions.Run) -> Outcome:
         """The task memory (derived from the events unless a write_memory step wrote it), then
         the result."""
-        if any(s.action == "write_memory" for s in run.plan):
+        if any(s.action == "write_memory" and s.status == plan.DONE for s in run.plan):
             summary = (await self.session.get_memory()).summary_text
         else:
             summary, takeaways = await run.derived_memory(self.session.task.title)
@@ -166,7 +166,8 @@ class Runner:
         artifact_ids: list[JSON] = [
             s.output["artifact_id"] for s in run.plan if isinstance(s.output.get("artifact_id"), str)
         ]
-        await self.session.finish({"summary": summary, "steps": len(run.plan), "artifact_ids": artifact_ids})
+        done = sum(1 for s in run.plan if s.status == plan.DONE)
+        await self.session.finish({"summary": summary, "steps": done, "artifact_ids": artifact_ids})
         return Outcome.FINISHED
 
     async def chat(self, run: actions.Run) -> Outcome:
