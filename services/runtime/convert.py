@@ -4,13 +4,14 @@ reported at once; nothing malformed reaches the store."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from nexus.kit import paging, validation
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import runtime_pb2, task_pb2
 from services.runtime.domain import events as ev
@@ -37,15 +38,6 @@ MAX_MESSAGE_CHARS = 10_000
 
 
 # -- outgoing -----------------------------------------------------------------------------------
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    micros = (moment - _EPOCH) // _MICROSECOND
-    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def task_to_proto(task: Task) -> task_pb2.Task:

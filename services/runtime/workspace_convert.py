@@ -6,9 +6,9 @@ from typing import Any
 
 from nexus.kit import paging, validation
 from nexus.kit.errors import InvalidArgument
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations
 from nexus.runtime.v1 import workspace_pb2
-from services.runtime.convert import timestamp
 from services.runtime.domain import memory as mem
 from services.runtime.domain import plan as plans
 from services.runtime.domain.context import MAX_ACTIVE_FILES, Context, ContextPatch

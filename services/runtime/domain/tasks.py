@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from nexus.kit.errors import FailedPrecondition, NotFound
+from nexus.kit.protos import etag
 from services.runtime.domain import leases
 from services.runtime.domain.states import TERMINAL
 
@@ -54,7 +55,7 @@ class Task:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.edit_version}"'
+        return etag(self.edit_version)
 
 
 @dataclass(frozen=True, slots=True)
