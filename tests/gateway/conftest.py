@@ -1,0 +1,226 @@
+"""Gateway fixtures: the three services and the gateway on the session database, a gateway client
+per account, and builders for agents, skills and commands (created as an ontology admin)."""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import grpc
+import pytest
+
+from nexus.gateway.v1 import gateway_pb2 as pb
+from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from nexus.kit.auth import bearer_metadata
+from nexus.kit.config import Settings
+from nexus.kit.server import NexusServer
+from nexus.ontology.v1 import ontology_pb2 as onto
+from nexus.ontology.v1 import ontology_pb2_grpc as onto_grpc
+from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
+from nexus.user.v1 import user_pb2
+from services.user.keys import ensure_key_file
+from tests.support import Tokens
+
+Metadata = tuple[tuple[str, str], ...]
+PASSWORD = "correct horse battery"
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(4)}"
+
+
+@dataclass
+class Account:
+    user_id: str
+    email: str
+    password: str
+    tokens: user_pb2.AuthTokens
+
+    @property
+    def md(self) -> Metadata:
+        return bearer_metadata(self.tokens.access_token)
+
+
+@dataclass
+class Platform:
+    """Every server of the platform, started once per session."""
+
+    gateway: NexusServer
+    runtime: NexusServer
+    ontology: NexusServer
+    user: NexusServer
+
+
+@pytest.fixture(scope="session")
+async def platform(settings: Settings, start_server: Callable[[str], Awaitable[NexusServer]]) -> Platform:
+    ensure_key_file(settings.resolved_credential_keys_file)  # what `nexus up` prepares on first run
+    ontology = await start_server("ontology")
+    user = await start_server("user")
+    runtime = await start_server("runtime")
+    gateway = await start_server("gateway")
+    return Platform(gateway=gateway, runtime=runtime, ontology=ontology, user=user)
+
+
+@pytest.fixture(scope="session")
+def gw(platform: Platform, open_channel: Callable[[str], grpc.aio.Channel]) -> pb_grpc.GatewayServiceAsyncStub:
+    return pb_grpc.GatewayServiceStub(open_channel(platform.gateway.address))
+
+
+@pytest.fixture(scope="session")
+def runtime(
+    platform: Platform, open_channel: Callable[[str], grpc.aio.Channel]
+) -> runtime_pb2_grpc.RuntimeServiceAsyncStub:
+    """The runtime itself, for the tests' worker (the gateway offers clients no worker calls)."""
+    return runtime_pb2_grpc.RuntimeServiceStub(open_channel(platform.runtime.address))
+
+
+SignUp = Callable[[], Awaitable[Account]]
+
+
+@pytest.fixture(scope="session")
+def sign_up(gw: pb_grpc.GatewayServiceAsyncStub) -> SignUp:
+    """A fresh account, signed up through the gateway (each costs one Argon2id hash)."""
+
+    async def create() -> Account:
+        email = f"{unique('gw')}@example.com"
+        reply = await gw.SignUp(pb.SignUpRequest(email=email, password=PASSWORD))
+        return Account(reply.user.id, reply.user.email, PASSWORD, reply.tokens)
+
+    return create
+
+
+@pytest.fixture(scope="session")
+async def alice(sign_up: SignUp) -> Account:
+    return await sign_up()
+
+
+@pytest.fixture(scope="session")
+async def bob(sign_up: SignUp) -> Account:
+    return await sign_up()
+
+
+@dataclass
+class Catalog:
+    """Creates agents, skills and commands as an ontology admin, each with a unique id."""
+
+    stub: onto_grpc.OntologyServiceAsyncStub
+    admin: Metadata
+
+    async def agent(self) -> str:
+        agent_id = unique("agent")
+        request = onto.CreateAgentRequest(agent_id=agent_id, agent=onto.Agent(name=f"Agent {agent_id}"))
+        await self.stub.CreateAgent(request, metadata=self.admin)
+        return agent_id
+
+    async def skill(
+        self, agent_id: str, *, inputs: Sequence[onto.InputField] = (), steps: Sequence[onto.Step] = ()
+    ) -> onto.Skill:
+        definition = onto.SkillDefinition(inputs=inputs, steps=steps or [onto.Step(id="hello", action="message")])
+        request = onto.CreateSkillRequest(
+            skill_id=unique("skill"), skill=onto.Skill(agent_id=agent_id, name="Scan a site", definition=definition)
+        )
+        return await self.stub.CreateSkill(request, metadata=self.admin)
+
+    async def command(self, agent_id: str, skill_id: str) -> onto.Command:
+        command = onto.Command(trigger="/" + unique("c"), agent_id=agent_id, target_skill_id=skill_id)
+        return await self.stub.CreateCommand(onto.CreateCommandRequest(command=command), metadata=self.admin)
+
+
+@pytest.fixture(scope="session")
+def catalog(platform: Platform, open_channel: Callable[[str], grpc.aio.Channel], tokens: Tokens) -> Catalog:
+    stub = onto_grpc.OntologyServiceStub(open_channel(platform.ontology.address))
+    return Catalog(stub, tokens.service("ontology.admin", name="gateway-tests"))
+
+
+SCAN_STEPS = [
+    onto.Step(id="announce", action="message"),
+    onto.Step(id="ask", action="ask_user", depends_on=["announce"]),
+    onto.Step(id="report", action="write_artifact", depends_on=["ask"]),
+]
+
+
+def scan_inputs() -> list[onto.InputField]:
+    depth = onto.InputField(
+        name="depth", type=onto.INPUT_TYPE_ENUM, allowed_values=["quick", "deep"], description="how deep"
+    )
+    depth.default_value.string_value = "quick"
+    return [onto.InputField(name="url", type=onto.INPUT_TYPE_URL, required=True), depth]
+
+
+@dataclass
+class Scan:
+    """A fresh agent with a `/scan`-like command of its own, so a test's worker claims only that
+    test's tasks."""
+
+    agent_id: str
+    skill: onto.Skill
+    command: onto.Command
+
+    @property
+    def trigger(self) -> str:
+        return self.command.trigger
+
+
+@pytest.fixture
+async def scan(catalog: Catalog) -> Scan:
+    agent_id = await catalog.agent()
+    skill = await catalog.skill(agent_id, inputs=scan_inputs(), steps=SCAN_STEPS)
+    return Scan(agent_id, skill, await catalog.command(agent_id, skill.id))
+
+
+@dataclass
+class Worker:
+    """The test plays the worker through the runtime's worker RPCs (service token)."""
+
+    runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub
+    md: Metadata
+
+    async def claim(self, agent_id: str) -> runtime_pb2.ClaimedTask:
+        reply = await self.runtime.ClaimTasks(
+            runtime_pb2.ClaimTasksRequest(agent_ids=[agent_id], max_tasks=1), metadata=self.md
+        )
+        assert len(reply.claimed) == 1, reply
+        return reply.claimed[0]
+
+    async def say(self, claimed: runtime_pb2.ClaimedTask, *texts: str) -> None:
+        events = [
+            task_pb2.TaskEvent(role=task_pb2.EVENT_ROLE_ASSISTANT, type=task_pb2.EVENT_TYPE_MESSAGE, content_text=t)
+            for t in texts
+        ]
+        await self.runtime.AppendTaskEvents(
+            runtime_pb2.AppendTaskEventsRequest(
+                task_id=claimed.task.task_id, events=events, lease_id=claimed.lease.lease_id
+            ),
+            metadata=self.md,
+        )
+
+    async def ask(self, claimed: runtime_pb2.ClaimedTask, question: str) -> None:
+        event = task_pb2.TaskEvent(
+            role=task_pb2.EVENT_ROLE_ASSISTANT, type=task_pb2.EVENT_TYPE_MESSAGE, content_text=question
+        )
+        await self.runtime.RequestInput(
+            runtime_pb2.RequestInputRequest(
+                task_id=claimed.task.task_id, lease_id=claimed.lease.lease_id, question=event
+            ),
+            metadata=self.md,
+        )
+
+    async def finish(self, claimed: runtime_pb2.ClaimedTask, **result: Any) -> None:
+        request = runtime_pb2.FinishTaskRequest(task_id=claimed.task.task_id, lease_id=claimed.lease.lease_id)
+        request.result.update(result)
+        await self.runtime.FinishTask(request, metadata=self.md)
+
+    async def fail(self, claimed: runtime_pb2.ClaimedTask, reason: str, message: str) -> None:
+        error = task_pb2.TaskError(reason=reason, message=message)
+        await self.runtime.FailTask(
+            runtime_pb2.FailTaskRequest(task_id=claimed.task.task_id, lease_id=claimed.lease.lease_id, error=error),
+            metadata=self.md,
+        )
+
+
+@pytest.fixture
+def worker(runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub, tokens: Tokens) -> Worker:
+    return Worker(runtime, tokens.service("runtime.worker", name=f"w-{uuid.uuid4().hex[:8]}"))
