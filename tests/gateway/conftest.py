@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import secrets
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,9 +15,10 @@ import pytest
 
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from nexus.kit import server as kit_server
 from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
-from nexus.kit.server import NexusServer
+from nexus.kit.server import NexusServer, Resources
 from nexus.ontology.v1 import ontology_pb2 as onto
 from nexus.ontology.v1 import ontology_pb2_grpc as onto_grpc
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
@@ -224,3 +226,67 @@ class Worker:
 @pytest.fixture
 def worker(runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub, tokens: Tokens) -> Worker:
     return Worker(runtime, tokens.service("runtime.worker", name=f"w-{uuid.uuid4().hex[:8]}"))
+
+
+@asynccontextmanager
+async def extra_server(
+    name: str, settings: Settings, *, port: int = 0, interceptors: Sequence[grpc.aio.ServerInterceptor] = ()
+) -> AsyncIterator[NexusServer]:
+    """Another real server of `name` beside the session's, optionally with `interceptors` inside
+    the kit's chain (closest to the servicer), to observe what reaches the service."""
+    original = grpc.aio.server
+
+    extra = list(interceptors)
+
+    def with_extra(*args: Any, **kwargs: Any) -> grpc.aio.Server:
+        kwargs["interceptors"] = [*kwargs.get("interceptors", ()), *extra]
+        return original(*args, **kwargs)
+
+    grpc.aio.server = with_extra
+    try:
+        server = await kit_server.build(name, Resources(settings))
+    finally:
+        grpc.aio.server = original
+    await server.start(port)
+    try:
+        yield server
+    finally:
+        await server.stop(grace=0.5)
+
+
+class DeadlineRecorder(grpc.aio.ServerInterceptor):
+    """Records `time_remaining()` as each method's handler sees it (None: no deadline)."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, list[float | None]] = {}
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[Any]],
+        details: grpc.HandlerCallDetails,
+    ) -> Any:
+        handler = await continuation(details)
+        method = details.method.rsplit("/", 1)[-1]
+        record = self.seen.setdefault(method, [])
+        common = {
+            "request_deserializer": handler.request_deserializer,
+            "response_serializer": handler.response_serializer,
+        }
+        if handler.unary_unary:
+            behavior = handler.unary_unary
+
+            async def unary(request: Any, context: Any) -> Any:
+                record.append(context.time_remaining())
+                return await behavior(request, context)
+
+            return grpc.unary_unary_rpc_method_handler(unary, **common)
+        if handler.unary_stream:
+            stream_behavior = handler.unary_stream
+
+            async def stream(request: Any, context: Any) -> AsyncIterator[Any]:
+                record.append(context.time_remaining())
+                async for item in stream_behavior(request, context):
+                    yield item
+
+            return grpc.unary_stream_rpc_method_handler(stream, **common)
+        return handler

@@ -3,14 +3,14 @@ composes the caller's account, profile and settings."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterable, Callable
 from typing import TYPE_CHECKING
 
 import grpc
 
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit.auth import bearer_metadata
-from nexus.kit.validation import json_to_value
+from nexus.kit.validation import JSON, json_to_value
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from tests.gateway.conftest import PASSWORD, Account, Platform, SignUp, unique
 from tests.support import rpc_error
@@ -69,7 +69,7 @@ async def test_every_other_method_needs_a_valid_token(gw: Stub) -> None:
     assert stream.code == grpc.StatusCode.UNAUTHENTICATED
 
 
-async def _drain(call: grpc.aio.UnaryStreamCall[pb.StreamTaskRequest, object]) -> None:
+async def _drain(call: AsyncIterable[object]) -> None:
     async for _ in call:
         pass
 
@@ -79,7 +79,8 @@ async def test_get_me_returns_the_account_profile_and_settings_in_one_call(
 ) -> None:
     account = await sign_up()
     users = user_pb2_grpc.UserServiceStub(open_channel(platform.user.address))
-    for key, value in (("theme", "dark"), ("beta.features", ["canvas"])):
+    values: list[tuple[str, JSON]] = [("theme", "dark"), ("beta.features", ["canvas"])]
+    for key, value in values:
         setting = user_pb2.Setting(key=key, value=json_to_value(value))
         await users.SetSetting(user_pb2.SetSettingRequest(setting=setting), metadata=account.md)
     await users.UpdateProfile(
