@@ -70,8 +70,9 @@ def describe_error(err: grpc.aio.AioRpcError) -> list[str]:
     info, violations = details_of(err)
     lines = [f"{err.details() or err.code().name}"]
     lines += [f"  {v.field}: {v.description}" if v.field else f"  {v.description}" for v in violations]
-    if info is not None and info.metadata.get("did_you_mean"):
-        lines.append(f"  did you mean {info.metadata['did_you_mean']}?")
+    suggestion = info.metadata.get("did_you_mean") if info is not None else None
+    if suggestion and suggestion not in lines[0]:
+        lines.append(f"  did you mean {suggestion}?")
     return lines
 
 

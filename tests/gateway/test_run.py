@@ -10,7 +10,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from nexus.client import demo
+import pytest
+
+from nexus.client import NexusClient, demo
 from nexus.client.run import Answers, Console, run
 from nexus.kit import config
 from nexus.kit.config import Settings
@@ -168,3 +170,22 @@ async def test_the_nexus_run_command_line_runs_a_command_end_to_end(
     assert process.returncode == 0, stderr.decode()
     assert "you: pricing" in stdout.decode().splitlines()
     assert demo.path(tmp_path).exists()
+
+
+async def test_an_interrupted_run_cancels_its_task(
+    platform: Platform, settings: Settings, scan: Scan, tmp_path: Path
+) -> None:
+    local = settings.with_overrides(data_dir=tmp_path)
+    running, out, _ = start(f"{scan.trigger} https://acme.com", platform, local, Answers([], io.StringIO()))
+    for _ in range(200):
+        if out.getvalue():
+            break
+        await asyncio.sleep(0.05)
+    task_id = out.getvalue().split()[1]
+    running.cancel()  # what Ctrl-C does to `asyncio.run`'s main task
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    credentials, _ = demo.load_or_create(tmp_path)
+    async with NexusClient(platform.gateway.address) as client:
+        await client.sign_in(credentials.email, credentials.password)
+        assert (await client.get_task(task_id)).status == task_pb2.TASK_STATUS_CANCELLED
