@@ -12,9 +12,11 @@ COPY requirements.lock .
 RUN pip install -r requirements.lock
 
 COPY . .
+# /data/artifacts exists (owned by nexus) so the runtime's named volume mounted there starts
+# writable: Docker copies a mount point's ownership from the image into a new volume.
 RUN pip install --no-deps -e . \
     && useradd --system --uid 10001 --home-dir /data nexus \
-    && mkdir -p /data/keys /run/nexus \
+    && mkdir -p /data/keys /data/artifacts /run/nexus \
     && chown -R nexus /data /run/nexus
 
 USER nexus

@@ -53,6 +53,8 @@ def _isolated_settings(admin_url: str, data_dir: Path) -> Settings:
         db_role_prefix=f"nt{suffix}_",
         db_pool_size=5,
         shutdown_grace_s=1.0,
+        # Schedules made due by a test fire within a fraction of a second.
+        scheduler_poll_s=0.2,
     )
 
 

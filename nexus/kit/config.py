@@ -55,6 +55,8 @@ class Settings:
     shutdown_grace_s: float = 5.0
     max_message_bytes: int = 8 * MiB
     artifact_max_bytes: int = 100 * MiB
+    # How often each runtime replica looks for due schedules (cron has minute resolution).
+    scheduler_poll_s: float = 1.0
     log_level: str = "INFO"
 
     @property
@@ -146,6 +148,7 @@ def from_env(env: Mapping[str, str] | None = None) -> Settings:
         shutdown_grace_s=_float(env, "NEXUS_SHUTDOWN_GRACE", 5.0),
         max_message_bytes=_int(env, "NEXUS_MAX_MESSAGE_BYTES", 8 * MiB),
         artifact_max_bytes=_int(env, "NEXUS_ARTIFACT_MAX_BYTES", 100 * MiB),
+        scheduler_poll_s=_float(env, "NEXUS_SCHEDULER_POLL_S", 1.0),
         log_level=env.get("NEXUS_LOG_LEVEL") or "INFO",
     )
 
@@ -165,6 +168,7 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_SHUTDOWN_GRACE": str(settings.shutdown_grace_s),
         "NEXUS_MAX_MESSAGE_BYTES": str(settings.max_message_bytes),
         "NEXUS_ARTIFACT_MAX_BYTES": str(settings.artifact_max_bytes),
+        "NEXUS_SCHEDULER_POLL_S": str(settings.scheduler_poll_s),
         "NEXUS_LOG_LEVEL": settings.log_level,
         "NEXUS_SIGNING_KEYS_DIR": str(settings.resolved_signing_keys_dir),
         "NEXUS_CREDENTIAL_KEYS_FILE": str(settings.resolved_credential_keys_file),

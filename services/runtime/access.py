@@ -13,6 +13,12 @@ def owner() -> Actor:
     return Actor(user_id=caller().user_id)
 
 
+def user() -> str:
+    """The calling user's id, for calls that only users make (their sessions, schedules,
+    searches across their tasks); service tokens are refused (PERMISSION_DENIED)."""
+    return owner().user_id or ""
+
+
 def worker(lease_id: str | None = None) -> Actor:
     """The calling worker; it needs the `runtime.worker` scope."""
     principal = caller()

@@ -66,6 +66,7 @@ def task_to_proto(task: Task) -> task_pb2.Task:
         update_time=timestamp(task.updated_at),
         last_active_time=timestamp(task.last_active_at),
         etag=task.etag,
+        schedule_id=task.schedule_id or "",
     )
     message.inputs.update(task.inputs)
     if task.result is not None:

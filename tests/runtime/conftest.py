@@ -2,16 +2,35 @@
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
+import socket
+import subprocess
+import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from nexus.kit import config
+from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer
 from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
-from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
+from nexus.runtime.v1 import (
+    artifact_pb2,
+    artifact_pb2_grpc,
+    runtime_pb2,
+    runtime_pb2_grpc,
+    schedule_pb2_grpc,
+    session_pb2,
+    session_pb2_grpc,
+    task_pb2,
+    workspace_pb2_grpc,
+)
 from tests.support import Tokens
 
 Metadata = tuple[tuple[str, str], ...]
@@ -33,6 +52,76 @@ async def runtime(start_server: Callable[[str], Awaitable[NexusServer]], ontolog
 @pytest.fixture(scope="session")
 def stub(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
     return runtime_pb2_grpc.RuntimeServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture
+async def second_replica(settings: Settings) -> AsyncIterator[str]:
+    """Another runtime process on the same database, as `nexus serve runtime` runs it."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nexus",
+        "serve",
+        "runtime",
+        "--port",
+        str(port),
+        env={**os.environ, **config.to_env(settings)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    address = f"127.0.0.1:{port}"
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            health: Any = health_pb2_grpc.HealthStub(channel)
+            for _ in range(300):
+                assert process.returncode is None, "the second runtime exited"
+                try:
+                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        break
+                except grpc.aio.AioRpcError:
+                    pass
+                await asyncio.sleep(0.1)
+            else:
+                pytest.fail("the second runtime did not become SERVING")
+        yield address
+    finally:
+        process.terminate()  # SIGTERM: a graceful shutdown
+        try:
+            await asyncio.wait_for(process.wait(), 10)
+        except TimeoutError:
+            process.kill()
+            await process.wait()
+
+
+@pytest.fixture(scope="session")
+def sessions(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return session_pb2_grpc.SessionServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture(scope="session")
+def workspace(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return workspace_pb2_grpc.WorkspaceServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture(scope="session")
+def artifacts(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return artifact_pb2_grpc.ArtifactServiceStub(open_channel(runtime.address))
+
+
+@pytest.fixture(scope="session")
+def schedules(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) -> Any:
+    return schedule_pb2_grpc.ScheduleServiceStub(open_channel(runtime.address))
+
+
+async def create_session(sessions: Any, metadata: Metadata, title: str = "a session") -> str:
+    created = await sessions.CreateSession(
+        session_pb2.CreateSessionRequest(session=session_pb2.Session(title=title)), metadata=metadata
+    )
+    return str(created.session_id)
 
 
 async def create_agent(ontology: Any, tokens: Tokens, agent_id: str | None = None) -> str:
@@ -129,3 +218,24 @@ async def collect(stub: Any, metadata: Metadata, task_id: str, after_seq: int = 
     """A whole stream, until the server ends it."""
     request = runtime_pb2.StreamTaskEventsRequest(task_id=task_id, after_seq=after_seq)
     return [event async for event in stub.StreamTaskEvents(request, metadata=metadata)]
+
+
+async def upload(artifacts: Any, metadata: Metadata, task_id: str, data: bytes, lease_id: str = "", **kw: Any) -> Any:
+    header = artifact_pb2.ArtifactHeader(
+        artifact=artifact_pb2.Artifact(
+            task_id=task_id,
+            type=kw.pop("type", "pdf"),
+            display_name=kw.pop("display_name", "report.pdf"),
+            size_bytes=len(data),
+            sha256=hashlib.sha256(data).hexdigest(),
+            **kw,
+        ),
+        lease_id=lease_id,
+    )
+
+    async def messages() -> Any:
+        yield artifact_pb2.CreateArtifactRequest(header=header)
+        for start in range(0, len(data), 1 << 20):
+            yield artifact_pb2.CreateArtifactRequest(chunk=data[start : start + (1 << 20)])
+
+    return await artifacts.CreateArtifact(messages(), metadata=metadata)

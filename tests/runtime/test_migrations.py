@@ -58,3 +58,31 @@ def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None
     migrations.upgrade(scratch_settings, "runtime")
     assert {"task", "task_event"} <= _tables(scratch_settings)
     _insert_task_with_events(scratch_settings)
+
+
+def test_the_workspace_migration_gives_existing_session_ids_a_session_and_goes_down_cleanly(
+    scratch_settings: Settings,
+) -> None:
+    migrations.upgrade(scratch_settings, "runtime", "0001")
+    task_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
+    with _connect(scratch_settings) as conn:
+        conn.execute(
+            "INSERT INTO runtime.task (id, user_id, agent_id, trigger_source, title, status, session_id)"
+            " VALUES (%s, 'u1', 'scanner', 'chat_manual', 't', 'queued', %s)",
+            [task_id, session_id],
+        )
+    migrations.upgrade(scratch_settings, "runtime")
+    workspace = {"session", "task_plan", "task_context", "task_memory", "artifact", "schedule"}
+    assert workspace <= _tables(scratch_settings)
+    with _connect(scratch_settings) as conn:
+        assert conn.execute("SELECT user_id FROM runtime.session WHERE id = %s", [session_id]).fetchall() == [("u1",)]
+        # An active schedule has a next time; a paused one has none.
+        with pytest.raises(psycopg.errors.CheckViolation):
+            conn.execute(
+                "INSERT INTO runtime.schedule (id, user_id, cron, time_zone, agent_id, title, state)"
+                " VALUES (gen_random_uuid(), 'u1', '* * * * *', 'UTC', 'scanner', 't', 'active')"
+            )
+    migrations.downgrade(scratch_settings, "runtime", "0001")
+    assert not workspace & _tables(scratch_settings)
+    with _connect(scratch_settings) as conn:
+        assert conn.execute("SELECT count(*) FROM runtime.task").fetchone() == (1,)

@@ -4,19 +4,9 @@ when the task does; many subscribers of a task share one read per new event."""
 from __future__ import annotations
 
 import asyncio
-import os
 import random
-import socket
-import subprocess
-import sys
-from collections.abc import AsyncIterator
 from typing import Any
 
-import grpc
-import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-from nexus.kit import config
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc
@@ -108,49 +98,6 @@ async def test_cancelling_ends_every_open_stream(stub: Any, owner: tuple[str, Me
     await stub.CancelTask(runtime_pb2.CancelTaskRequest(task_id=task.task_id), metadata=user)
     for events in await asyncio.wait_for(asyncio.gather(*streams), 5):
         assert [e.metadata["status"] for e in events] == ["cancelled"]
-
-
-@pytest.fixture
-async def second_replica(settings: Settings) -> AsyncIterator[str]:
-    """Another runtime process on the same database, as `nexus serve runtime` runs it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nexus",
-        "serve",
-        "runtime",
-        "--port",
-        str(port),
-        env={**os.environ, **config.to_env(settings)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            health: Any = health_pb2_grpc.HealthStub(channel)
-            for _ in range(300):
-                assert process.returncode is None, "the second runtime exited"
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the second runtime did not become SERVING")
-        yield address
-    finally:
-        process.terminate()  # SIGTERM: a graceful shutdown
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
 
 
 async def test_append_through_one_replica_and_stream_from_the_other(

@@ -15,6 +15,7 @@ from tests.runtime.conftest import (
     all_events,
     append,
     claim_one,
+    create_session,
     create_skill,
     create_task,
     create_team,
@@ -25,10 +26,10 @@ from tests.support import Tokens, rpc_error
 
 
 async def test_a_new_task_is_queued_owned_by_the_caller_and_starts_with_a_status_event(
-    stub: Any, ontology: Any, tokens: Tokens, owner: tuple[str, Metadata], agent: str
+    stub: Any, sessions: Any, ontology: Any, tokens: Tokens, owner: tuple[str, Metadata], agent: str
 ) -> None:
     user_id, user = owner
-    session = str(uuid.uuid4())
+    session = await create_session(sessions, user)
     team = await create_team(ontology, tokens, agent)
     skill = await create_skill(ontology, tokens, agent)
     task = await create_task(
@@ -64,10 +65,10 @@ async def test_create_is_idempotent_by_request_id_even_when_retried_concurrently
 
 
 async def test_the_sidebar_lists_pinned_first_then_most_recently_active_with_filters_and_pages(
-    stub: Any, tokens: Tokens, agent: str
+    stub: Any, sessions: Any, tokens: Tokens, agent: str
 ) -> None:
     _, user = tokens.user()
-    session = str(uuid.uuid4())
+    session = await create_session(sessions, user)
     tasks = [await create_task(stub, user, agent, title=f"t{i}", session_id=session if i % 2 else "") for i in range(6)]
     ids = [t.task_id for t in tasks]
     await append(stub, user, ids[1], message("bump"))  # t1 becomes the most recently active

@@ -26,27 +26,27 @@ from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnexus/runtime/v1/task.proto\x12\x10nexus.runtime.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xcc\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x37\n\x0etrigger_source\x18\x06 \x01(\x0e\x32\x1f.nexus.runtime.v1.TriggerSource\x12\x17\n\x0forigin_skill_id\x18\x07 \x01(\t\x12\r\n\x05title\x18\x08 \x01(\t\x12\'\n\x06inputs\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x06status\x18\n \x01(\x0e\x32\x1c.nexus.runtime.v1.TaskStatus\x12\'\n\x06result\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskError\x12\x11\n\tis_pinned\x18\r \x01(\x08\x12\x13\n\x0bis_archived\x18\x0e \x01(\x08\x12\x10\n\x08last_seq\x18\x0f \x01(\x03\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x13 \x01(\t\"V\n\tTaskError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb6\x02\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12)\n\x04role\x18\x03 \x01(\x0e\x32\x1b.nexus.runtime.v1.EventRole\x12)\n\x04type\x18\x04 \x01(\x0e\x32\x1b.nexus.runtime.v1.EventType\x12\x14\n\x0c\x63ontent_text\x18\x05 \x01(\t\x12/\n\x0erender_payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nclient_key\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x05Lease\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc6\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x1d\n\x19TASK_STATUS_WAITING_INPUT\x10\x03\x12\x18\n\x14TASK_STATUS_FINISHED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06*\x92\x01\n\rTriggerSource\x12\x1e\n\x1aTRIGGER_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_SOURCE_CHAT_MANUAL\x10\x01\x12 \n\x1cTRIGGER_SOURCE_SLASH_COMMAND\x10\x02\x12\x1f\n\x1bTRIGGER_SOURCE_CRON_TRIGGER\x10\x03*\x82\x01\n\tEventRole\x12\x1a\n\x16\x45VENT_ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_ROLE_USER\x10\x01\x12\x18\n\x14\x45VENT_ROLE_ASSISTANT\x10\x02\x12\x15\n\x11\x45VENT_ROLE_SYSTEM\x10\x03\x12\x13\n\x0f\x45VENT_ROLE_TOOL\x10\x04*\xbd\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_TYPE_MESSAGE\x10\x01\x12\x1b\n\x17\x45VENT_TYPE_NEXUS_RENDER\x10\x02\x12\x17\n\x13\x45VENT_TYPE_TOOL_USE\x10\x03\x12\x1a\n\x16\x45VENT_TYPE_TOOL_RESULT\x10\x04\x12\x15\n\x11\x45VENT_TYPE_STATUS\x10\x05\x12\x13\n\x0f\x45VENT_TYPE_PLAN\x10\x06\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1bnexus/runtime/v1/task.proto\x12\x10nexus.runtime.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\x04\n\x04Task\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\x12\x10\n\x08\x61gent_id\x18\x03 \x01(\t\x12\x0f\n\x07team_id\x18\x04 \x01(\t\x12\x12\n\nsession_id\x18\x05 \x01(\t\x12\x37\n\x0etrigger_source\x18\x06 \x01(\x0e\x32\x1f.nexus.runtime.v1.TriggerSource\x12\x17\n\x0forigin_skill_id\x18\x07 \x01(\t\x12\r\n\x05title\x18\x08 \x01(\t\x12\'\n\x06inputs\x18\t \x01(\x0b\x32\x17.google.protobuf.Struct\x12,\n\x06status\x18\n \x01(\x0e\x32\x1c.nexus.runtime.v1.TaskStatus\x12\'\n\x06result\x18\x0b \x01(\x0b\x32\x17.google.protobuf.Struct\x12*\n\x05\x65rror\x18\x0c \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskError\x12\x11\n\tis_pinned\x18\r \x01(\x08\x12\x13\n\x0bis_archived\x18\x0e \x01(\x08\x12\x10\n\x08last_seq\x18\x0f \x01(\x03\x12/\n\x0b\x63reate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0bupdate_time\x18\x11 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x34\n\x10last_active_time\x18\x12 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0c\n\x04\x65tag\x18\x13 \x01(\t\x12\x13\n\x0bschedule_id\x18\x14 \x01(\t\"V\n\tTaskError\x12\x0e\n\x06reason\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x07\x64\x65tails\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"\xb6\x02\n\tTaskEvent\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0b\n\x03seq\x18\x02 \x01(\x03\x12)\n\x04role\x18\x03 \x01(\x0e\x32\x1b.nexus.runtime.v1.EventRole\x12)\n\x04type\x18\x04 \x01(\x0e\x32\x1b.nexus.runtime.v1.EventType\x12\x14\n\x0c\x63ontent_text\x18\x05 \x01(\t\x12/\n\x0erender_payload\x18\x06 \x01(\x0b\x32\x17.google.protobuf.Struct\x12)\n\x08metadata\x18\x07 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nclient_key\x18\x08 \x01(\t\x12/\n\x0b\x63reate_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"[\n\x05Lease\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp*\xc6\x01\n\nTaskStatus\x12\x1b\n\x17TASK_STATUS_UNSPECIFIED\x10\x00\x12\x16\n\x12TASK_STATUS_QUEUED\x10\x01\x12\x17\n\x13TASK_STATUS_RUNNING\x10\x02\x12\x1d\n\x19TASK_STATUS_WAITING_INPUT\x10\x03\x12\x18\n\x14TASK_STATUS_FINISHED\x10\x04\x12\x16\n\x12TASK_STATUS_FAILED\x10\x05\x12\x19\n\x15TASK_STATUS_CANCELLED\x10\x06*\x92\x01\n\rTriggerSource\x12\x1e\n\x1aTRIGGER_SOURCE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aTRIGGER_SOURCE_CHAT_MANUAL\x10\x01\x12 \n\x1cTRIGGER_SOURCE_SLASH_COMMAND\x10\x02\x12\x1f\n\x1bTRIGGER_SOURCE_CRON_TRIGGER\x10\x03*\x82\x01\n\tEventRole\x12\x1a\n\x16\x45VENT_ROLE_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x45VENT_ROLE_USER\x10\x01\x12\x18\n\x14\x45VENT_ROLE_ASSISTANT\x10\x02\x12\x15\n\x11\x45VENT_ROLE_SYSTEM\x10\x03\x12\x13\n\x0f\x45VENT_ROLE_TOOL\x10\x04*\xbd\x01\n\tEventType\x12\x1a\n\x16\x45VENT_TYPE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x45VENT_TYPE_MESSAGE\x10\x01\x12\x1b\n\x17\x45VENT_TYPE_NEXUS_RENDER\x10\x02\x12\x17\n\x13\x45VENT_TYPE_TOOL_USE\x10\x03\x12\x1a\n\x16\x45VENT_TYPE_TOOL_RESULT\x10\x04\x12\x15\n\x11\x45VENT_TYPE_STATUS\x10\x05\x12\x13\n\x0f\x45VENT_TYPE_PLAN\x10\x06\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nexus.runtime.v1.task_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_TASKSTATUS']._serialized_start=1198
-  _globals['_TASKSTATUS']._serialized_end=1396
-  _globals['_TRIGGERSOURCE']._serialized_start=1399
-  _globals['_TRIGGERSOURCE']._serialized_end=1545
-  _globals['_EVENTROLE']._serialized_start=1548
-  _globals['_EVENTROLE']._serialized_end=1678
-  _globals['_EVENTTYPE']._serialized_start=1681
-  _globals['_EVENTTYPE']._serialized_end=1870
+  _globals['_TASKSTATUS']._serialized_start=1219
+  _globals['_TASKSTATUS']._serialized_end=1417
+  _globals['_TRIGGERSOURCE']._serialized_start=1420
+  _globals['_TRIGGERSOURCE']._serialized_end=1566
+  _globals['_EVENTROLE']._serialized_start=1569
+  _globals['_EVENTROLE']._serialized_end=1699
+  _globals['_EVENTTYPE']._serialized_start=1702
+  _globals['_EVENTTYPE']._serialized_end=1891
   _globals['_TASK']._serialized_start=113
-  _globals['_TASK']._serialized_end=701
-  _globals['_TASKERROR']._serialized_start=703
-  _globals['_TASKERROR']._serialized_end=789
-  _globals['_TASKEVENT']._serialized_start=792
-  _globals['_TASKEVENT']._serialized_end=1102
-  _globals['_LEASE']._serialized_start=1104
-  _globals['_LEASE']._serialized_end=1195
+  _globals['_TASK']._serialized_end=722
+  _globals['_TASKERROR']._serialized_start=724
+  _globals['_TASKERROR']._serialized_end=810
+  _globals['_TASKEVENT']._serialized_start=813
+  _globals['_TASKEVENT']._serialized_end=1123
+  _globals['_LEASE']._serialized_start=1125
+  _globals['_LEASE']._serialized_end=1216
 # @@protoc_insertion_point(module_scope)

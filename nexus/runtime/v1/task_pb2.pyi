@@ -186,6 +186,7 @@ class Task(_message.Message):
     UPDATE_TIME_FIELD_NUMBER: _builtins.int
     LAST_ACTIVE_TIME_FIELD_NUMBER: _builtins.int
     ETAG_FIELD_NUMBER: _builtins.int
+    SCHEDULE_ID_FIELD_NUMBER: _builtins.int
     task_id: _builtins.str
     """Output only. The task's id (UUID)."""
     user_id: _builtins.str
@@ -212,6 +213,8 @@ class Task(_message.Message):
     """Output only. The seq of the task's newest event."""
     etag: _builtins.str
     """Changes when title, is_pinned or is_archived change; UpdateTask with a stale etag is ABORTED."""
+    schedule_id: _builtins.str
+    """Output only. The schedule that fired the task (cron_trigger tasks only)."""
     @_builtins.property
     def inputs(self) -> _struct_pb2.Struct:
         """The task's inputs (the earlier model's Run.config)."""
@@ -258,10 +261,11 @@ class Task(_message.Message):
         update_time: _timestamp_pb2.Timestamp | None = ...,
         last_active_time: _timestamp_pb2.Timestamp | None = ...,
         etag: _builtins.str = ...,
+        schedule_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["create_time", b"create_time", "error", b"error", "inputs", b"inputs", "last_active_time", b"last_active_time", "result", b"result", "update_time", b"update_time"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "create_time", b"create_time", "error", b"error", "etag", b"etag", "inputs", b"inputs", "is_archived", b"is_archived", "is_pinned", b"is_pinned", "last_active_time", b"last_active_time", "last_seq", b"last_seq", "origin_skill_id", b"origin_skill_id", "result", b"result", "session_id", b"session_id", "status", b"status", "task_id", b"task_id", "team_id", b"team_id", "title", b"title", "trigger_source", b"trigger_source", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["agent_id", b"agent_id", "create_time", b"create_time", "error", b"error", "etag", b"etag", "inputs", b"inputs", "is_archived", b"is_archived", "is_pinned", b"is_pinned", "last_active_time", b"last_active_time", "last_seq", b"last_seq", "origin_skill_id", b"origin_skill_id", "result", b"result", "schedule_id", b"schedule_id", "session_id", b"session_id", "status", b"status", "task_id", b"task_id", "team_id", b"team_id", "title", b"title", "trigger_source", b"trigger_source", "update_time", b"update_time", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -25,6 +25,8 @@ class NewTask:
     title: str
     inputs: dict[str, Any]
     request_id: str | None
+    # Set for tasks a schedule fired.
+    schedule_id: str | None = None
 
 
 @dataclass(slots=True)
@@ -48,6 +50,7 @@ class Task:
     created_at: datetime
     updated_at: datetime
     last_active_at: datetime
+    schedule_id: str | None = None
 
     @property
     def etag(self) -> str:

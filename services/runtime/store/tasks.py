@@ -9,22 +9,24 @@ interleave safely and seqs stay gapless and in commit order.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.kit.db import Database
-from nexus.kit.errors import Aborted
+from nexus.kit.errors import Aborted, invalid
 from services.runtime.domain import leases, states
 from services.runtime.domain.events import Event, NewEvent
 from services.runtime.domain.states import Reason, Status
 from services.runtime.domain.tasks import Actor, ClaimedTask, NewTask, Task, TaskFilter, require_visible
-from services.runtime.store.tables import NOTIFY_CHANNEL, task, task_event
+from services.runtime.store.tables import NOTIFY_CHANNEL, session, task, task_event
 
 Publish = Callable[[str, list[Event]], None]
+R = TypeVar("R")
 
 _LIVE = (task.c.lease_expires_at > sa.func.now()).label("lease_live")
 
@@ -50,6 +52,7 @@ def _task(row: Any) -> Task:
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_active_at=row.last_active_at,
+        schedule_id=row.schedule_id,
     )
 
 
@@ -68,6 +71,33 @@ def notify_payload(tails: dict[str, int]) -> str:
     """`task:last_seq` pairs: a hint that those tasks have events up to last_seq."""
     payload = ",".join(f"{task_id}:{seq}" for task_id, seq in tails.items())
     return payload if len(payload) <= MAX_NOTIFY_PAYLOAD else NOTIFY_EVERYTHING
+
+
+@dataclass(frozen=True, slots=True)
+class TaskState:
+    """What a workspace write needs to know about its task: owner and lease (as read, or as
+    locked by `locked_write`)."""
+
+    id: str
+    user_id: str
+    lease: leases.LeaseState
+
+
+def _stored(task_id: str, after_seq: int, events: Sequence[NewEvent], created_at: datetime) -> list[Event]:
+    return [
+        Event(
+            task_id=task_id,
+            seq=after_seq + i,
+            role=str(e.role),
+            type=str(e.type),
+            content_text=e.content_text,
+            render_payload=e.render_payload,
+            metadata=e.metadata,
+            client_key=e.client_key,
+            created_at=created_at,
+        )
+        for i, e in enumerate(events, start=1)
+    ]
 
 
 class TaskStore:
@@ -130,21 +160,58 @@ class TaskStore:
         updated = (await conn.execute(sa.update(task).where(task.c.id == row.id).values(changes).returning(task))).one()
         await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, notify_payload({row.id: last_seq}))))
         moved = _task(updated)
-        stored = [
-            Event(
-                task_id=row.id,
-                seq=row.last_seq + i,
-                role=str(e.role),
-                type=str(e.type),
-                content_text=e.content_text,
-                render_payload=e.render_payload,
-                metadata=e.metadata,
-                client_key=e.client_key,
-                created_at=moved.updated_at,
+        return moved, _stored(row.id, row.last_seq, new, moved.updated_at)
+
+    async def _append_system(self, conn: AsyncConnection, row: Any, new: Sequence[NewEvent]) -> list[Event]:
+        """Appends system events that change no status (a `plan` event) to a locked row, in the
+        caller's transaction: the same row lock, `last_seq + 1`, one notification. The owner,
+        status and lease stay as they are, so `state_version` is not bumped: the event log's
+        fast path checked its cached state against exactly those, and its guarded UPDATE takes
+        `last_seq` from the row itself (waiting for this lock), so its seqs follow ours."""
+        await self._append(conn, row.id, row.last_seq, new)
+        last_seq = row.last_seq + len(new)
+        now: datetime = (
+            await conn.execute(
+                sa.update(task)
+                .where(task.c.id == row.id)
+                .values(last_seq=last_seq, updated_at=sa.func.now(), last_active_at=sa.func.now())
+                .returning(task.c.updated_at)
             )
-            for i, e in enumerate(new, start=1)
-        ]
-        return moved, stored
+        ).scalar_one()
+        await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, notify_payload({row.id: last_seq}))))
+        return _stored(row.id, row.last_seq, new, now)
+
+    async def locked_write(
+        self,
+        actor: Actor,
+        task_id: str,
+        write: Callable[[AsyncConnection, TaskState], Awaitable[tuple[R, NewEvent | None]]],
+    ) -> R:
+        """A workspace change that the task's stream must show (the plan): locks the task row,
+        runs `write` (its own checks and SQL) in the same transaction, appends the system event
+        it returns, commits, then hands the event to local streams."""
+        async with self._db.transaction() as conn:
+            row = await self._lock(conn, task_id)
+            require_visible(actor, row.user_id if row else None)
+            result, event = await write(conn, TaskState(row.id, row.user_id, _lease_state(row)))
+            events = await self._append_system(conn, row, [event]) if event is not None else []
+        if events:
+            self._publish(task_id, events)
+        return result
+
+    @staticmethod
+    async def read_state(conn: AsyncConnection, actor: Actor, task_id: str) -> TaskState:
+        """The task's owner and lease, without a lock; NOT_FOUND unless the actor may see it."""
+        row = (
+            await conn.execute(
+                sa.select(task.c.id, task.c.user_id, task.c.status, task.c.lease_id, task.c.lease_holder, _LIVE).where(
+                    task.c.id == task_id
+                )
+            )
+        ).one_or_none()
+        require_visible(actor, row.user_id if row else None)
+        assert row is not None
+        return TaskState(row.id, row.user_id, _lease_state(row))
 
     async def _drive(
         self,
@@ -176,40 +243,84 @@ class TaskStore:
         """Inserts a queued task with its first status event (seq 1). A repeated request_id
         returns the task the first request created."""
         async with self._db.transaction() as conn:
-            inserted = (
-                await conn.execute(
-                    sa.dialects.postgresql.insert(task)
-                    .values(
-                        id=str(uuid.uuid4()),
-                        user_id=new.user_id,
-                        agent_id=new.agent_id,
-                        team_id=new.team_id,
-                        session_id=new.session_id,
-                        trigger_source=new.trigger_source,
-                        origin_skill_id=new.origin_skill_id,
-                        title=new.title,
-                        inputs=new.inputs,
-                        status=str(Status.QUEUED),
-                        is_pinned=False,
-                        is_archived=False,
-                        last_seq=1,
-                        request_id=new.request_id,
-                        state_version=1,
-                        edit_version=1,
-                    )
-                    .on_conflict_do_nothing(constraint="task_request_id_unique")
-                    .returning(task)
+            return await self.insert(conn, new)
+
+    async def insert(self, conn: AsyncConnection, new: NewTask) -> Task:
+        """`create` in the caller's transaction (the scheduler fires a schedule in its own)."""
+        if new.session_id is not None:
+            await self._touch_session(conn, new.user_id, new.session_id)
+        inserted = (
+            await conn.execute(
+                sa.dialects.postgresql.insert(task)
+                .values(
+                    id=str(uuid.uuid4()),
+                    user_id=new.user_id,
+                    agent_id=new.agent_id,
+                    team_id=new.team_id,
+                    session_id=new.session_id,
+                    trigger_source=new.trigger_source,
+                    origin_skill_id=new.origin_skill_id,
+                    title=new.title,
+                    inputs=new.inputs,
+                    status=str(Status.QUEUED),
+                    is_pinned=False,
+                    is_archived=False,
+                    last_seq=1,
+                    request_id=new.request_id,
+                    state_version=1,
+                    edit_version=1,
+                    schedule_id=new.schedule_id,
                 )
-            ).one_or_none()
-            if inserted is None:
-                existing = (
-                    await conn.execute(
-                        sa.select(task).where(task.c.user_id == new.user_id, task.c.request_id == new.request_id)
-                    )
-                ).one()
-                return _task(existing)
-            await self._append(conn, inserted.id, 0, [states.status_event(None, Reason.CREATED)])
+                .on_conflict_do_nothing(constraint="task_request_id_unique")
+                .returning(task)
+            )
+        ).one_or_none()
+        if inserted is None:
+            existing = (
+                await conn.execute(
+                    sa.select(task).where(task.c.user_id == new.user_id, task.c.request_id == new.request_id)
+                )
+            ).one()
+            return _task(existing)
+        await self._append(conn, inserted.id, 0, [states.status_event(None, Reason.CREATED)])
         return _task(inserted)
+
+    @staticmethod
+    async def _touch_session(conn: AsyncConnection, user_id: str, session_id: str) -> None:
+        """The session must be the caller's. Its row stays locked to the end of the transaction,
+        so a concurrent DeleteSession waits and then sees the new task; its update_time moves."""
+        found = (
+            await conn.execute(
+                sa.update(session)
+                .where(session.c.id == session_id, session.c.user_id == user_id)
+                .values(updated_at=sa.func.now())
+                .returning(session.c.id)
+            )
+        ).one_or_none()
+        if found is None:
+            raise invalid("task.session_id", "names no session of yours", reason="SESSION_NOT_FOUND")
+
+    @staticmethod
+    async def count_in_session(conn: AsyncConnection, user_id: str, session_id: str) -> int:
+        count: int = (
+            await conn.execute(
+                sa.select(sa.func.count())
+                .select_from(task)
+                .where(task.c.user_id == user_id, task.c.session_id == session_id)
+            )
+        ).scalar_one()
+        return count
+
+    @staticmethod
+    async def archive_session_tasks(conn: AsyncConnection, user_id: str, session_id: str) -> int:
+        """A force-deleted session's tasks: archived and detached, never deleted (their events,
+        plan, context, memory and artifacts stay). An edit, like UpdateTask: the etag moves."""
+        result = await conn.execute(
+            sa.update(task)
+            .where(task.c.user_id == user_id, task.c.session_id == session_id)
+            .values(is_archived=True, session_id=None, edit_version=task.c.edit_version + 1, updated_at=sa.func.now())
+        )
+        return int(result.rowcount)
 
     async def get(self, actor: Actor, task_id: str) -> Task:
         async with self._db.connection() as conn:

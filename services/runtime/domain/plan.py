@@ -1,0 +1,290 @@
+"""A task's plan: a step graph with statuses (DESIGN §3: the future). Pure rules, no I/O.
+
+Validation is that of a skill's step graph: unique ids, dependencies that name steps, no
+cycles (the error names the cycle). On top, a step may be running or done only when every step
+it depends on is done or skipped. `current_step_index` is derived, never written by callers.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from enum import StrEnum
+from typing import Any
+
+from nexus.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from nexus.kit.validation import JSON, MAX_JSON_BYTES, text_problem
+from services.runtime.domain.events import NewEvent, Role, Type
+
+MAX_STEPS = 256
+MAX_DEPENDS_ON = 64
+MAX_STEP_TITLE = 500
+MAX_ACTION = 64
+MAX_CYCLES_REPORTED = 5
+# The whole plan as JSON; each step's args and output are also checked as JSON on the way in.
+MAX_PLAN_BYTES = MAX_JSON_BYTES
+STEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
+STEP_ID_HINT = "must be 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.' or ':', starting with a letter or digit"
+
+
+class StepStatus(StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+SETTLED = frozenset({StepStatus.DONE, StepStatus.SKIPPED})
+# A step in one of these states needs its dependencies settled.
+NEEDS_DEPENDENCIES = frozenset({StepStatus.RUNNING, StepStatus.DONE})
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    id: str
+    title: str
+    action: str
+    args: dict[str, JSON] = field(default_factory=dict)
+    depends_on: tuple[str, ...] = ()
+    status: str = StepStatus.PENDING
+    output: dict[str, JSON] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, JSON]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "action": self.action,
+            "args": self.args,
+            "depends_on": list(self.depends_on),
+            "status": str(self.status),
+            "output": self.output,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Step:
+        return cls(
+            id=data["id"],
+            title=data.get("title", ""),
+            action=data["action"],
+            args=data.get("args") or {},
+            depends_on=tuple(data.get("depends_on") or ()),
+            status=data.get("status", StepStatus.PENDING),
+            output=data.get("output") or {},
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    task_id: str
+    steps: tuple[Step, ...]
+    version: int  # 0: never written
+    updated_at: Any = None
+
+    @property
+    def etag(self) -> str:
+        return f'W/"{self.version}"'
+
+    @property
+    def current_step_index(self) -> int:
+        return current_step_index(self.steps)
+
+
+def steps_json(steps: Sequence[Step]) -> list[JSON]:
+    return [s.to_json() for s in steps]
+
+
+def validate(steps: Sequence[Step], prefix: str = "steps") -> list[FieldViolation]:
+    """Every structural problem of a step list, one violation each."""
+    if len(steps) > MAX_STEPS:
+        return [FieldViolation(prefix, f"must have at most {MAX_STEPS} steps, got {len(steps)}")]
+    problems: list[FieldViolation] = []
+    ids: dict[str, int] = {}
+    for index, step in enumerate(steps):
+        path = f"{prefix}[{index}]"
+        if not _text(problems, f"{path}.step_id", step.id, 64):
+            pass
+        elif not STEP_ID.fullmatch(step.id):
+            problems.append(FieldViolation(f"{path}.step_id", STEP_ID_HINT))
+        elif step.id in ids:
+            problems.append(FieldViolation(f"{path}.step_id", f"duplicates the id of steps[{ids[step.id]}]"))
+        else:
+            ids[step.id] = index
+        _text(problems, f"{path}.title", step.title, MAX_STEP_TITLE)
+        if _text(problems, f"{path}.action", step.action, MAX_ACTION) and not step.action.strip():
+            problems.append(FieldViolation(f"{path}.action", "is required"))
+    for index, step in enumerate(steps):
+        path = f"{prefix}[{index}].depends_on"
+        if len(step.depends_on) > MAX_DEPENDS_ON:
+            problems.append(FieldViolation(path, f"must name at most {MAX_DEPENDS_ON} steps"))
+            continue
+        named: set[str] = set()
+        for position, dependency in enumerate(step.depends_on):
+            if text_problem(dependency) or len(dependency) > 64:
+                problems.append(FieldViolation(f"{path}[{position}]", "is not a valid step id"))
+            elif dependency not in ids:
+                problems.append(FieldViolation(f"{path}[{position}]", "names no step of this plan"))
+            elif dependency in named:
+                problems.append(FieldViolation(f"{path}[{position}]", "names the same step twice"))
+            named.add(dependency)
+    if problems:
+        return problems
+    for cycle in find_cycles(steps)[:MAX_CYCLES_REPORTED]:
+        problems.append(
+            FieldViolation(f"{prefix}[{ids[cycle[0]]}].depends_on", "forms a cycle: " + " → ".join([*cycle, cycle[0]]))
+        )
+    if problems:
+        return problems
+    by_id = {s.id: s for s in steps}
+    for index, step in enumerate(steps):
+        if step.status in NEEDS_DEPENDENCIES and not _settled(step, by_id):
+            problems.append(
+                FieldViolation(
+                    f"{prefix}[{index}].status", f"a {step.status} step needs its dependencies done or skipped"
+                )
+            )
+    if not problems and plan_bytes(steps) > MAX_PLAN_BYTES:
+        problems.append(FieldViolation(prefix, f"the plan is larger than {MAX_PLAN_BYTES} bytes as JSON"))
+    return problems
+
+
+def _text(problems: list[FieldViolation], path: str, value: str, max_len: int) -> bool:
+    problem = text_problem(value)
+    if problem:
+        problems.append(FieldViolation(path, problem))
+        return False
+    if len(value) > max_len:
+        problems.append(FieldViolation(path, f"must be at most {max_len} characters, got {len(value)}"))
+        return False
+    return True
+
+
+def _settled(step: Step, by_id: dict[str, Step]) -> bool:
+    return all(by_id[d].status in SETTLED for d in step.depends_on if d in by_id)
+
+
+def plan_bytes(steps: Sequence[Step]) -> int:
+    return len(json.dumps(steps_json(steps), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
+
+
+def find_cycles(steps: Iterable[Step]) -> list[list[str]]:
+    """The cycles of the dependency graph, each as the step ids along it, starting at its first
+    step in declared order; each cycle once. Iterative: a hostile graph cannot exhaust the stack."""
+    graph = {step.id: list(step.depends_on) for step in steps}
+    order = {step_id: index for index, step_id in enumerate(graph)}
+    white, grey, black = 0, 1, 2
+    color = dict.fromkeys(graph, white)
+    cycles: list[list[str]] = []
+    seen: set[frozenset[str]] = set()
+    for root in graph:
+        if color[root] != white:
+            continue
+        path = [root]
+        iterators = [iter(graph[root])]
+        color[root] = grey
+        while iterators:
+            nxt = next(iterators[-1], None)
+            if nxt is None:
+                color[path.pop()] = black
+                iterators.pop()
+            elif nxt not in color:
+                continue
+            elif color[nxt] == grey:
+                cycle = path[path.index(nxt) :]
+                if frozenset(cycle) not in seen:
+                    seen.add(frozenset(cycle))
+                    start = min(range(len(cycle)), key=lambda i: order[cycle[i]])
+                    cycles.append(cycle[start:] + cycle[:start])
+            elif color[nxt] == white:
+                color[nxt] = grey
+                path.append(nxt)
+                iterators.append(iter(graph[nxt]))
+    return cycles
+
+
+def current_step_index(steps: Sequence[Step]) -> int:
+    """The first running step; else the first pending step whose dependencies are all done or
+    skipped (the next to run); else the first failed step (what blocks the plan); else the
+    number of steps (everything is settled; 0 for an empty plan)."""
+    by_id = {s.id: s for s in steps}
+    for index, step in enumerate(steps):
+        if step.status == StepStatus.RUNNING:
+            return index
+    for index, step in enumerate(steps):
+        if step.status == StepStatus.PENDING and _settled(step, by_id):
+            return index
+    for index, step in enumerate(steps):
+        if step.status == StepStatus.FAILED:
+            return index
+    return len(steps)
+
+
+def update_step(plan: Plan, step_id: str, status: str, output: dict[str, JSON] | None) -> tuple[Step, Step]:
+    """The plan's step `step_id` before and after the change; the rules of `validate` hold after."""
+    index = next((i for i, s in enumerate(plan.steps) if s.id == step_id), None)
+    if index is None:
+        raise NotFound("the plan has no step with this id", reason="PLAN_STEP_NOT_FOUND")
+    before = plan.steps[index]
+    after = replace(before, status=status, output=before.output if output is None else output)
+    by_id = {s.id: s for s in plan.steps}
+    if after.status in NEEDS_DEPENDENCIES and not _settled(after, by_id):
+        raise FailedPrecondition(
+            f"a {after.status} step needs its dependencies done or skipped", reason="PLAN_STEP_BLOCKED"
+        )
+    steps = (*plan.steps[:index], after, *plan.steps[index + 1 :])
+    if plan_bytes(steps) > MAX_PLAN_BYTES:
+        raise InvalidArgument(
+            f"output: the plan would be larger than {MAX_PLAN_BYTES} bytes as JSON",
+            violations=[FieldViolation("output", f"makes the plan larger than {MAX_PLAN_BYTES} bytes as JSON")],
+        )
+    return before, after
+
+
+def replace_step(steps: Sequence[Step], after: Step) -> tuple[Step, ...]:
+    return tuple(after if s.id == after.id else s for s in steps)
+
+
+def set_event(steps: Sequence[Step], version: int) -> NewEvent:
+    """The `plan` event of a whole new plan: an outline of every step (no args or outputs, so the
+    event stays small; GetTaskPlan has them), the derived index and the plan's version."""
+    return NewEvent(
+        role=Role.SYSTEM,
+        type=Type.PLAN,
+        content_text=f"plan set: {len(steps)} steps",
+        render_payload=None,
+        metadata={
+            "change": "set",
+            "version": version,
+            "current_step_index": current_step_index(steps),
+            "steps": [
+                {
+                    "id": s.id,
+                    "title": s.title,
+                    "action": s.action,
+                    "status": str(s.status),
+                    "depends_on": list(s.depends_on),
+                }
+                for s in steps
+            ],
+        },
+    )
+
+
+def step_event(steps: Sequence[Step], before: Step, after: Step, version: int) -> NewEvent:
+    """The `plan` event of one step's change."""
+    return NewEvent(
+        role=Role.SYSTEM,
+        type=Type.PLAN,
+        content_text=f"step {after.id}: {after.status}",
+        render_payload=None,
+        metadata={
+            "change": "step",
+            "version": version,
+            "current_step_index": current_step_index(steps),
+            "step_id": after.id,
+            "status": str(after.status),
+            "previous_status": str(before.status),
+        },
+    )

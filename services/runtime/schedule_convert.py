@@ -1,0 +1,101 @@
+"""Schedules: proto ↔ domain, and request validation (DESIGN §5)."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+from typing import Any
+
+from nexus.kit import paging, validation
+from nexus.kit.validation import Violations
+from nexus.runtime.v1 import schedule_pb2
+from services.runtime.convert import timestamp
+from services.runtime.domain import cron
+from services.runtime.domain.schedules import MAX_TITLE_CHARS, Command, NewSchedule, Schedule, State
+from services.runtime.session_convert import bad_token, uuid_cursor
+
+STATE_NUMBER = {State.ACTIVE: schedule_pb2.SCHEDULE_STATE_ACTIVE, State.PAUSED: schedule_pb2.SCHEDULE_STATE_PAUSED}
+ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")
+ZONE_HINT = "must be an IANA time zone name such as Europe/Berlin"
+
+
+def schedule_to_proto(item: Schedule) -> schedule_pb2.Schedule:
+    c = item.command
+    message = schedule_pb2.Schedule(
+        schedule_id=item.id,
+        user_id=item.user_id,
+        cron=item.cron,
+        time_zone=item.time_zone,
+        command=schedule_pb2.ScheduledCommand(
+            agent_id=c.agent_id, skill_id=c.skill_id or "", team_id=c.team_id or "", title=c.title
+        ),
+        state=STATE_NUMBER[State(item.state)],
+        last_task_id=item.last_task_id or "",
+        create_time=timestamp(item.created_at),
+        update_time=timestamp(item.updated_at),
+        etag=item.etag,
+    )
+    message.command.inputs.update(c.inputs)
+    if item.next_fire_at is not None:
+        message.next_fire_time.CopyFrom(timestamp(item.next_fire_at))
+    if item.last_fire_at is not None:
+        message.last_fire_time.CopyFrom(timestamp(item.last_fire_at))
+    return message
+
+
+def new_schedule(
+    request: schedule_pb2.CreateScheduleRequest, user_id: str, now: datetime
+) -> tuple[NewSchedule, datetime]:
+    """The schedule and its first due time (after `now`)."""
+    v = Violations()
+    s, c = request.schedule, request.schedule.command
+    request_id = v.uuid("request_id", request.request_id, required=False)
+    expression = v.text("schedule.cron", s.cron, max_len=cron.MAX_EXPRESSION_CHARS, required=True)
+    zone = v.text("schedule.time_zone", s.time_zone, max_len=64, pattern=ZONE_NAME, pattern_hint=ZONE_HINT)
+    agent_id = v.slug("schedule.command.agent_id", c.agent_id)
+    skill_id = v.slug("schedule.command.skill_id", c.skill_id, required=False)
+    team_id = v.uuid("schedule.command.team_id", c.team_id, required=False)
+    inputs = v.struct("schedule.command.inputs", c.inputs)
+    title = v.text("schedule.command.title", c.title, max_len=MAX_TITLE_CHARS, required=True)
+    first: datetime | None = None
+    if not any(x.field in ("schedule.cron", "schedule.time_zone") for x in v.items):
+        try:
+            parsed = cron.parse(expression)
+        except cron.CronError as bad:
+            v.add("schedule.cron", str(bad))
+        else:
+            try:
+                first = cron.next_after(parsed, cron.zone(zone), now)
+            except cron.CronError as bad:
+                v.add("schedule.time_zone", str(bad))
+            else:
+                v.check(first is not None, "schedule.cron", "names no time that ever comes (such as 30 February)")
+    v.raise_if_any()
+    assert first is not None
+    command = Command(agent_id=agent_id, skill_id=skill_id or None, team_id=team_id, inputs=inputs, title=title)
+    return NewSchedule(user_id, expression.strip(), zone or "UTC", command, request_id), first
+
+
+def _fingerprint(user_id: str) -> str:
+    return paging.query_fingerprint("schedules", user_id)
+
+
+def schedule_page(request: schedule_pb2.ListSchedulesRequest, user_id: str) -> tuple[int, list[Any] | None]:
+    limit = validation.page_size(request.page_size)
+    cursor = paging.decode(request.page_token, _fingerprint(user_id))
+    if cursor is not None and not uuid_cursor(cursor, int):
+        raise bad_token()
+    return limit, cursor
+
+
+def next_token(user_id: str, cursor: list[Any] | None) -> str:
+    return "" if cursor is None else paging.encode(cursor, _fingerprint(user_id))
+
+
+def target(schedule_id: str, etag: str) -> tuple[str, str]:
+    v = Violations()
+    sid = v.uuid("schedule_id", schedule_id)
+    v.text("etag", etag, max_len=100)
+    v.raise_if_any()
+    assert sid is not None
+    return sid, etag

@@ -1,0 +1,246 @@
+"""A task's plan, context and memory (SQLAlchemy Core).
+
+Plan changes go through `TaskStore.locked_write`: the task row is locked, the plan row written
+and the `plan` event appended in one transaction, so the stream shows every change in commit
+order. Context and memory appends no event: they lock only their own row (never the task row,
+which the event log's commit lane needs).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from nexus.kit.db import Database
+from nexus.kit.errors import Aborted, InvalidArgument
+from nexus.kit.validation import JSON
+from services.runtime.domain import context as ctx
+from services.runtime.domain import memory as mem
+from services.runtime.domain import plan as plans
+from services.runtime.domain import writers
+from services.runtime.domain.events import NewEvent
+from services.runtime.domain.tasks import Actor
+from services.runtime.store.artifacts import ArtifactStore
+from services.runtime.store.tables import task, task_context, task_memory, task_plan
+from services.runtime.store.tasks import TaskState, TaskStore
+
+
+def _stale(what: str) -> Aborted:
+    return Aborted(f"the {what} changed since it was read; read it again", reason="ETAG_MISMATCH")
+
+
+def _plan(task_id: str, row: Any) -> plans.Plan:
+    if row is None:
+        return plans.Plan(task_id, (), 0)
+    return plans.Plan(task_id, tuple(plans.Step.from_json(s) for s in row.steps), row.version, row.updated_at)
+
+
+def _context(task_id: str, row: Any) -> ctx.Context:
+    if row is None:
+        return ctx.Context(task_id, {}, (), 0)
+    return ctx.Context(task_id, row.variables, tuple(row.active_files), row.version, row.updated_at)
+
+
+def _memory(task_id: str, row: Any) -> mem.Memory:
+    if row is None:
+        return mem.Memory(task_id, "", (), None, 0)
+    return mem.Memory(
+        task_id, row.summary_text, tuple(row.key_takeaways), row.vector_doc_id, row.version, row.updated_at
+    )
+
+
+class WorkspaceStore:
+    def __init__(self, db: Database, tasks: TaskStore) -> None:
+        self._db = db
+        self._tasks = tasks
+
+    # -- plan ---------------------------------------------------------------------------------
+
+    async def get_plan(self, actor: Actor, task_id: str) -> plans.Plan:
+        async with self._db.connection() as conn:
+            await TaskStore.read_state(conn, actor, task_id)
+            row = (await conn.execute(sa.select(task_plan).where(task_plan.c.task_id == task_id))).one_or_none()
+        return _plan(task_id, row)
+
+    async def set_plan(self, actor: Actor, task_id: str, steps: Sequence[plans.Step], etag: str) -> plans.Plan:
+        async def write(conn: AsyncConnection, state: TaskState) -> tuple[plans.Plan, NewEvent]:
+            writers.require_plan_writer(actor, state.lease)
+            current = await self._current_plan(conn, task_id, etag)
+            saved = await self._save_plan(conn, task_id, tuple(steps), current.version + 1)
+            return saved, plans.set_event(saved.steps, saved.version)
+
+        return await self._tasks.locked_write(actor, task_id, write)
+
+    async def update_step(
+        self, actor: Actor, task_id: str, step_id: str, status: str, output: dict[str, JSON] | None, etag: str
+    ) -> plans.Plan:
+        async def write(conn: AsyncConnection, state: TaskState) -> tuple[plans.Plan, NewEvent]:
+            writers.require_plan_writer(actor, state.lease)
+            current = await self._current_plan(conn, task_id, etag)
+            before, after = plans.update_step(current, step_id, status, output)
+            steps = plans.replace_step(current.steps, after)
+            saved = await self._save_plan(conn, task_id, steps, current.version + 1)
+            return saved, plans.step_event(steps, before, after, saved.version)
+
+        return await self._tasks.locked_write(actor, task_id, write)
+
+    @staticmethod
+    async def _current_plan(conn: AsyncConnection, task_id: str, etag: str) -> plans.Plan:
+        # The task row is locked (locked_write): plan writes of one task are serialized by it.
+        row = (await conn.execute(sa.select(task_plan).where(task_plan.c.task_id == task_id))).one_or_none()
+        current = _plan(task_id, row)
+        if etag and etag != current.etag:
+            raise _stale("plan")
+        return current
+
+    @staticmethod
+    async def _save_plan(
+        conn: AsyncConnection, task_id: str, steps: tuple[plans.Step, ...], version: int
+    ) -> plans.Plan:
+        values = {
+            "steps": plans.steps_json(steps),
+            "current_step_index": plans.current_step_index(steps),
+            "version": version,
+            "updated_at": sa.func.now(),
+        }
+        row = (
+            await conn.execute(
+                insert(task_plan)
+                .values(task_id=task_id, **values)
+                .on_conflict_do_update(index_elements=[task_plan.c.task_id], set_=values)
+                .returning(task_plan)
+            )
+        ).one()
+        return _plan(task_id, row)
+
+    # -- context ------------------------------------------------------------------------------
+
+    async def get_context(self, actor: Actor, task_id: str) -> ctx.Context:
+        async with self._db.connection() as conn:
+            await TaskStore.read_state(conn, actor, task_id)
+            row = (await conn.execute(sa.select(task_context).where(task_context.c.task_id == task_id))).one_or_none()
+        return _context(task_id, row)
+
+    async def patch_context(self, actor: Actor, task_id: str, patch: ctx.ContextPatch) -> ctx.Context:
+        async with self._db.transaction() as conn:
+            state = await TaskStore.read_state(conn, actor, task_id)
+            writers.require_context_writer(actor, state.lease)
+            current = await self._lock_singleton(conn, task_context, task_id, {"variables": {}, "active_files": []})
+            context = _context(task_id, current)
+            if patch.etag and patch.etag != context.etag:
+                raise _stale("context")
+            if patch.add_files:
+                found = await ArtifactStore.existing_ids(conn, task_id, patch.add_files)
+                problems = ctx.unknown_files(patch.add_files, found)
+                if problems:
+                    raise InvalidArgument(
+                        f"{problems[0].field}: {problems[0].description}",
+                        reason="ARTIFACT_NOT_FOUND",
+                        violations=problems,
+                    )
+            variables, files = ctx.apply(context, patch)
+            row = (
+                await conn.execute(
+                    sa.update(task_context)
+                    .where(task_context.c.task_id == task_id)
+                    .values(
+                        variables=variables,
+                        active_files=list(files),
+                        version=task_context.c.version + 1,
+                        updated_at=sa.func.now(),
+                    )
+                    .returning(task_context)
+                )
+            ).one()
+        return _context(task_id, row)
+
+    @staticmethod
+    async def _lock_singleton(conn: AsyncConnection, table: sa.Table, task_id: str, empty: dict[str, Any]) -> Any:
+        """The task's row of `table`, created empty (version 0) if missing, locked to the end of
+        the transaction, so concurrent first writes serialize like later ones."""
+        await conn.execute(
+            insert(table).values(task_id=task_id, version=0, **empty).on_conflict_do_nothing(index_elements=["task_id"])
+        )
+        return (await conn.execute(sa.select(table).where(table.c.task_id == task_id).with_for_update())).one()
+
+    # -- memory -------------------------------------------------------------------------------
+
+    async def get_memory(self, actor: Actor, task_id: str) -> mem.Memory:
+        async with self._db.connection() as conn:
+            await TaskStore.read_state(conn, actor, task_id)
+            row = (await conn.execute(sa.select(task_memory).where(task_memory.c.task_id == task_id))).one_or_none()
+        return _memory(task_id, row)
+
+    async def put_memory(self, actor: Actor, memory: mem.Memory, etag: str) -> mem.Memory:
+        task_id = memory.task_id
+        async with self._db.transaction() as conn:
+            state = await TaskStore.read_state(conn, actor, task_id)
+            writers.require_owner_or_holder(actor, state.lease)
+            current = await self._lock_singleton(conn, task_memory, task_id, {"user_id": state.user_id})
+            if etag and etag != _memory(task_id, current).etag:
+                raise _stale("memory")
+            row = (
+                await conn.execute(
+                    sa.update(task_memory)
+                    .where(task_memory.c.task_id == task_id)
+                    .values(
+                        user_id=state.user_id,
+                        summary_text=memory.summary_text,
+                        key_takeaways=list(memory.key_takeaways),
+                        vector_doc_id=memory.vector_doc_id,
+                        search_text=mem.document(memory.summary_text, memory.key_takeaways),
+                        version=task_memory.c.version + 1,
+                        updated_at=sa.func.now(),
+                    )
+                    .returning(task_memory)
+                )
+            ).one()
+        return _memory(task_id, row)
+
+    async def search_memories(
+        self, user_id: str, query: str, limit: int, cursor: list[Any] | None
+    ) -> tuple[list[mem.Hit], list[Any] | None]:
+        """The caller's memories (archived tasks included) whose text contains the query's
+        trigrams in some extent (`%>`, word similarity ≥ MIN_SCORE, served by the GIN index),
+        best first: word similarity, then similarity, then task id (the keyset of the pages)."""
+        q = mem.search_text(query)
+        text = task_memory.c.search_text
+        inner = (
+            sa.select(
+                task_memory,
+                task.c.title.label("task_title"),
+                task.c.is_archived.label("task_is_archived"),
+                sa.cast(sa.func.word_similarity(q, text), sa.Float).label("score"),
+                sa.cast(sa.func.similarity(q, text), sa.Float).label("tiebreak"),
+            )
+            .join(task, task.c.id == task_memory.c.task_id)
+            .where(task_memory.c.user_id == user_id, text.op("%>")(q))
+            .subquery()
+        )
+        query_ = sa.select(inner)
+        if cursor is not None:
+            query_ = query_.where(
+                sa.tuple_(inner.c.score, inner.c.tiebreak, inner.c.task_id)
+                < sa.tuple_(
+                    sa.literal(cursor[0], sa.Float),
+                    sa.literal(cursor[1], sa.Float),
+                    sa.literal(cursor[2], inner.c.task_id.type),
+                )
+            )
+        query_ = query_.order_by(inner.c.score.desc(), inner.c.tiebreak.desc(), inner.c.task_id.desc()).limit(limit + 1)
+        async with self._db.transaction() as conn:
+            await conn.execute(
+                sa.select(sa.func.set_config("pg_trgm.word_similarity_threshold", str(mem.MIN_SCORE), True))
+            )
+            rows = (await conn.execute(query_)).all()
+        hits = [
+            mem.Hit(_memory(r.task_id, r), r.score, r.tiebreak, r.task_title, r.task_is_archived) for r in rows[:limit]
+        ]
+        if len(rows) <= limit:
+            return hits, None
+        last = hits[-1]
+        return hits, [last.score, last.tiebreak, last.memory.task_id]

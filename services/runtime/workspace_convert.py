@@ -1,0 +1,201 @@
+"""Plan, context and memory: proto ↔ domain, and request validation (DESIGN §5)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from nexus.kit import paging, validation
+from nexus.kit.errors import InvalidArgument
+from nexus.kit.validation import JSON, Violations
+from nexus.runtime.v1 import workspace_pb2
+from services.runtime.convert import timestamp
+from services.runtime.domain import memory as mem
+from services.runtime.domain import plan as plans
+from services.runtime.domain.context import MAX_ACTIVE_FILES, Context, ContextPatch
+from services.runtime.session_convert import bad_token, uuid_cursor
+
+STEP_STATUS_NAME = {
+    workspace_pb2.PLAN_STEP_STATUS_PENDING: plans.StepStatus.PENDING,
+    workspace_pb2.PLAN_STEP_STATUS_RUNNING: plans.StepStatus.RUNNING,
+    workspace_pb2.PLAN_STEP_STATUS_DONE: plans.StepStatus.DONE,
+    workspace_pb2.PLAN_STEP_STATUS_FAILED: plans.StepStatus.FAILED,
+    workspace_pb2.PLAN_STEP_STATUS_SKIPPED: plans.StepStatus.SKIPPED,
+}
+STEP_STATUS_NUMBER = {name: number for number, name in STEP_STATUS_NAME.items()}
+_STEP_STATUS = workspace_pb2.PlanStepStatus.DESCRIPTOR
+
+
+def lease(v: Violations, value: str, *, by_worker: bool, field: str = "lease_id") -> None:
+    """Workers name the lease they hold; owners send none."""
+    if by_worker:
+        v.uuid(field, value)
+    elif value:
+        v.add(field, "is for workers; owners leave it empty")
+
+
+# -- plan ---------------------------------------------------------------------------------------
+
+
+def plan_to_proto(plan: plans.Plan) -> workspace_pb2.TaskPlan:
+    message = workspace_pb2.TaskPlan(task_id=plan.task_id, current_step_index=plan.current_step_index, etag=plan.etag)
+    for step in plan.steps:
+        out = message.steps.add(
+            step_id=step.id,
+            title=step.title,
+            action=step.action,
+            depends_on=step.depends_on,
+            status=STEP_STATUS_NUMBER[plans.StepStatus(step.status)],
+        )
+        out.args.update(step.args)
+        out.output.update(step.output)
+    if plan.updated_at is not None:
+        message.update_time.CopyFrom(timestamp(plan.updated_at))
+    return message
+
+
+def _step(v: Violations, field: str, message: workspace_pb2.PlanStep) -> plans.Step:
+    v.enum(f"{field}.status", message.status, _STEP_STATUS, required=False)
+    return plans.Step(
+        id=message.step_id,
+        title=message.title,
+        action=message.action,
+        args=v.struct(f"{field}.args", message.args),
+        depends_on=tuple(message.depends_on),
+        status=STEP_STATUS_NAME.get(message.status, plans.StepStatus.PENDING),
+        output=v.struct(f"{field}.output", message.output),
+    )
+
+
+def set_plan(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) -> tuple[str, list[plans.Step], str]:
+    v = Violations()
+    tid = v.uuid("task_id", request.task_id)
+    lease(v, request.lease_id, by_worker=by_worker)
+    etag = v.text("etag", request.etag, max_len=100)
+    if len(request.steps) > plans.MAX_STEPS:
+        v.add("steps", f"must have at most {plans.MAX_STEPS} steps, got {len(request.steps)}")
+    too_many = len(request.steps) > plans.MAX_STEPS
+    steps = [] if too_many else [_step(v, f"steps[{i}]", s) for i, s in enumerate(request.steps)]
+    v.raise_if_any()
+    problems = plans.validate(steps)
+    if problems:
+        first = problems[0]
+        raise InvalidArgument(f"{first.field}: {first.description}", reason="INVALID_PLAN", violations=problems)
+    assert tid is not None
+    return tid, steps, etag
+
+
+def update_step(
+    request: workspace_pb2.UpdatePlanStepRequest, *, by_worker: bool
+) -> tuple[str, str, str, dict[str, JSON] | None, str]:
+    v = Violations()
+    tid = v.uuid("task_id", request.task_id)
+    lease(v, request.lease_id, by_worker=by_worker)
+    etag = v.text("etag", request.etag, max_len=100)
+    step_id = v.text("step_id", request.step_id, max_len=64, required=True)
+    v.enum("status", request.status, _STEP_STATUS)
+    output = v.struct("output", request.output) if request.HasField("output") else None
+    v.raise_if_any()
+    assert tid is not None
+    return tid, step_id, STEP_STATUS_NAME[request.status], output, etag
+
+
+# -- context ------------------------------------------------------------------------------------
+
+
+def context_to_proto(context: Context) -> workspace_pb2.TaskContext:
+    message = workspace_pb2.TaskContext(task_id=context.task_id, active_files=context.active_files, etag=context.etag)
+    message.variables.update(context.variables)
+    if context.updated_at is not None:
+        message.update_time.CopyFrom(timestamp(context.updated_at))
+    return message
+
+
+def _ids(v: Violations, field: str, values: Any) -> tuple[str, ...]:
+    if len(values) > MAX_ACTIVE_FILES:
+        v.add(field, f"must name at most {MAX_ACTIVE_FILES} artifacts")
+        return ()
+    ids = [v.uuid(f"{field}[{i}]", value) for i, value in enumerate(values)]
+    return tuple(dict.fromkeys(i for i in ids if i is not None))
+
+
+def context_patch(request: workspace_pb2.PatchTaskContextRequest, *, by_worker: bool) -> tuple[str, ContextPatch]:
+    v = Violations()
+    tid = v.uuid("task_id", request.task_id)
+    lease(v, request.lease_id, by_worker=by_worker)
+    etag = v.text("etag", request.etag, max_len=100)
+    variables = v.struct("variables_patch", request.variables_patch) if request.HasField("variables_patch") else None
+    add = _ids(v, "add_active_files", request.add_active_files)
+    remove = _ids(v, "remove_active_files", request.remove_active_files)
+    if set(add) & set(remove):
+        v.add("remove_active_files", "names an artifact that add_active_files names too")
+    v.raise_if_any()
+    assert tid is not None
+    return tid, ContextPatch(variables=variables, add_files=add, remove_files=remove, etag=etag)
+
+
+# -- memory -------------------------------------------------------------------------------------
+
+
+def memory_to_proto(memory: mem.Memory) -> workspace_pb2.TaskMemory:
+    message = workspace_pb2.TaskMemory(
+        task_id=memory.task_id,
+        summary_text=memory.summary_text,
+        key_takeaways=memory.key_takeaways,
+        vector_doc_id=memory.vector_doc_id or "",
+        etag=memory.etag,
+    )
+    if memory.updated_at is not None:
+        message.update_time.CopyFrom(timestamp(memory.updated_at))
+    return message
+
+
+def put_memory(request: workspace_pb2.PutTaskMemoryRequest, *, by_worker: bool) -> tuple[mem.Memory, str]:
+    v = Violations()
+    m = request.memory
+    tid = v.uuid("memory.task_id", m.task_id)
+    lease(v, request.lease_id, by_worker=by_worker)
+    etag = v.text("memory.etag", m.etag, max_len=100)
+    summary = v.text("memory.summary_text", m.summary_text, max_len=mem.MAX_SUMMARY_CHARS)
+    if len(m.key_takeaways) > mem.MAX_TAKEAWAYS:
+        v.add("memory.key_takeaways", f"must hold at most {mem.MAX_TAKEAWAYS} takeaways")
+    else:
+        for i, takeaway in enumerate(m.key_takeaways):
+            v.text(f"memory.key_takeaways[{i}]", takeaway, max_len=mem.MAX_TAKEAWAY_CHARS)
+    doc_id = v.text("memory.vector_doc_id", m.vector_doc_id, max_len=mem.MAX_VECTOR_DOC_ID_CHARS)
+    v.raise_if_any()
+    assert tid is not None
+    return mem.Memory(tid, summary, tuple(m.key_takeaways), doc_id or None, 0), etag
+
+
+def _search_fingerprint(user_id: str, query: str) -> str:
+    return paging.query_fingerprint("memories", user_id, query)
+
+
+def search(request: workspace_pb2.SearchTaskMemoriesRequest, user_id: str) -> tuple[str, int, list[Any] | None]:
+    v = Violations()
+    query = v.text("query", request.query, max_len=mem.MAX_QUERY_CHARS, required=True)
+    if request.page_size < 0:
+        v.add("page_size", "must not be negative")
+    v.raise_if_any()
+    limit = validation.page_size(request.page_size, default=mem.DEFAULT_PAGE_SIZE, maximum=mem.MAX_PAGE_SIZE)
+    cursor = paging.decode(request.page_token, _search_fingerprint(user_id, query))
+    if cursor is not None and not uuid_cursor(cursor, float, float):
+        raise bad_token()
+    return query, limit, cursor
+
+
+def search_response(
+    user_id: str, query: str, hits: list[mem.Hit], cursor: list[Any] | None
+) -> workspace_pb2.SearchTaskMemoriesResponse:
+    return workspace_pb2.SearchTaskMemoriesResponse(
+        results=[
+            workspace_pb2.MemorySearchResult(
+                memory=memory_to_proto(h.memory),
+                score=h.score,
+                task_title=h.task_title,
+                task_is_archived=h.task_is_archived,
+            )
+            for h in hits
+        ],
+        next_page_token="" if cursor is None else paging.encode(cursor, _search_fingerprint(user_id, query)),
+    )
