@@ -30,6 +30,7 @@ MAX_ETAG = 128
 MAX_PREFIX = 64
 MAX_SKILL_NAME = 200
 MAX_DESCRIPTION = 1000
+MAX_QUERY = 200
 
 DEFAULT_RECENT = 20
 MAX_RECENT = 100
@@ -133,6 +134,22 @@ def cancel_task(request: pb.CancelTaskRequest) -> tuple[str, str]:
     return checked or "", request.reason
 
 
+@dataclass(frozen=True)
+class Artifacts:
+    task_id: str
+    page_size: int
+    page_token: str
+
+
+def list_artifacts(request: pb.ListArtifactsRequest) -> Artifacts:
+    v = Violations()
+    task = v.uuid("task_id", request.task_id, required=False)
+    v.check(request.page_size >= 0, "page_size", "must not be negative")
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    return Artifacts(task or "", validation.page_size(request.page_size), request.page_token)
+
+
 def recent_page_size(value: int) -> int:
     return _page_size("recent_page_size", value, DEFAULT_RECENT, MAX_RECENT)
 
@@ -209,6 +226,22 @@ def crystallize(request: pb.CrystallizeSkillRequest) -> Crystallize:
     request_id = v.uuid("request_id", request.request_id, required=False)
     v.raise_if_any()
     return Crystallize(checked or "", request.name.strip(), request.trigger, request.description, request_id or "")
+
+
+@dataclass(frozen=True)
+class Search:
+    query: str
+    page_size: int
+    page_token: str
+
+
+def search_memories(request: pb.SearchMemoriesRequest) -> Search:
+    v = Violations()
+    v.text("query", request.query, max_len=MAX_QUERY, required=True)
+    v.check(request.page_size >= 0, "page_size", "must not be negative")
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    return Search(request.query, request.page_size, request.page_token)
 
 
 def _page_size(field: str, value: int, default: int, maximum: int) -> int:

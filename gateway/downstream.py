@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from nexus.kit.auth import forwarded_metadata
 from nexus.kit.server import Resources
 from nexus.ontology.v1 import ontology_pb2_grpc
-from nexus.runtime.v1 import runtime_pb2_grpc
+from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2_grpc, workspace_pb2_grpc
 from nexus.user.v1 import user_pb2_grpc
 
 Metadata = tuple[tuple[str, str], ...]
@@ -72,18 +72,24 @@ class Scope:
 
 @dataclass(frozen=True)
 class Peers:
-    """Stubs of the three services on the shared channels of `Resources`."""
+    """Stubs of the three services on the shared channels of `Resources` (the runtime serves
+    tasks, workspaces and artifacts on one channel)."""
 
     user: user_pb2_grpc.UserServiceAsyncStub
     ontology: ontology_pb2_grpc.OntologyServiceAsyncStub
     runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub
+    workspace: workspace_pb2_grpc.WorkspaceServiceAsyncStub
+    artifacts: artifact_pb2_grpc.ArtifactServiceAsyncStub
 
     @classmethod
     def connect(cls, resources: Resources) -> Peers:
+        runtime = resources.channel("runtime")
         return cls(
             user=user_pb2_grpc.UserServiceStub(resources.channel("user")),
             ontology=ontology_pb2_grpc.OntologyServiceStub(resources.channel("ontology")),
-            runtime=runtime_pb2_grpc.RuntimeServiceStub(resources.channel("runtime")),
+            runtime=runtime_pb2_grpc.RuntimeServiceStub(runtime),
+            workspace=workspace_pb2_grpc.WorkspaceServiceStub(runtime),
+            artifacts=artifact_pb2_grpc.ArtifactServiceStub(runtime),
         )
 
 

@@ -8,13 +8,12 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
-from gateway import accounts, agents, convert, tasks
+from gateway import accounts, agents, convert, skills, tasks
 from gateway.downstream import Peers, Scope
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
-from nexus.kit.errors import FailedPrecondition
 from nexus.ontology.v1 import ontology_pb2
-from nexus.runtime.v1 import task_pb2
+from nexus.runtime.v1 import artifact_pb2, task_pb2, workspace_pb2
 from nexus.user.v1 import user_pb2
 
 Context = Any
@@ -74,8 +73,19 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
 
     async def GetSidebar(self, request: pb.GetSidebarRequest, context: Context) -> pb.GetSidebarResponse:
         recent = convert.recent_page_size(request.recent_page_size)
-        pinned, recent_tasks = await tasks.sidebar_tasks(self._peers, Scope.of(context), recent)
-        return tasks.sidebar(pinned, recent_tasks)
+        return await tasks.sidebar(self._peers, Scope.of(context), recent)
+
+    async def ListArtifacts(
+        self, request: pb.ListArtifactsRequest, context: Context
+    ) -> artifact_pb2.ListArtifactsResponse:
+        wanted = convert.list_artifacts(request)
+        return await tasks.list_artifacts(self._peers, Scope.of(context), wanted)
+
+    async def SearchMemories(
+        self, request: pb.SearchMemoriesRequest, context: Context
+    ) -> workspace_pb2.SearchTaskMemoriesResponse:
+        search = convert.search_memories(request)
+        return await tasks.search_memories(self._peers, Scope.of(context), search)
 
     # -- agents, connections, commands ----------------------------------------------------------
 
@@ -104,5 +114,5 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     async def CrystallizeSkill(
         self, request: pb.CrystallizeSkillRequest, context: Context
     ) -> pb.CrystallizeSkillResponse:
-        convert.crystallize(request)
-        raise FailedPrecondition("crystallizing needs the runtime workspace (plans)", reason="NOT_AVAILABLE_YET")
+        crystallize = convert.crystallize(request)
+        return await skills.crystallize_skill(self._peers, Scope.of(context), crystallize)

@@ -3,14 +3,18 @@ the sidebar. Every call runs as the caller (the services decide what the caller 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import AsyncIterator
 
+import grpc
+from google.protobuf import struct_pb2
+
 from gateway import convert
-from gateway.domain import titles
-from gateway.downstream import Peers, Scope
+from gateway.domain import plans, titles
+from gateway.downstream import Peers, Scope, together
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.ontology.v1 import ontology_pb2
-from nexus.runtime.v1 import runtime_pb2, task_pb2
+from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2, workspace_pb2
 
 # The client key of StartChat's first message: a retried StartChat (same request_id, so the same
 # task) appends it once.
@@ -21,8 +25,8 @@ MAX_SIDEBAR_PAGES = 5
 
 
 async def run_command(peers: Peers, scope: Scope, run: convert.RunCommand) -> task_pb2.Task:
-    """Resolve → create the task → (seed plan and context) → the task. A command line that does
-    not resolve fails with the ontology's own error, violations included."""
+    """Resolve → create the task → seed its plan and variables → the task. A command line that
+    does not resolve fails with the ontology's own error, violations included."""
     resolved = await peers.ontology.ResolveCommand(
         ontology_pb2.ResolveCommandRequest(text=run.text), metadata=scope.metadata, timeout=scope.timeout
     )
@@ -39,7 +43,53 @@ async def run_command(peers: Peers, scope: Scope, run: convert.RunCommand) -> ta
         metadata=scope.metadata,
         timeout=scope.timeout,
     )
+    async with together() as calls:
+        calls.start(seed_plan(peers, scope, created.task_id, plans.plan_steps(resolved.skill.definition.steps)))
+        calls.start(seed_variables(peers, scope, created.task_id, resolved.inputs))
     return created
+
+
+# A conditional seed that loses (the plan or context was written meanwhile, or a worker holds the
+# task, or it already ended) leaves what is there: whoever wrote it owns it.
+_LOST_SEED = (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION)
+
+
+async def seed_plan(peers: Peers, scope: Scope, task_id: str, steps: list[workspace_pb2.PlanStep]) -> None:
+    """Sets the task's plan unless it has one: a retried RunCommand does not reset a plan that is
+    under way, and a worker that claimed the task first (and set the plan itself) keeps its plan."""
+    if not steps:
+        return
+    md, timeout = scope.metadata, scope.timeout
+    current = await peers.workspace.GetTaskPlan(
+        workspace_pb2.GetTaskPlanRequest(task_id=task_id), metadata=md, timeout=timeout
+    )
+    if current.steps:
+        return
+    request = workspace_pb2.SetTaskPlanRequest(task_id=task_id, steps=steps, etag=current.etag)
+    try:
+        await peers.workspace.SetTaskPlan(request, metadata=md, timeout=scope.timeout)
+    except grpc.aio.AioRpcError as err:
+        if err.code() not in _LOST_SEED:
+            raise
+
+
+async def seed_variables(peers: Peers, scope: Scope, task_id: str, inputs: struct_pb2.Struct) -> None:
+    """One context variable per input (so steps read `vars.<input>` too), unless the context has
+    variables already (a retry, or a worker was first)."""
+    if not inputs.fields:
+        return
+    md, timeout = scope.metadata, scope.timeout
+    current = await peers.workspace.GetTaskContext(
+        workspace_pb2.GetTaskContextRequest(task_id=task_id), metadata=md, timeout=timeout
+    )
+    if current.variables.fields:
+        return
+    request = workspace_pb2.PatchTaskContextRequest(task_id=task_id, variables_patch=inputs, etag=current.etag)
+    try:
+        await peers.workspace.PatchTaskContext(request, metadata=md, timeout=scope.timeout)
+    except grpc.aio.AioRpcError as err:
+        if err.code() not in _LOST_SEED:
+            raise
 
 
 async def start_chat(peers: Peers, scope: Scope, chat: convert.StartChat) -> task_pb2.Task:
@@ -124,5 +174,34 @@ async def sidebar_tasks(peers: Peers, scope: Scope, recent: int) -> tuple[list[t
     return pinned[:MAX_PINNED], unpinned[:recent]
 
 
-def sidebar(pinned: list[task_pb2.Task], recent: list[task_pb2.Task]) -> pb.GetSidebarResponse:
-    return pb.GetSidebarResponse(pinned_tasks=pinned, recent_tasks=recent)
+async def pinned_artifacts(peers: Peers, scope: Scope) -> list[artifact_pb2.Artifact]:
+    """The caller's pinned artifacts: ListArtifacts across tasks serves pinned ones first and
+    hides archived ones (and those of archived tasks)."""
+    page = await peers.artifacts.ListArtifacts(
+        artifact_pb2.ListArtifactsRequest(page_size=MAX_PINNED), metadata=scope.metadata, timeout=scope.timeout
+    )
+    return list(itertools.takewhile(lambda a: a.is_pinned, page.artifacts))
+
+
+async def list_artifacts(peers: Peers, scope: Scope, wanted: convert.Artifacts) -> artifact_pb2.ListArtifactsResponse:
+    request = artifact_pb2.ListArtifactsRequest(
+        task_id=wanted.task_id, page_size=wanted.page_size, page_token=wanted.page_token
+    )
+    return await peers.artifacts.ListArtifacts(request, metadata=scope.metadata, timeout=scope.timeout)
+
+
+async def sidebar(peers: Peers, scope: Scope, recent: int) -> pb.GetSidebarResponse:
+    async with together() as calls:
+        tasks = calls.start(sidebar_tasks(peers, scope, recent))
+        artifacts = calls.start(pinned_artifacts(peers, scope))
+    pinned, recent_tasks = tasks.result()
+    return pb.GetSidebarResponse(pinned_tasks=pinned, recent_tasks=recent_tasks, pinned_artifacts=artifacts.result())
+
+
+async def search_memories(
+    peers: Peers, scope: Scope, search: convert.Search
+) -> workspace_pb2.SearchTaskMemoriesResponse:
+    request = workspace_pb2.SearchTaskMemoriesRequest(
+        query=search.query, page_size=search.page_size, page_token=search.page_token
+    )
+    return await peers.workspace.SearchTaskMemories(request, metadata=scope.metadata, timeout=scope.timeout)

@@ -37,7 +37,7 @@ from nexus.kit.auth import bearer_metadata
 from nexus.kit.channels import open_channel
 from nexus.kit.config import Settings
 from nexus.ontology.v1 import ontology_pb2
-from nexus.runtime.v1 import task_pb2
+from nexus.runtime.v1 import artifact_pb2, task_pb2, workspace_pb2
 from nexus.user.v1 import user_pb2
 
 if TYPE_CHECKING:
@@ -181,6 +181,18 @@ class NexusClient:
 
     async def get_sidebar(self, recent_page_size: int = 0) -> pb.GetSidebarResponse:
         return await self.call(self.stub.GetSidebar, pb.GetSidebarRequest(recent_page_size=recent_page_size))
+
+    async def list_artifacts(
+        self, task_id: str = "", page_size: int = 0, page_token: str = ""
+    ) -> artifact_pb2.ListArtifactsResponse:
+        request = pb.ListArtifactsRequest(task_id=task_id, page_size=page_size, page_token=page_token)
+        return await self.call(self.stub.ListArtifacts, request)
+
+    async def search_memories(
+        self, query: str, page_size: int = 0, page_token: str = ""
+    ) -> workspace_pb2.SearchTaskMemoriesResponse:
+        request = pb.SearchMemoriesRequest(query=query, page_size=page_size, page_token=page_token)
+        return await self.call(self.stub.SearchMemories, request)
 
     async def list_agents(self, page_size: int = 0, page_token: str = "") -> ontology_pb2.ListAgentsResponse:
         return await self.call(self.stub.ListAgents, pb.ListAgentsRequest(page_size=page_size, page_token=page_token))

@@ -3,6 +3,8 @@ per account, and builders for agents, skills and commands (created as an ontolog
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -21,7 +23,15 @@ from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, Resources
 from nexus.ontology.v1 import ontology_pb2 as onto
 from nexus.ontology.v1 import ontology_pb2_grpc as onto_grpc
-from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
+from nexus.runtime.v1 import (
+    artifact_pb2,
+    artifact_pb2_grpc,
+    runtime_pb2,
+    runtime_pb2_grpc,
+    task_pb2,
+    workspace_pb2,
+    workspace_pb2_grpc,
+)
 from nexus.user.v1 import user_pb2
 from services.user.keys import ensure_key_file
 from tests.support import Tokens
@@ -178,6 +188,8 @@ class Worker:
     """The test plays the worker through the runtime's worker RPCs (service token)."""
 
     runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub
+    workspace: workspace_pb2_grpc.WorkspaceServiceAsyncStub
+    artifacts: artifact_pb2_grpc.ArtifactServiceAsyncStub
     md: Metadata
 
     async def claim(self, agent_id: str) -> runtime_pb2.ClaimedTask:
@@ -186,6 +198,16 @@ class Worker:
         )
         assert len(reply.claimed) == 1, reply
         return reply.claimed[0]
+
+    async def next_claim(self, agent_id: str, *, within_s: float = 10.0) -> runtime_pb2.ClaimedTask:
+        """Claims the agent's next task as soon as one is queued (as a polling worker does)."""
+        request = runtime_pb2.ClaimTasksRequest(agent_ids=[agent_id], max_tasks=1)
+        for _ in range(int(within_s / 0.02)):
+            reply = await self.runtime.ClaimTasks(request, metadata=self.md)
+            if reply.claimed:
+                return reply.claimed[0]
+            await asyncio.sleep(0.02)
+        raise AssertionError(f"no task of {agent_id} was queued within {within_s}s")
 
     async def say(self, claimed: runtime_pb2.ClaimedTask, *texts: str) -> None:
         events = [
@@ -210,6 +232,43 @@ class Worker:
             metadata=self.md,
         )
 
+    async def step(self, claimed: runtime_pb2.ClaimedTask, step_id: str, status: str) -> None:
+        """Moves a plan step (`running`, `done`, …), as a worker does while it works."""
+        value = workspace_pb2.PlanStepStatus.Value(f"PLAN_STEP_STATUS_{status.upper()}")
+        await self.workspace.UpdatePlanStep(
+            workspace_pb2.UpdatePlanStepRequest(
+                task_id=claimed.task.task_id, step_id=step_id, status=value, lease_id=claimed.lease.lease_id
+            ),
+            metadata=self.md,
+        )
+
+    async def set_plan(self, claimed: runtime_pb2.ClaimedTask, *steps: workspace_pb2.PlanStep) -> None:
+        await self.workspace.SetTaskPlan(
+            workspace_pb2.SetTaskPlanRequest(
+                task_id=claimed.task.task_id, steps=steps, lease_id=claimed.lease.lease_id
+            ),
+            metadata=self.md,
+        )
+
+    async def remember(self, claimed: runtime_pb2.ClaimedTask, summary: str, *takeaways: str) -> None:
+        memory = workspace_pb2.TaskMemory(task_id=claimed.task.task_id, summary_text=summary, key_takeaways=takeaways)
+        await self.workspace.PutTaskMemory(
+            workspace_pb2.PutTaskMemoryRequest(memory=memory, lease_id=claimed.lease.lease_id), metadata=self.md
+        )
+
+    async def write_artifact(
+        self, claimed: runtime_pb2.ClaimedTask, name: str, content: bytes, **fields: Any
+    ) -> artifact_pb2.Artifact:
+        return await upload_artifact(
+            self.artifacts,
+            self.md,
+            claimed.task.task_id,
+            content,
+            lease_id=claimed.lease.lease_id,
+            display_name=name,
+            **fields,
+        )
+
     async def finish(self, claimed: runtime_pb2.ClaimedTask, **result: Any) -> None:
         request = runtime_pb2.FinishTaskRequest(task_id=claimed.task.task_id, lease_id=claimed.lease.lease_id)
         request.result.update(result)
@@ -223,9 +282,58 @@ class Worker:
         )
 
 
+@pytest.fixture(scope="session")
+def workspace(
+    platform: Platform, open_channel: Callable[[str], grpc.aio.Channel]
+) -> workspace_pb2_grpc.WorkspaceServiceAsyncStub:
+    """The runtime's workspace service, for the tests' worker and for looking at plans directly."""
+    return workspace_pb2_grpc.WorkspaceServiceStub(open_channel(platform.runtime.address))
+
+
+@pytest.fixture(scope="session")
+def artifacts(
+    platform: Platform, open_channel: Callable[[str], grpc.aio.Channel]
+) -> artifact_pb2_grpc.ArtifactServiceAsyncStub:
+    return artifact_pb2_grpc.ArtifactServiceStub(open_channel(platform.runtime.address))
+
+
+async def upload_artifact(
+    artifacts: artifact_pb2_grpc.ArtifactServiceAsyncStub,
+    md: Metadata,
+    task_id: str,
+    content: bytes,
+    *,
+    lease_id: str = "",
+    display_name: str = "report.md",
+    **fields: Any,
+) -> artifact_pb2.Artifact:
+    header = artifact_pb2.ArtifactHeader(
+        artifact=artifact_pb2.Artifact(
+            task_id=task_id,
+            type=fields.pop("type", "markdown"),
+            display_name=display_name,
+            size_bytes=len(content),
+            sha256=hashlib.sha256(content).hexdigest(),
+            **fields,
+        ),
+        lease_id=lease_id,
+    )
+
+    async def parts() -> AsyncIterator[artifact_pb2.CreateArtifactRequest]:
+        yield artifact_pb2.CreateArtifactRequest(header=header)
+        yield artifact_pb2.CreateArtifactRequest(chunk=content)
+
+    return await artifacts.CreateArtifact(parts(), metadata=md)
+
+
 @pytest.fixture
-def worker(runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub, tokens: Tokens) -> Worker:
-    return Worker(runtime, tokens.service("runtime.worker", name=f"w-{uuid.uuid4().hex[:8]}"))
+def worker(
+    runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub,
+    workspace: workspace_pb2_grpc.WorkspaceServiceAsyncStub,
+    artifacts: artifact_pb2_grpc.ArtifactServiceAsyncStub,
+    tokens: Tokens,
+) -> Worker:
+    return Worker(runtime, workspace, artifacts, tokens.service("runtime.worker", name=f"w-{uuid.uuid4().hex[:8]}"))
 
 
 @asynccontextmanager

@@ -67,6 +67,17 @@ CASES: list[tuple[str, Message, set[str]]] = [
     ("CompleteCommand", pb.CompleteCommandRequest(prefix="p" * 65), {"prefix"}),
     ("CompleteCommand", pb.CompleteCommandRequest(page_size=-1), {"page_size"}),
     (
+        "SearchMemories",
+        pb.SearchMemoriesRequest(query=NUL, page_size=-1, page_token="t" * 3000),
+        {"query", "page_size", "page_token"},
+    ),
+    ("SearchMemories", pb.SearchMemoriesRequest(query="q" * 201), {"query"}),
+    (
+        "ListArtifacts",
+        pb.ListArtifactsRequest(task_id="nope", page_size=-1, page_token=NUL),
+        {"task_id", "page_size", "page_token"},
+    ),
+    (
         "CrystallizeSkill",
         pb.CrystallizeSkillRequest(task_id="t", name="", trigger="scan", description=NUL, request_id="r"),
         {"task_id", "name", "trigger", "description", "request_id"},

@@ -11,8 +11,8 @@ import grpc
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit.validation import dict_to_struct
 from nexus.ontology.v1 import ontology_pb2 as onto
-from nexus.runtime.v1 import task_pb2
-from tests.gateway.conftest import Catalog, Scan, SignUp, Worker, unique
+from nexus.runtime.v1 import task_pb2, workspace_pb2
+from tests.gateway.conftest import Catalog, Scan, SignUp, Worker, unique, upload_artifact
 from tests.support import rpc_error
 
 if TYPE_CHECKING:
@@ -25,7 +25,7 @@ async def drain(call: AsyncIterable[Any]) -> None:
 
 
 async def test_user_b_gets_not_found_for_every_gateway_rpc_on_user_a_data(
-    gw: Stub, sign_up: SignUp, scan: Scan, worker: Worker, catalog: Catalog
+    gw: Stub, sign_up: SignUp, scan: Scan, worker: Worker, catalog: Catalog, workspace: Any, artifacts: Any
 ) -> None:
     a, b = await sign_up(), await sign_up()
     # A: a task waiting for input, a connection, and a private skill with a private command.
@@ -50,6 +50,10 @@ async def test_user_b_gets_not_found_for_every_gateway_rpc_on_user_a_data(
         metadata=a.md,
     )
 
+    memory = workspace_pb2.TaskMemory(task_id=task.task_id, summary_text="A's secret findings about pricing")
+    await workspace.PutTaskMemory(workspace_pb2.PutTaskMemoryRequest(memory=memory), metadata=a.md)
+    await upload_artifact(artifacts, a.md, task.task_id, b"A's report", is_pinned=True)
+
     attempts: dict[str, Awaitable[Any]] = {
         "GetTask": gw.GetTask(pb.GetTaskRequest(task_id=task.task_id), metadata=b.md),
         "StreamTask": drain(gw.StreamTask(pb.StreamTaskRequest(task_id=task.task_id), metadata=b.md)),
@@ -57,6 +61,10 @@ async def test_user_b_gets_not_found_for_every_gateway_rpc_on_user_a_data(
         "CancelTask": gw.CancelTask(pb.CancelTaskRequest(task_id=task.task_id), metadata=b.md),
         "DisconnectAgent": gw.DisconnectAgent(pb.DisconnectAgentRequest(connection_id=connection.id), metadata=b.md),
         "RunCommand": gw.RunCommand(pb.RunCommandRequest(text=trigger), metadata=b.md),
+        "ListArtifacts": gw.ListArtifacts(pb.ListArtifactsRequest(task_id=task.task_id), metadata=b.md),
+        "CrystallizeSkill": gw.CrystallizeSkill(
+            pb.CrystallizeSkillRequest(task_id=task.task_id, name="stolen"), metadata=b.md
+        ),
     }
     for name, attempt in attempts.items():
         failure = await rpc_error(attempt)
@@ -64,7 +72,9 @@ async def test_user_b_gets_not_found_for_every_gateway_rpc_on_user_a_data(
 
     # Lists and compositions show B only B's own data.
     sidebar = await gw.GetSidebar(pb.GetSidebarRequest(), metadata=b.md)
-    assert not sidebar.pinned_tasks and not sidebar.recent_tasks
+    assert not sidebar.pinned_tasks and not sidebar.recent_tasks and not sidebar.pinned_artifacts
+    search = await gw.SearchMemories(pb.SearchMemoriesRequest(query="secret findings pricing"), metadata=b.md)
+    assert list(search.results) == []
     settings = await gw.GetAgentSettings(pb.GetAgentSettingsRequest(agent_id=scan.agent_id), metadata=b.md)
     assert list(settings.connections) == []
     completion = await gw.CompleteCommand(pb.CompleteCommandRequest(prefix=trigger), metadata=b.md)
@@ -77,9 +87,10 @@ async def test_user_b_gets_not_found_for_every_gateway_rpc_on_user_a_data(
     assert mine.status == task_pb2.TASK_STATUS_WAITING_INPUT
     theirs = await gw.GetAgentSettings(pb.GetAgentSettingsRequest(agent_id=scan.agent_id), metadata=a.md)
     assert [c.id for c in theirs.connections] == [connection.id]
-    assert [t.task_id for t in (await gw.GetSidebar(pb.GetSidebarRequest(), metadata=a.md)).recent_tasks] == [
-        task.task_id
-    ]
+    own = await gw.GetSidebar(pb.GetSidebarRequest(), metadata=a.md)
+    assert [t.task_id for t in own.recent_tasks] == [task.task_id] and len(own.pinned_artifacts) == 1
+    found = await gw.SearchMemories(pb.SearchMemoriesRequest(query="secret findings pricing"), metadata=a.md)
+    assert [r.memory.task_id for r in found.results] == [task.task_id]
     assert [
         c.trigger for c in (await gw.CompleteCommand(pb.CompleteCommandRequest(prefix=trigger), metadata=a.md)).commands
     ] == [trigger]

@@ -20,17 +20,6 @@ from nexus.runtime.v1 import runtime_pb2, task_pb2
 from tests.gateway.conftest import Platform, Scan, Worker
 
 
-async def claim_when_queued(worker: Worker, agent_id: str) -> runtime_pb2.ClaimedTask:
-    for _ in range(200):
-        reply = await worker.runtime.ClaimTasks(
-            runtime_pb2.ClaimTasksRequest(agent_ids=[agent_id], max_tasks=1), metadata=worker.md
-        )
-        if reply.claimed:
-            return reply.claimed[0]
-        await asyncio.sleep(0.05)
-    raise AssertionError("no task was queued")
-
-
 async def render_preview(worker: Worker, claimed: runtime_pb2.ClaimedTask) -> None:
     event = task_pb2.TaskEvent(role=task_pb2.EVENT_ROLE_ASSISTANT, type=task_pb2.EVENT_TYPE_NEXUS_RENDER)
     event.render_payload.update(
@@ -44,17 +33,34 @@ async def render_preview(worker: Worker, claimed: runtime_pb2.ClaimedTask) -> No
     )
 
 
+async def started(out: io.StringIO) -> None:
+    """Until `nexus run` printed its task: RunCommand has returned, so the plan is seeded. (A
+    worker that claims a task before that finds no plan yet; see the gateway's README.)"""
+    for _ in range(200):
+        if out.getvalue():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("nexus run printed nothing")
+
+
 async def play_scan(worker: Worker, scan: Scan, *, fail: bool = False) -> str:
     """Claim, talk, render, ask; after the answer claim again and finish (or fail)."""
-    claimed = await claim_when_queued(worker, scan.agent_id)
+    claimed = await worker.next_claim(scan.agent_id)
+    await worker.step(claimed, "announce", "running")
     await worker.say(claimed, "Scanning https://acme.com")
     await render_preview(worker, claimed)
+    await worker.step(claimed, "announce", "done")
+    await worker.step(claimed, "ask", "running")
     await worker.ask(claimed, "What should I focus on?")
-    resumed = await claim_when_queued(worker, scan.agent_id)
+    resumed = await worker.next_claim(scan.agent_id)
+    await worker.step(resumed, "ask", "done")
     if fail:
+        await worker.step(resumed, "report", "failed")
         await worker.fail(resumed, "SITE_UNREACHABLE", "acme.com did not answer")
     else:
+        await worker.step(resumed, "report", "running")
         await worker.say(resumed, "Report written.")
+        await worker.step(resumed, "report", "done")
         await worker.finish(resumed, pages=3)
     return claimed.task.task_id
 
@@ -73,17 +79,25 @@ async def test_nexus_run_shows_the_task_live_answers_its_question_and_exits_0(
     local = settings.with_overrides(data_dir=tmp_path)
     answers = Answers(["pricing"], io.StringIO(), interactive=False)
     running, out, err = start(f"{scan.trigger} https://acme.com", platform, local, answers)
+    await started(out)
     task_id = await play_scan(worker, scan)
     assert await asyncio.wait_for(running, 20) == 0, err.getvalue()
     lines = out.getvalue().splitlines()
     assert lines[0] == f"task {task_id} · Scan a site · https://acme.com"
     assert lines[1:] == [
+        "plan [···] 0/3 · Announce",
+        "plan [▶··] 0/3 · Announce",
         "agent: Scanning https://acme.com",
         "⧉ web_preview → canvas (url=https://acme.com)",
+        "plan [✓··] 1/3 · Ask",
+        "plan [✓▶·] 1/3 · Ask",
         "agent: What should I focus on?",
         "· waiting for the owner's input",
         "you: pricing",
+        "plan [✓✓·] 2/3 · Report",
+        "plan [✓✓▶] 2/3 · Report",
         "agent: Report written.",
+        "plan [✓✓✓] 3/3 · done",
         "· the task finished",
         'result: {"pages": 3}',
     ]
@@ -98,6 +112,7 @@ async def test_answers_come_from_standard_input_when_no_answer_flag_is_left(
     running, out, err = start(
         f"{scan.trigger} https://acme.com", platform, local, Answers([], io.StringIO("from stdin\n"), interactive=False)
     )
+    await started(out)
     await play_scan(worker, scan, fail=True)
     assert await asyncio.wait_for(running, 20) == 1
     assert "you: from stdin" in out.getvalue().splitlines()
@@ -111,7 +126,7 @@ async def test_a_question_without_an_answer_left_exits_1_and_leaves_the_task_wai
     running, _, err = start(
         f"{scan.trigger} https://acme.com", platform, local, Answers([], io.StringIO(), interactive=False)
     )
-    claimed = await claim_when_queued(worker, scan.agent_id)
+    claimed = await worker.next_claim(scan.agent_id)
     await worker.ask(claimed, "Anything?")
     assert await asyncio.wait_for(running, 20) == 1
     assert "no answer is left" in err.getvalue()
@@ -165,6 +180,9 @@ async def test_the_nexus_run_command_line_runs_a_command_end_to_end(
     )
     assert process.stdin is not None
     process.stdin.close()
+    assert process.stdout is not None
+    first = await asyncio.wait_for(process.stdout.readline(), 30)
+    assert first.startswith(b"task ")
     await play_scan(worker, scan)
     stdout, stderr = await asyncio.wait_for(process.communicate(), 30)
     assert process.returncode == 0, stderr.decode()

@@ -37,15 +37,21 @@ async def test_the_stream_relays_every_event_in_order_and_ends_when_the_runtime_
     await worker.say(claimed, "one", "two")
     await worker.finish(claimed, pages=3)
     events = [e async for e in call]
-    assert [e.seq for e in events] == [1, 2, 3, 4, 5]
-    assert [e.content_text for e in events[2:4]] == ["one", "two"]
+    # created, plan seeded, claimed, two messages, finished
+    assert [e.seq for e in events] == [1, 2, 3, 4, 5, 6]
+    assert [e.type for e in events[:3]] == [
+        task_pb2.EVENT_TYPE_STATUS,
+        task_pb2.EVENT_TYPE_PLAN,
+        task_pb2.EVENT_TYPE_STATUS,
+    ]
+    assert [e.content_text for e in events[3:5]] == ["one", "two"]
     assert events[-1].metadata["status"] == "finished"
     assert await call.code() == grpc.StatusCode.OK
     # Resuming after a seq replays from there; after the last one the stream ends at once.
-    tail = gw.StreamTask(pb.StreamTaskRequest(task_id=task.task_id, after_seq=3), metadata=alice.md)
-    assert [e.seq async for e in tail] == [4, 5]
+    tail = gw.StreamTask(pb.StreamTaskRequest(task_id=task.task_id, after_seq=4), metadata=alice.md)
+    assert [e.seq async for e in tail] == [5, 6]
     assert [
-        e async for e in gw.StreamTask(pb.StreamTaskRequest(task_id=task.task_id, after_seq=5), metadata=alice.md)
+        e async for e in gw.StreamTask(pb.StreamTaskRequest(task_id=task.task_id, after_seq=6), metadata=alice.md)
     ] == []
 
 

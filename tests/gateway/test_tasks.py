@@ -6,18 +6,19 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import grpc
 
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit.validation import struct_to_dict
-from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
-from tests.gateway.conftest import Account, Catalog, Platform, Scan, SignUp, Worker
+from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2, workspace_pb2
+from tests.gateway.conftest import Account, Catalog, Platform, Scan, SignUp, Worker, upload_artifact
 from tests.support import rpc_error
 
 if TYPE_CHECKING:
     from nexus.gateway.v1.gateway_pb2_grpc import GatewayServiceAsyncStub as Stub
+    from nexus.runtime.v1.workspace_pb2_grpc import WorkspaceServiceAsyncStub as WorkspaceStub
 
 
 async def first_events(gw: Stub, account: Account, task_id: str, count: int) -> list[task_pb2.TaskEvent]:
@@ -142,3 +143,57 @@ async def test_the_sidebar_has_pinned_tasks_then_recent_ones_without_archived_ta
     assert [t.task_id for t in sidebar.recent_tasks] == [created[4].task_id, created[2].task_id]
     everything = await gw.GetSidebar(pb.GetSidebarRequest(), metadata=account.md)
     assert [t.task_id for t in everything.recent_tasks] == [created[i].task_id for i in (4, 2, 0)]
+
+
+async def test_run_command_seeds_the_plan_from_the_skill_and_the_variables_from_the_inputs(
+    gw: Stub, alice: Account, scan: Scan, workspace: WorkspaceStub
+) -> None:
+    task = await gw.RunCommand(pb.RunCommandRequest(text=f"{scan.trigger} https://acme.com"), metadata=alice.md)
+    plan = await workspace.GetTaskPlan(workspace_pb2.GetTaskPlanRequest(task_id=task.task_id), metadata=alice.md)
+    assert [(s.step_id, s.title, s.action, list(s.depends_on), s.status) for s in plan.steps] == [
+        ("announce", "Announce", "message", [], workspace_pb2.PLAN_STEP_STATUS_PENDING),
+        ("ask", "Ask", "ask_user", ["announce"], workspace_pb2.PLAN_STEP_STATUS_PENDING),
+        ("report", "Report", "write_artifact", ["ask"], workspace_pb2.PLAN_STEP_STATUS_PENDING),
+    ]
+    assert plan.current_step_index == 0
+    context = await workspace.GetTaskContext(
+        workspace_pb2.GetTaskContextRequest(task_id=task.task_id), metadata=alice.md
+    )
+    assert struct_to_dict(context.variables) == {"url": "https://acme.com", "depth": "quick"}
+
+
+async def test_seeding_leaves_a_plan_under_way_and_a_plan_that_a_worker_holds(
+    gw: Stub, alice: Account, scan: Scan, worker: Worker, workspace: WorkspaceStub, runtime: Any
+) -> None:
+    request = pb.RunCommandRequest(text=f"{scan.trigger} https://acme.com", request_id=str(uuid.uuid4()))
+    task = await gw.RunCommand(request, metadata=alice.md)
+    claimed = await worker.claim(scan.agent_id)
+    await worker.step(claimed, "announce", "running")
+    retried = await gw.RunCommand(request, metadata=alice.md)  # a retry after the worker started
+    assert retried.task_id == task.task_id
+    plan = await workspace.GetTaskPlan(workspace_pb2.GetTaskPlanRequest(task_id=task.task_id), metadata=alice.md)
+    assert plan.steps[0].status == workspace_pb2.PLAN_STEP_STATUS_RUNNING
+
+    # A worker that claimed the task before the gateway seeded it: the seed gives way, silently.
+    request_id = str(uuid.uuid4())
+    bare = task_pb2.Task(agent_id=scan.agent_id, trigger_source=task_pb2.TRIGGER_SOURCE_SLASH_COMMAND, title="t")
+    early = await runtime.CreateTask(runtime_pb2.CreateTaskRequest(task=bare, request_id=request_id), metadata=alice.md)
+    await worker.claim(scan.agent_id)
+    late = await gw.RunCommand(
+        pb.RunCommandRequest(text=f"{scan.trigger} https://acme.com", request_id=request_id), metadata=alice.md
+    )
+    assert late.task_id == early.task_id
+    untouched = await workspace.GetTaskPlan(workspace_pb2.GetTaskPlanRequest(task_id=early.task_id), metadata=alice.md)
+    assert list(untouched.steps) == []
+
+
+async def test_the_sidebar_lists_pinned_artifacts(gw: Stub, sign_up: SignUp, scan: Scan, artifacts: Any) -> None:
+    account = await sign_up()
+    task = await gw.RunCommand(pb.RunCommandRequest(text=f"{scan.trigger} https://acme.com"), metadata=account.md)
+    pinned = await upload_artifact(
+        artifacts, account.md, task.task_id, b"# pinned", display_name="a.md", is_pinned=True
+    )
+    await upload_artifact(artifacts, account.md, task.task_id, b"# not pinned", display_name="b.md")
+    sidebar = await gw.GetSidebar(pb.GetSidebarRequest(), metadata=account.md)
+    assert [a.artifact_id for a in sidebar.pinned_artifacts] == [pinned.artifact_id]
+    assert [t.task_id for t in sidebar.recent_tasks] == [task.task_id]

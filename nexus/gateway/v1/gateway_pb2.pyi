@@ -9,6 +9,7 @@ from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from nexus.ontology.v1 import ontology_pb2 as _ontology_pb2
+from nexus.runtime.v1 import artifact_pb2 as _artifact_pb2
 from nexus.runtime.v1 import task_pb2 as _task_pb2
 from nexus.user.v1 import user_pb2 as _user_pb2
 import builtins as _builtins
@@ -385,6 +386,7 @@ class GetSidebarResponse(_message.Message):
 
     PINNED_TASKS_FIELD_NUMBER: _builtins.int
     RECENT_TASKS_FIELD_NUMBER: _builtins.int
+    PINNED_ARTIFACTS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def pinned_tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
         """The caller's pinned tasks that are not archived, most recently active first (at most 100)."""
@@ -393,19 +395,54 @@ class GetSidebarResponse(_message.Message):
     def recent_tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
         """The caller's most recently active unpinned tasks that are not archived."""
 
+    @_builtins.property
+    def pinned_artifacts(self) -> _containers.RepeatedCompositeFieldContainer[_artifact_pb2.Artifact]:
+        """The caller's pinned artifacts that are not archived (nor of an archived task), at most 100."""
+
     def __init__(
         self,
         *,
         pinned_tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
         recent_tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
+        pinned_artifacts: _abc.Iterable[_artifact_pb2.Artifact] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pinned_tasks", b"pinned_tasks", "recent_tasks", b"recent_tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["pinned_artifacts", b"pinned_artifacts", "pinned_tasks", b"pinned_tasks", "recent_tasks", b"recent_tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetSidebarResponse: _TypeAlias = GetSidebarResponse  # noqa: Y015
+
+@_typing.final
+class ListArtifactsRequest(_message.Message):
+    """Request for ListArtifacts."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """Only this task's artifacts; empty for the artifacts of all the caller's tasks."""
+    page_size: _builtins.int
+    """At most this many artifacts; 0 means 50, more than 1000 means 1000."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous response, with the same task."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListArtifactsRequest: _TypeAlias = ListArtifactsRequest  # noqa: Y015
 
 @_typing.final
 class ListAgentsRequest(_message.Message):
@@ -612,10 +649,14 @@ class CrystallizeSkillRequest(_message.Message):
     """Request for CrystallizeSkill.
 
     The skill belongs to the task's agent and is private to the caller. Its steps are the task's
-    plan steps (id, action, args, depends_on). Its inputs: when the task ran a skill the caller can
-    still see, that skill's input definitions; otherwise one input per task input, typed from its
-    value. Either way every input the task had a value for takes that value as its default and is
-    optional, so the new command alone repeats the task and arguments override it.
+    plan steps (action, args, depends_on; ids made valid skill step ids). Its inputs: when the task
+    ran a skill the caller can still see, that skill's input definitions; otherwise one input per
+    task input whose name is a valid input name, typed from its value (boolean, integer, number,
+    url, string, json). Either way every input the task had a value for takes that value as its
+    default and is optional, so the new command alone repeats the task and arguments override it.
+    A task that has not finished, or has no plan steps, answers FAILED_PRECONDITION; a trigger the
+    caller already has (theirs or a system command) answers ALREADY_EXISTS, and then no skill is
+    created.
     """
 
     DESCRIPTOR: _descriptor.Descriptor
@@ -683,3 +724,33 @@ class CrystallizeSkillResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___CrystallizeSkillResponse: _TypeAlias = CrystallizeSkillResponse  # noqa: Y015
+
+@_typing.final
+class SearchMemoriesRequest(_message.Message):
+    """Request for SearchMemories."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    QUERY_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    query: _builtins.str
+    """What to look for, in any language; 1 to 200 characters."""
+    page_size: _builtins.int
+    """At most this many results; 0 means 20, more than 100 means 100."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous response, with the same query."""
+    def __init__(
+        self,
+        *,
+        query: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token", "query", b"query"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SearchMemoriesRequest: _TypeAlias = SearchMemoriesRequest  # noqa: Y015

@@ -6,7 +6,9 @@ import warnings
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from nexus.gateway.v1 import gateway_pb2 as nexus_dot_gateway_dot_v1_dot_gateway__pb2
 from nexus.ontology.v1 import ontology_pb2 as nexus_dot_ontology_dot_v1_dot_ontology__pb2
+from nexus.runtime.v1 import artifact_pb2 as nexus_dot_runtime_dot_v1_dot_artifact__pb2
 from nexus.runtime.v1 import task_pb2 as nexus_dot_runtime_dot_v1_dot_task__pb2
+from nexus.runtime.v1 import workspace_pb2 as nexus_dot_runtime_dot_v1_dot_workspace__pb2
 from nexus.user.v1 import user_pb2 as nexus_dot_user_dot_v1_dot_user__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -109,6 +111,11 @@ class GatewayServiceStub:
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetSidebarRequest.SerializeToString,
                 response_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetSidebarResponse.FromString,
                 _registered_method=True)
+        self.ListArtifacts = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/ListArtifacts',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListArtifactsRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.ListArtifactsResponse.FromString,
+                _registered_method=True)
         self.ListAgents = channel.unary_unary(
                 '/nexus.gateway.v1.GatewayService/ListAgents',
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListAgentsRequest.SerializeToString,
@@ -138,6 +145,11 @@ class GatewayServiceStub:
                 '/nexus.gateway.v1.GatewayService/CrystallizeSkill',
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CrystallizeSkillRequest.SerializeToString,
                 response_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CrystallizeSkillResponse.FromString,
+                _registered_method=True)
+        self.SearchMemories = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/SearchMemories',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.SearchMemoriesRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_workspace__pb2.SearchTaskMemoriesResponse.FromString,
                 _registered_method=True)
 
 
@@ -193,8 +205,10 @@ class GatewayServiceServicer:
     def RunCommand(self, request, context):
         """Runs a slash command (`/scan https://acme.com`): resolves it, creates a `slash_command` task
         for the command's skill with the typed inputs, seeds the task's plan from the skill's steps
-        and its context variables from the inputs, and returns the task. A command line that does
-        not resolve answers with the ontology service's error, field violations included.
+        (all pending) and its context variables from the inputs (one variable per input), and returns
+        the task. A command line that does not resolve answers with the ontology service's error,
+        field violations included. The plan and the variables are seeded only while they are empty:
+        a retry does not reset them, and a worker that claimed the task first keeps its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -243,6 +257,14 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListArtifacts(self, request, context):
+        """Lists the artifacts of one of the caller's tasks, or of all of them: pinned first, archived
+        ones hidden.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAgents(self, request, context):
         """Lists agents ordered by id.
         """
@@ -282,6 +304,14 @@ class GatewayServiceServicer:
     def CrystallizeSkill(self, request, context):
         """Turns a finished task into a private skill of the caller (and, with a trigger, a private
         command that starts it). See CrystallizeSkillRequest for how the skill is built.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SearchMemories(self, request, context):
+        """Searches the caller's task memories (archived tasks included), best match first; works for
+        any language, Chinese included.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -350,6 +380,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetSidebarRequest.FromString,
                     response_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetSidebarResponse.SerializeToString,
             ),
+            'ListArtifacts': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListArtifacts,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListArtifactsRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.ListArtifactsResponse.SerializeToString,
+            ),
             'ListAgents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgents,
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListAgentsRequest.FromString,
@@ -379,6 +414,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.CrystallizeSkill,
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CrystallizeSkillRequest.FromString,
                     response_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CrystallizeSkillResponse.SerializeToString,
+            ),
+            'SearchMemories': grpc.unary_unary_rpc_method_handler(
+                    servicer.SearchMemories,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.SearchMemoriesRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_workspace__pb2.SearchTaskMemoriesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -727,6 +767,33 @@ class GatewayService:
             _registered_method=True)
 
     @staticmethod
+    def ListArtifacts(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/ListArtifacts',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListArtifactsRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_artifact__pb2.ListArtifactsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListAgents(request,
             target,
             options=(),
@@ -878,6 +945,33 @@ class GatewayService:
             '/nexus.gateway.v1.GatewayService/CrystallizeSkill',
             nexus_dot_gateway_dot_v1_dot_gateway__pb2.CrystallizeSkillRequest.SerializeToString,
             nexus_dot_gateway_dot_v1_dot_gateway__pb2.CrystallizeSkillResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SearchMemories(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/SearchMemories',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.SearchMemoriesRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_workspace__pb2.SearchTaskMemoriesResponse.FromString,
             options,
             channel_credentials,
             insecure,

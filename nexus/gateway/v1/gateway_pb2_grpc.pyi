@@ -8,7 +8,9 @@ from google.protobuf import empty_pb2 as _empty_pb2
 from grpc import aio as _aio
 from nexus.gateway.v1 import gateway_pb2 as _gateway_pb2
 from nexus.ontology.v1 import ontology_pb2 as _ontology_pb2
+from nexus.runtime.v1 import artifact_pb2 as _artifact_pb2
 from nexus.runtime.v1 import task_pb2 as _task_pb2
+from nexus.runtime.v1 import workspace_pb2 as _workspace_pb2
 from nexus.user.v1 import user_pb2 as _user_pb2
 import abc as _abc_1
 import grpc as _grpc
@@ -61,8 +63,10 @@ class GatewayServiceStub:
     RunCommand: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RunCommandRequest, _task_pb2.Task]
     """Runs a slash command (`/scan https://acme.com`): resolves it, creates a `slash_command` task
     for the command's skill with the typed inputs, seeds the task's plan from the skill's steps
-    and its context variables from the inputs, and returns the task. A command line that does
-    not resolve answers with the ontology service's error, field violations included.
+    (all pending) and its context variables from the inputs (one variable per input), and returns
+    the task. A command line that does not resolve answers with the ontology service's error,
+    field violations included. The plan and the variables are seeded only while they are empty:
+    a retry does not reset them, and a worker that claimed the task first keeps its own.
     """
     StartChat: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.StartChatRequest, _task_pb2.Task]
     """Starts a chat with an agent: a `chat_manual` task whose first user event holds the text."""
@@ -78,6 +82,10 @@ class GatewayServiceStub:
     """Ends a task as cancelled. Idempotent."""
     GetSidebar: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetSidebarRequest, _gateway_pb2.GetSidebarResponse]
     """What the sidebar shows, in one call: pinned tasks, recent tasks and pinned artifacts."""
+    ListArtifacts: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListArtifactsRequest, _artifact_pb2.ListArtifactsResponse]
+    """Lists the artifacts of one of the caller's tasks, or of all of them: pinned first, archived
+    ones hidden.
+    """
     ListAgents: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListAgentsRequest, _ontology_pb2.ListAgentsResponse]
     """Lists agents ordered by id."""
     GetAgentSettings: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAgentSettingsRequest, _gateway_pb2.GetAgentSettingsResponse]
@@ -93,6 +101,10 @@ class GatewayServiceStub:
     CrystallizeSkill: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CrystallizeSkillRequest, _gateway_pb2.CrystallizeSkillResponse]
     """Turns a finished task into a private skill of the caller (and, with a trigger, a private
     command that starts it). See CrystallizeSkillRequest for how the skill is built.
+    """
+    SearchMemories: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.SearchMemoriesRequest, _workspace_pb2.SearchTaskMemoriesResponse]
+    """Searches the caller's task memories (archived tasks included), best match first; works for
+    any language, Chinese included.
     """
 
 @_typing.type_check_only
@@ -124,8 +136,10 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     RunCommand: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RunCommandRequest, _task_pb2.Task]  # type: ignore[assignment]
     """Runs a slash command (`/scan https://acme.com`): resolves it, creates a `slash_command` task
     for the command's skill with the typed inputs, seeds the task's plan from the skill's steps
-    and its context variables from the inputs, and returns the task. A command line that does
-    not resolve answers with the ontology service's error, field violations included.
+    (all pending) and its context variables from the inputs (one variable per input), and returns
+    the task. A command line that does not resolve answers with the ontology service's error,
+    field violations included. The plan and the variables are seeded only while they are empty:
+    a retry does not reset them, and a worker that claimed the task first keeps its own.
     """
     StartChat: _aio.UnaryUnaryMultiCallable[_gateway_pb2.StartChatRequest, _task_pb2.Task]  # type: ignore[assignment]
     """Starts a chat with an agent: a `chat_manual` task whose first user event holds the text."""
@@ -141,6 +155,10 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """Ends a task as cancelled. Idempotent."""
     GetSidebar: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetSidebarRequest, _gateway_pb2.GetSidebarResponse]  # type: ignore[assignment]
     """What the sidebar shows, in one call: pinned tasks, recent tasks and pinned artifacts."""
+    ListArtifacts: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListArtifactsRequest, _artifact_pb2.ListArtifactsResponse]  # type: ignore[assignment]
+    """Lists the artifacts of one of the caller's tasks, or of all of them: pinned first, archived
+    ones hidden.
+    """
     ListAgents: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListAgentsRequest, _ontology_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """Lists agents ordered by id."""
     GetAgentSettings: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAgentSettingsRequest, _gateway_pb2.GetAgentSettingsResponse]  # type: ignore[assignment]
@@ -156,6 +174,10 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     CrystallizeSkill: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CrystallizeSkillRequest, _gateway_pb2.CrystallizeSkillResponse]  # type: ignore[assignment]
     """Turns a finished task into a private skill of the caller (and, with a trigger, a private
     command that starts it). See CrystallizeSkillRequest for how the skill is built.
+    """
+    SearchMemories: _aio.UnaryUnaryMultiCallable[_gateway_pb2.SearchMemoriesRequest, _workspace_pb2.SearchTaskMemoriesResponse]  # type: ignore[assignment]
+    """Searches the caller's task memories (archived tasks included), best match first; works for
+    any language, Chinese included.
     """
 
 class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -220,8 +242,10 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_task_pb2.Task, _abc.Awaitable[_task_pb2.Task]]:
         """Runs a slash command (`/scan https://acme.com`): resolves it, creates a `slash_command` task
         for the command's skill with the typed inputs, seeds the task's plan from the skill's steps
-        and its context variables from the inputs, and returns the task. A command line that does
-        not resolve answers with the ontology service's error, field violations included.
+        (all pending) and its context variables from the inputs (one variable per input), and returns
+        the task. A command line that does not resolve answers with the ontology service's error,
+        field violations included. The plan and the variables are seeded only while they are empty:
+        a retry does not reset them, and a worker that claimed the task first keeps its own.
         """
 
     @_abc_1.abstractmethod
@@ -275,6 +299,16 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """What the sidebar shows, in one call: pinned tasks, recent tasks and pinned artifacts."""
 
     @_abc_1.abstractmethod
+    def ListArtifacts(
+        self,
+        request: _gateway_pb2.ListArtifactsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_artifact_pb2.ListArtifactsResponse, _abc.Awaitable[_artifact_pb2.ListArtifactsResponse]]:
+        """Lists the artifacts of one of the caller's tasks, or of all of them: pinned first, archived
+        ones hidden.
+        """
+
+    @_abc_1.abstractmethod
     def ListAgents(
         self,
         request: _gateway_pb2.ListAgentsRequest,
@@ -324,6 +358,16 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_gateway_pb2.CrystallizeSkillResponse, _abc.Awaitable[_gateway_pb2.CrystallizeSkillResponse]]:
         """Turns a finished task into a private skill of the caller (and, with a trigger, a private
         command that starts it). See CrystallizeSkillRequest for how the skill is built.
+        """
+
+    @_abc_1.abstractmethod
+    def SearchMemories(
+        self,
+        request: _gateway_pb2.SearchMemoriesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_workspace_pb2.SearchTaskMemoriesResponse, _abc.Awaitable[_workspace_pb2.SearchTaskMemoriesResponse]]:
+        """Searches the caller's task memories (archived tasks included), best match first; works for
+        any language, Chinese included.
         """
 
 def add_GatewayServiceServicer_to_server(servicer: GatewayServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
