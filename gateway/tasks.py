@@ -6,9 +6,6 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator
 
-import grpc
-from google.protobuf import struct_pb2
-
 from gateway import convert
 from gateway.domain import plans, titles
 from gateway.downstream import Peers, Scope, together
@@ -25,7 +22,7 @@ MAX_SIDEBAR_PAGES = 5
 
 
 async def run_command(peers: Peers, scope: Scope, run: convert.RunCommand) -> task_pb2.Task:
-    """Resolve → create the task → seed its plan and variables → the task. A command line that
+    """Resolve → create the task with its plan and variables → the task. A command line that
     does not resolve fails with the ontology's own error, violations included."""
     resolved = await peers.ontology.ResolveCommand(
         ontology_pb2.ResolveCommandRequest(text=run.text), metadata=scope.metadata, timeout=scope.timeout
@@ -38,58 +35,16 @@ async def run_command(peers: Peers, scope: Scope, run: convert.RunCommand) -> ta
         title=titles.command_title(resolved.skill.name, resolved.command.trigger, run.text),
         inputs=resolved.inputs,
     )
-    created = await peers.runtime.CreateTask(
-        runtime_pb2.CreateTaskRequest(task=task, request_id=run.request_id),
-        metadata=scope.metadata,
-        timeout=scope.timeout,
+    # The plan (the skill's steps, all pending) and one variable per input are written in the
+    # task's own transaction: a worker that claims the task at once already finds them.
+    request = runtime_pb2.CreateTaskRequest(
+        task=task,
+        request_id=run.request_id,
+        initial_plan=plans.plan_steps(resolved.skill.definition.steps),
+        initial_variables=resolved.inputs,
     )
-    async with together() as calls:
-        calls.start(seed_plan(peers, scope, created.task_id, plans.plan_steps(resolved.skill.definition.steps)))
-        calls.start(seed_variables(peers, scope, created.task_id, resolved.inputs))
+    created: task_pb2.Task = await peers.runtime.CreateTask(request, metadata=scope.metadata, timeout=scope.timeout)
     return created
-
-
-# A conditional seed that loses (the plan or context was written meanwhile, or a worker holds the
-# task, or it already ended) leaves what is there: whoever wrote it owns it.
-_LOST_SEED = (grpc.StatusCode.ABORTED, grpc.StatusCode.FAILED_PRECONDITION)
-
-
-async def seed_plan(peers: Peers, scope: Scope, task_id: str, steps: list[workspace_pb2.PlanStep]) -> None:
-    """Sets the task's plan unless it has one: a retried RunCommand does not reset a plan that is
-    under way, and a worker that claimed the task first (and set the plan itself) keeps its plan."""
-    if not steps:
-        return
-    md, timeout = scope.metadata, scope.timeout
-    current = await peers.workspace.GetTaskPlan(
-        workspace_pb2.GetTaskPlanRequest(task_id=task_id), metadata=md, timeout=timeout
-    )
-    if current.steps:
-        return
-    request = workspace_pb2.SetTaskPlanRequest(task_id=task_id, steps=steps, etag=current.etag)
-    try:
-        await peers.workspace.SetTaskPlan(request, metadata=md, timeout=scope.timeout)
-    except grpc.aio.AioRpcError as err:
-        if err.code() not in _LOST_SEED:
-            raise
-
-
-async def seed_variables(peers: Peers, scope: Scope, task_id: str, inputs: struct_pb2.Struct) -> None:
-    """One context variable per input (so steps read `vars.<input>` too), unless the context has
-    variables already (a retry, or a worker was first)."""
-    if not inputs.fields:
-        return
-    md, timeout = scope.metadata, scope.timeout
-    current = await peers.workspace.GetTaskContext(
-        workspace_pb2.GetTaskContextRequest(task_id=task_id), metadata=md, timeout=timeout
-    )
-    if current.variables.fields:
-        return
-    request = workspace_pb2.PatchTaskContextRequest(task_id=task_id, variables_patch=inputs, etag=current.etag)
-    try:
-        await peers.workspace.PatchTaskContext(request, metadata=md, timeout=scope.timeout)
-    except grpc.aio.AioRpcError as err:
-        if err.code() not in _LOST_SEED:
-            raise
 
 
 async def start_chat(peers: Peers, scope: Scope, chat: convert.StartChat) -> task_pb2.Task:
