@@ -165,6 +165,31 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    import os
+
+    from nexus.client.run import Answers, Console, run
+
+    if not os.environ.get("NEXUS_LOG_LEVEL"):
+        logs.configure("WARNING")  # a client's terminal shows the task, not request logs
+    address = args.gateway or settings.address("gateway")
+    console = Console(sys.stdout, sys.stderr)
+    try:
+        return asyncio.run(
+            run(
+                args.text,
+                address=address,
+                settings=settings,
+                answers=Answers(args.answer, sys.stdin),
+                console=console,
+                session_id=args.session or "",
+            )
+        )
+    except KeyboardInterrupt:
+        console.complain("nexus run: interrupted; the task was cancelled")
+        return 130
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="nexus", description="Run and operate the Nexus platform.")
     parser.add_argument("--data-dir", type=Path, help="state directory (NEXUS_DATA_DIR, default ./.nexus)")
@@ -190,6 +215,25 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="listen port (default: the service's NEXUS_<SERVICE>_PORT)")
     serve.add_argument("--host", help="listen host (NEXUS_HOST, default 127.0.0.1)")
     serve.set_defaults(run=cmd_serve)
+
+    run = sub.add_parser(
+        "run",
+        help="sign in as the local demo account, run a slash command and show its events live",
+        description="Runs a command through the gateway and renders the task live. Exit status: 0 finished, "
+        "1 failed or cancelled, 2 the command does not resolve.",
+    )
+    run.add_argument("text", help='a command line, e.g. "/scan https://example.com"')
+    run.add_argument(
+        "--gateway", metavar="ADDR", help="the gateway's host:port (default: NEXUS_GATEWAY_ADDR or 127.0.0.1:50050)"
+    )
+    run.add_argument(
+        "--answer",
+        action="append",
+        default=[],
+        help="an answer for the task's next question; repeat for several (then standard input is read)",
+    )
+    run.add_argument("--session", metavar="ID", help="a session (UUID) for the task")
+    run.set_defaults(run=cmd_run)
 
     health = sub.add_parser("health", help="probe a server's gRPC health; exit 0 when SERVING")
     health.add_argument("address", help="host:port")

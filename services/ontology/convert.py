@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Collection, Sequence
-from datetime import datetime
 from typing import TypeVar
 
-from google.protobuf import timestamp_pb2
 from google.protobuf.message import Message
 
 from nexus.kit import paging
 from nexus.kit.auth import caller
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.protos import etag as kit_etag
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import (
     JSON,
     SLUG,
@@ -40,7 +40,6 @@ from services.ontology.domain.models import (
     Skill,
     Team,
     TeamStatus,
-    etag_of,
 )
 from services.ontology.domain.snapshot import Snapshot
 
@@ -188,14 +187,6 @@ def page(items: Sequence[T], size: int, fingerprint: str, key: Callable[[T], lis
 # -- timestamps -----------------------------------------------------------------------------------
 
 
-def _ts(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
-
-
 # -- agents ---------------------------------------------------------------------------------------
 
 
@@ -233,7 +224,7 @@ def _snapshot_out(snap: Snapshot | None) -> pb.CapabilitiesSnapshot | None:
             pb.CommandCapability(trigger=c.trigger, skill_id=c.skill_id, description=c.description)
             for c in snap.commands
         ],
-        compute_time=_ts(snap.compute_time),
+        compute_time=timestamp(snap.compute_time),
     )
 
 
@@ -245,9 +236,9 @@ def agent_out(agent: Agent) -> pb.Agent:
         avatar_url=agent.avatar_url,
         role_prompt=agent.role_prompt,
         capabilities_snapshot=_snapshot_out(agent.snapshot),
-        create_time=_ts(agent.create_time),
-        update_time=_ts(agent.update_time),
-        etag=etag_of(agent.revision),
+        create_time=timestamp(agent.create_time),
+        update_time=timestamp(agent.update_time),
+        etag=kit_etag(agent.revision),
     )
 
 
@@ -359,9 +350,9 @@ def skill_out(skill: Skill) -> pb.Skill:
         definition=definition_out(skill.definition),
         created_by_user_id=skill.created_by_user_id or "",
         is_public=skill.is_public,
-        create_time=_ts(skill.create_time),
-        update_time=_ts(skill.update_time),
-        etag=etag_of(skill.revision),
+        create_time=timestamp(skill.create_time),
+        update_time=timestamp(skill.update_time),
+        etag=kit_etag(skill.revision),
     )
 
 
@@ -403,9 +394,9 @@ def command_out(command: Command) -> pb.Command:
         target_skill_id=command.target_skill_id,
         description=command.description,
         owner_user_id=command.owner_user_id or "",
-        create_time=_ts(command.create_time),
-        update_time=_ts(command.update_time),
-        etag=etag_of(command.revision),
+        create_time=timestamp(command.create_time),
+        update_time=timestamp(command.update_time),
+        etag=kit_etag(command.revision),
     )
 
 
@@ -463,7 +454,7 @@ def team_out(team: Team) -> pb.Team:
         status=_TEAM_STATUS_NUMBERS[team.status],
         config=dict_to_struct(team.config),
         owner_user_id=team.owner_user_id or "",
-        create_time=_ts(team.create_time),
-        update_time=_ts(team.update_time),
-        etag=etag_of(team.revision),
+        create_time=timestamp(team.create_time),
+        update_time=timestamp(team.update_time),
+        etag=kit_etag(team.revision),
     )

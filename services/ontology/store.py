@@ -28,6 +28,7 @@ from nexus.kit.errors import (
     NotFound,
     PermissionDenied,
 )
+from nexus.kit.protos import etag as kit_etag
 from nexus.kit.validation import JSON
 from services.ontology.domain import access, command_line, snapshot
 from services.ontology.domain.access import Viewer
@@ -42,7 +43,6 @@ from services.ontology.domain.models import (
     Team,
     TeamStatus,
     apply_mask,
-    etag_of,
 )
 
 SCHEMA = "ontology"
@@ -208,7 +208,7 @@ def _team(row: sa.Row[Any], participants: Sequence[Participant]) -> Team:
 
 
 def _check_etag(etag: str, revision: int) -> None:
-    if etag and etag != etag_of(revision):
+    if etag and etag != kit_etag(revision):
         raise Aborted("the resource changed since it was read; read it again", reason="ETAG_MISMATCH")
 
 

@@ -104,13 +104,14 @@ async def build(resources: Resources) -> ServiceDefinition:
     listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan)
     reaper = _Reaper(tasks, REAP_INTERVAL_S)
     scheduler = Scheduler(schedules, resources.settings.scheduler_poll_s)
-    servicer = RuntimeServicer(tasks, log_, hub, references)
+    workspace = WorkspaceStore(db, tasks)
+    servicer = RuntimeServicer(tasks, log_, hub, references, workspace)
     artifacts = ArtifactStore(db, open_store(resources.settings))
 
     def register(server: grpc.aio.Server) -> None:
         runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(servicer, server)
         session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(sessions), server)
-        workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(WorkspaceServicer(WorkspaceStore(db, tasks)), server)
+        workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(WorkspaceServicer(workspace), server)
         artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(
             ArtifactServicer(artifacts, resources.settings.artifact_max_bytes), server
         )

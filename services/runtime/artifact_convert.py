@@ -7,9 +7,9 @@ from typing import Any
 
 from nexus.kit import paging, validation
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2
-from services.runtime.convert import timestamp
 from services.runtime.domain import artifacts as arts
 from services.runtime.domain.artifacts import Artifact, ArtifactFilter, NewArtifact
 from services.runtime.session_convert import bad_token, uuid_cursor

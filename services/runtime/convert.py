@@ -4,15 +4,17 @@ reported at once; nothing malformed reaches the store."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
 from nexus.kit import paging, validation
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import runtime_pb2, task_pb2
+from services.runtime import workspace_convert
 from services.runtime.domain import events as ev
 from services.runtime.domain import leases
 from services.runtime.domain.events import Event, NewEvent, Receipt
@@ -37,15 +39,6 @@ MAX_MESSAGE_CHARS = 10_000
 
 
 # -- outgoing -----------------------------------------------------------------------------------
-
-
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_MICROSECOND = timedelta(microseconds=1)
-
-
-def timestamp(moment: datetime) -> timestamp_pb2.Timestamp:
-    micros = (moment - _EPOCH) // _MICROSECOND
-    return timestamp_pb2.Timestamp(seconds=micros // 1_000_000, nanos=micros % 1_000_000 * 1000)
 
 
 def task_to_proto(task: Task) -> task_pb2.Task:
@@ -155,7 +148,10 @@ def new_task(request: runtime_pb2.CreateTaskRequest, user_id: str) -> NewTask:
     skill = v.slug("task.origin_skill_id", t.origin_skill_id, required=False)
     title = v.text("task.title", t.title, max_len=MAX_TITLE_CHARS, required=True)
     inputs = v.struct("task.inputs", t.inputs)
+    plan = workspace_convert.plan_steps(v, "initial_plan", request.initial_plan)
+    variables = v.struct("initial_variables", request.initial_variables)
     v.raise_if_any()
+    workspace_convert.require_valid_plan(plan, "initial_plan")
     return NewTask(
         user_id=user_id,
         agent_id=agent_id,
@@ -166,6 +162,8 @@ def new_task(request: runtime_pb2.CreateTaskRequest, user_id: str) -> NewTask:
         title=title,
         inputs=inputs,
         request_id=request_id,
+        plan=tuple(plan),
+        variables=variables,
     )
 
 

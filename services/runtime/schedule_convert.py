@@ -7,9 +7,9 @@ from datetime import datetime
 from typing import Any
 
 from nexus.kit import paging, validation
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import schedule_pb2
-from services.runtime.convert import timestamp
 from services.runtime.domain import cron
 from services.runtime.domain.schedules import MAX_TITLE_CHARS, Command, NewSchedule, Schedule, State
 from services.runtime.session_convert import bad_token, uuid_cursor

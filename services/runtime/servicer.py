@@ -11,13 +11,17 @@ from services.runtime.hub import Hub
 from services.runtime.references import References
 from services.runtime.store.events import EventLog
 from services.runtime.store.tasks import TaskStore
+from services.runtime.store.workspace import WorkspaceStore
 
 Context = Any
 
 
 class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
-    def __init__(self, tasks: TaskStore, log: EventLog, hub: Hub, references: References) -> None:
+    def __init__(
+        self, tasks: TaskStore, log: EventLog, hub: Hub, references: References, workspace: WorkspaceStore
+    ) -> None:
         self._tasks = tasks
+        self._workspace = workspace
         self._references = references
         self._log = log
         self._hub = hub
@@ -27,7 +31,8 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def CreateTask(self, request: runtime_pb2.CreateTaskRequest, context: Context) -> task_pb2.Task:
         new = convert.new_task(request, access.owner().user_id or "")
         await self._references.check_task(new)
-        return convert.task_to_proto(await self._tasks.create(new))
+        created = await self._tasks.create(new, self._workspace.seeder(new.plan, new.variables))
+        return convert.task_to_proto(created)
 
     async def GetTask(self, request: runtime_pb2.GetTaskRequest, context: Context) -> task_pb2.Task:
         actor = access.anyone()

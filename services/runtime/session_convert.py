@@ -6,9 +6,9 @@ from typing import Any
 
 from nexus.kit import paging, validation
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import session_pb2
-from services.runtime.convert import timestamp
 from services.runtime.domain.sessions import EDITABLE, MAX_TITLE_CHARS, NewSession, Session
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from nexus.kit import paging, validation
 from nexus.kit.errors import InvalidArgument
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations
 from nexus.runtime.v1 import workspace_pb2
-from services.runtime.convert import timestamp
 from services.runtime.domain import memory as mem
 from services.runtime.domain import plan as plans
 from services.runtime.domain.context import MAX_ACTIVE_FILES, Context, ContextPatch
@@ -66,20 +67,30 @@ def _step(v: Violations, field: str, message: workspace_pb2.PlanStep) -> plans.S
     )
 
 
+def plan_steps(v: Violations, field: str, messages: Sequence[workspace_pb2.PlanStep]) -> list[plans.Step]:
+    """The steps of a plan as domain values; their field checks go to `v`."""
+    if len(messages) > plans.MAX_STEPS:
+        v.add(field, f"must have at most {plans.MAX_STEPS} steps, got {len(messages)}")
+        return []
+    return [_step(v, f"{field}[{i}]", s) for i, s in enumerate(messages)]
+
+
+def require_valid_plan(steps: Sequence[plans.Step], field: str) -> None:
+    """The graph rules (unique ids, known dependencies, no cycle), once every field is sound."""
+    problems = plans.validate(steps, field)
+    if problems:
+        first = problems[0]
+        raise InvalidArgument(f"{first.field}: {first.description}", reason="INVALID_PLAN", violations=problems)
+
+
 def set_plan(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) -> tuple[str, list[plans.Step], str]:
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
     etag = v.text("etag", request.etag, max_len=100)
-    if len(request.steps) > plans.MAX_STEPS:
-        v.add("steps", f"must have at most {plans.MAX_STEPS} steps, got {len(request.steps)}")
-    too_many = len(request.steps) > plans.MAX_STEPS
-    steps = [] if too_many else [_step(v, f"steps[{i}]", s) for i, s in enumerate(request.steps)]
+    steps = plan_steps(v, "steps", request.steps)
     v.raise_if_any()
-    problems = plans.validate(steps)
-    if problems:
-        first = problems[0]
-        raise InvalidArgument(f"{first.field}: {first.description}", reason="INVALID_PLAN", violations=problems)
+    require_valid_plan(steps, "steps")
     assert tid is not None
     return tid, steps, etag
 

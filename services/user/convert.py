@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from google.protobuf import struct_pb2, timestamp_pb2
+from google.protobuf import struct_pb2
 
 from nexus.kit import paging
 from nexus.kit.errors import FieldViolation, InvalidArgument, invalid
+from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations, dict_to_struct, json_to_value, page_size, update_paths
 from nexus.user.v1 import user_pb2
 from services.user.domain import connections as conn_rules
@@ -38,14 +39,6 @@ STATUS_FROM_PROTO: dict[int, str] = {number: name for name, number in STATUS_TO_
 
 PROFILE_FIELDS = ("nickname", "avatar_url", "preferences", "principles")
 CONNECTION_FIELDS = ("display_name", "status", "credentials")
-
-
-def timestamp(value: datetime | None) -> timestamp_pb2.Timestamp | None:
-    if value is None:
-        return None
-    ts = timestamp_pb2.Timestamp()
-    ts.FromDatetime(value)
-    return ts
 
 
 # -- authentication ------------------------------------------------------------------------------

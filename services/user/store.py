@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.kit.db import Database
 from nexus.kit.errors import Aborted, AlreadyExists, FailedPrecondition, NexusError, NotFound
+from nexus.kit.protos import etag
 from nexus.kit.validation import JSON
 from services.user.domain.envelope import RowBinding, Sealed
 from services.user.domain.records import (
@@ -28,7 +29,6 @@ from services.user.domain.records import (
     SignInCandidate,
     StoredCredentials,
     UserRecord,
-    etag_of,
 )
 
 SCHEMA = "users"
@@ -219,7 +219,7 @@ def _reveal(row: Any) -> RevealRecord:
 
 
 def _check_etag(expected: str, version: int, kind: str) -> None:
-    if expected and expected != etag_of(version):
+    if expected and expected != etag(version):
         raise Aborted(
             f"the {kind} changed since it was read; read it again and retry",
             reason="ETAG_MISMATCH",

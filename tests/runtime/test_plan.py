@@ -7,6 +7,7 @@ import asyncio
 from typing import Any
 
 import grpc
+from google.protobuf import struct_pb2
 
 from nexus.runtime.v1 import runtime_pb2, task_pb2, workspace_pb2
 from tests.runtime.conftest import Metadata, all_events, append, claim_one, collect, create_task, said
@@ -162,3 +163,32 @@ async def test_plan_events_interleave_with_concurrent_appends_without_gaps(
     assert [e.seq for e in stored] == list(range(1, 1 + 2 + 1 + 80 + 20 + 1))
     assert [e.seq for e in streamed] == [e.seq for e in stored]
     assert sum(e.type == task_pb2.EVENT_TYPE_PLAN for e in stored) == 21
+
+
+async def test_a_task_created_with_its_plan_and_variables_has_them_before_any_worker_can_claim_it(
+    stub: Any, workspace: Any, owner: tuple[str, Metadata], agent: str
+) -> None:
+    _, user = owner
+    steps = [
+        workspace_pb2.PlanStep(step_id="ask", title="Ask", action="ask_user"),
+        workspace_pb2.PlanStep(step_id="say", title="Say", action="message", depends_on=["ask"]),
+    ]
+    variables = struct_pb2.Struct()
+    variables.update({"url": "https://acme.com"})
+    task = task_pb2.Task(agent_id=agent, trigger_source=task_pb2.TRIGGER_SOURCE_SLASH_COMMAND, title="seeded")
+    request = runtime_pb2.CreateTaskRequest(task=task, initial_plan=steps, initial_variables=variables)
+    created = await stub.CreateTask(request, metadata=user)
+    events = await all_events(stub, user, created.task_id)
+    assert [(e.seq, e.type) for e in events] == [(1, task_pb2.EVENT_TYPE_STATUS), (2, task_pb2.EVENT_TYPE_PLAN)]
+    plan = await workspace.GetTaskPlan(workspace_pb2.GetTaskPlanRequest(task_id=created.task_id), metadata=user)
+    assert [s.step_id for s in plan.steps] == ["ask", "say"]
+    context = await workspace.GetTaskContext(
+        workspace_pb2.GetTaskContextRequest(task_id=created.task_id), metadata=user
+    )
+    assert context.variables["url"] == "https://acme.com"
+    # A cyclic first plan is refused with the task: nothing is created.
+    steps[0].depends_on.append("say")
+    failure = await rpc_error(
+        stub.CreateTask(runtime_pb2.CreateTaskRequest(task=task, initial_plan=steps), metadata=user)
+    )
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_PLAN")

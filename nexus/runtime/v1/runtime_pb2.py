@@ -26,55 +26,56 @@ from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb
 from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
 from nexus.runtime.v1 import task_pb2 as nexus_dot_runtime_dot_v1_dot_task__pb2
+from nexus.runtime.v1 import workspace_pb2 as nexus_dot_runtime_dot_v1_dot_workspace__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enexus/runtime/v1/runtime.proto\x12\x10nexus.runtime.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bnexus/runtime/v1/task.proto\"M\n\x11\x43reateTaskRequest\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xc8\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12.\n\x08statuses\x18\x03 \x03(\x0e\x32\x1c.nexus.runtime.v1.TaskStatus\x12\x37\n\x0e\x61rchive_filter\x18\x04 \x01(\x0e\x32\x1f.nexus.runtime.v1.ArchiveFilter\x12\x10\n\x08\x61gent_id\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\"S\n\x11ListTasksResponse\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x11UpdateTaskRequest\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"i\n\x17\x41ppendTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\x12\x10\n\x08lease_id\x18\x03 \x01(\t\"G\n\x18\x41ppendTaskEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\"v\n\x15ListTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x12\n\nbefore_seq\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"^\n\x16ListTaskEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x17StreamTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"l\n\x11\x43laimTasksRequest\x12\x11\n\tagent_ids\x18\x01 \x03(\t\x12\x11\n\tmax_tasks\x18\x02 \x01(\x05\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x0b\x43laimedTask\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12&\n\x05lease\x18\x02 \x01(\x0b\x32\x17.nexus.runtime.v1.Lease\"D\n\x12\x43laimTasksResponse\x12.\n\x07\x63laimed\x18\x01 \x03(\x0b\x32\x1d.nexus.runtime.v1.ClaimedTask\"i\n\x11RenewLeaseRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"_\n\x11\x46inishTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"`\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12*\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskError\"g\n\x13RequestInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12-\n\x08question\x18\x03 \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\"S\n\x13ProvideInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent*\x7f\n\rArchiveFilter\x12\x1e\n\x1a\x41RCHIVE_FILTER_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41RCHIVE_FILTER_ACTIVE\x10\x01\x12\x1b\n\x17\x41RCHIVE_FILTER_ARCHIVED\x10\x02\x12\x16\n\x12\x41RCHIVE_FILTER_ALL\x10\x03\x32\x8f\t\n\x0eRuntimeService\x12I\n\nCreateTask\x12#.nexus.runtime.v1.CreateTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12\x43\n\x07GetTask\x12 .nexus.runtime.v1.GetTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12T\n\tListTasks\x12\".nexus.runtime.v1.ListTasksRequest\x1a#.nexus.runtime.v1.ListTasksResponse\x12I\n\nUpdateTask\x12#.nexus.runtime.v1.UpdateTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12I\n\nCancelTask\x12#.nexus.runtime.v1.CancelTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12i\n\x10\x41ppendTaskEvents\x12).nexus.runtime.v1.AppendTaskEventsRequest\x1a*.nexus.runtime.v1.AppendTaskEventsResponse\x12\x63\n\x0eListTaskEvents\x12\'.nexus.runtime.v1.ListTaskEventsRequest\x1a(.nexus.runtime.v1.ListTaskEventsResponse\x12\\\n\x10StreamTaskEvents\x12).nexus.runtime.v1.StreamTaskEventsRequest\x1a\x1b.nexus.runtime.v1.TaskEvent0\x01\x12W\n\nClaimTasks\x12#.nexus.runtime.v1.ClaimTasksRequest\x1a$.nexus.runtime.v1.ClaimTasksResponse\x12J\n\nRenewLease\x12#.nexus.runtime.v1.RenewLeaseRequest\x1a\x17.nexus.runtime.v1.Lease\x12I\n\nFinishTask\x12#.nexus.runtime.v1.FinishTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12\x45\n\x08\x46\x61ilTask\x12!.nexus.runtime.v1.FailTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12M\n\x0cRequestInput\x12%.nexus.runtime.v1.RequestInputRequest\x1a\x16.nexus.runtime.v1.Task\x12M\n\x0cProvideInput\x12%.nexus.runtime.v1.ProvideInputRequest\x1a\x16.nexus.runtime.v1.Taskb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enexus/runtime/v1/runtime.proto\x12\x10nexus.runtime.v1\x1a\x1egoogle/protobuf/duration.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1bnexus/runtime/v1/task.proto\x1a nexus/runtime/v1/workspace.proto\"\xb3\x01\n\x11\x43reateTaskRequest\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12\x30\n\x0cinitial_plan\x18\x03 \x03(\x0b\x32\x1a.nexus.runtime.v1.PlanStep\x12\x32\n\x11initial_variables\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\xc8\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12.\n\x08statuses\x18\x03 \x03(\x0e\x32\x1c.nexus.runtime.v1.TaskStatus\x12\x37\n\x0e\x61rchive_filter\x18\x04 \x01(\x0e\x32\x1f.nexus.runtime.v1.ArchiveFilter\x12\x10\n\x08\x61gent_id\x18\x05 \x01(\t\x12\x12\n\nsession_id\x18\x06 \x01(\t\"S\n\x11ListTasksResponse\x12%\n\x05tasks\x18\x01 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"j\n\x11UpdateTaskRequest\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"i\n\x17\x41ppendTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\x06\x65vents\x18\x02 \x03(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\x12\x10\n\x08lease_id\x18\x03 \x01(\t\"G\n\x18\x41ppendTaskEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\"v\n\x15ListTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\x12\x12\n\nbefore_seq\x18\x03 \x01(\x03\x12\x11\n\tpage_size\x18\x04 \x01(\x05\x12\x12\n\npage_token\x18\x05 \x01(\t\"^\n\x16ListTaskEventsResponse\x12+\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"=\n\x17StreamTaskEventsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"l\n\x11\x43laimTasksRequest\x12\x11\n\tagent_ids\x18\x01 \x03(\t\x12\x11\n\tmax_tasks\x18\x02 \x01(\x05\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"[\n\x0b\x43laimedTask\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12&\n\x05lease\x18\x02 \x01(\x0b\x32\x17.nexus.runtime.v1.Lease\"D\n\x12\x43laimTasksResponse\x12.\n\x07\x63laimed\x18\x01 \x03(\x0b\x32\x1d.nexus.runtime.v1.ClaimedTask\"i\n\x11RenewLeaseRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\x31\n\x0elease_duration\x18\x03 \x01(\x0b\x32\x19.google.protobuf.Duration\"_\n\x11\x46inishTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12\'\n\x06result\x18\x03 \x01(\x0b\x32\x17.google.protobuf.Struct\"`\n\x0f\x46\x61ilTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12*\n\x05\x65rror\x18\x03 \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskError\"g\n\x13RequestInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x10\n\x08lease_id\x18\x02 \x01(\t\x12-\n\x08question\x18\x03 \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent\"S\n\x13ProvideInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12+\n\x06\x61nswer\x18\x02 \x01(\x0b\x32\x1b.nexus.runtime.v1.TaskEvent*\x7f\n\rArchiveFilter\x12\x1e\n\x1a\x41RCHIVE_FILTER_UNSPECIFIED\x10\x00\x12\x19\n\x15\x41RCHIVE_FILTER_ACTIVE\x10\x01\x12\x1b\n\x17\x41RCHIVE_FILTER_ARCHIVED\x10\x02\x12\x16\n\x12\x41RCHIVE_FILTER_ALL\x10\x03\x32\x8f\t\n\x0eRuntimeService\x12I\n\nCreateTask\x12#.nexus.runtime.v1.CreateTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12\x43\n\x07GetTask\x12 .nexus.runtime.v1.GetTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12T\n\tListTasks\x12\".nexus.runtime.v1.ListTasksRequest\x1a#.nexus.runtime.v1.ListTasksResponse\x12I\n\nUpdateTask\x12#.nexus.runtime.v1.UpdateTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12I\n\nCancelTask\x12#.nexus.runtime.v1.CancelTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12i\n\x10\x41ppendTaskEvents\x12).nexus.runtime.v1.AppendTaskEventsRequest\x1a*.nexus.runtime.v1.AppendTaskEventsResponse\x12\x63\n\x0eListTaskEvents\x12\'.nexus.runtime.v1.ListTaskEventsRequest\x1a(.nexus.runtime.v1.ListTaskEventsResponse\x12\\\n\x10StreamTaskEvents\x12).nexus.runtime.v1.StreamTaskEventsRequest\x1a\x1b.nexus.runtime.v1.TaskEvent0\x01\x12W\n\nClaimTasks\x12#.nexus.runtime.v1.ClaimTasksRequest\x1a$.nexus.runtime.v1.ClaimTasksResponse\x12J\n\nRenewLease\x12#.nexus.runtime.v1.RenewLeaseRequest\x1a\x17.nexus.runtime.v1.Lease\x12I\n\nFinishTask\x12#.nexus.runtime.v1.FinishTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12\x45\n\x08\x46\x61ilTask\x12!.nexus.runtime.v1.FailTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12M\n\x0cRequestInput\x12%.nexus.runtime.v1.RequestInputRequest\x1a\x16.nexus.runtime.v1.Task\x12M\n\x0cProvideInput\x12%.nexus.runtime.v1.ProvideInputRequest\x1a\x16.nexus.runtime.v1.Taskb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nexus.runtime.v1.runtime_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_ARCHIVEFILTER']._serialized_start=1965
-  _globals['_ARCHIVEFILTER']._serialized_end=2092
-  _globals['_CREATETASKREQUEST']._serialized_start=177
-  _globals['_CREATETASKREQUEST']._serialized_end=254
-  _globals['_GETTASKREQUEST']._serialized_start=256
-  _globals['_GETTASKREQUEST']._serialized_end=289
-  _globals['_LISTTASKSREQUEST']._serialized_start=292
-  _globals['_LISTTASKSREQUEST']._serialized_end=492
-  _globals['_LISTTASKSRESPONSE']._serialized_start=494
-  _globals['_LISTTASKSRESPONSE']._serialized_end=577
-  _globals['_UPDATETASKREQUEST']._serialized_start=579
-  _globals['_UPDATETASKREQUEST']._serialized_end=685
-  _globals['_CANCELTASKREQUEST']._serialized_start=687
-  _globals['_CANCELTASKREQUEST']._serialized_end=739
-  _globals['_APPENDTASKEVENTSREQUEST']._serialized_start=741
-  _globals['_APPENDTASKEVENTSREQUEST']._serialized_end=846
-  _globals['_APPENDTASKEVENTSRESPONSE']._serialized_start=848
-  _globals['_APPENDTASKEVENTSRESPONSE']._serialized_end=919
-  _globals['_LISTTASKEVENTSREQUEST']._serialized_start=921
-  _globals['_LISTTASKEVENTSREQUEST']._serialized_end=1039
-  _globals['_LISTTASKEVENTSRESPONSE']._serialized_start=1041
-  _globals['_LISTTASKEVENTSRESPONSE']._serialized_end=1135
-  _globals['_STREAMTASKEVENTSREQUEST']._serialized_start=1137
-  _globals['_STREAMTASKEVENTSREQUEST']._serialized_end=1198
-  _globals['_CLAIMTASKSREQUEST']._serialized_start=1200
-  _globals['_CLAIMTASKSREQUEST']._serialized_end=1308
-  _globals['_CLAIMEDTASK']._serialized_start=1310
-  _globals['_CLAIMEDTASK']._serialized_end=1401
-  _globals['_CLAIMTASKSRESPONSE']._serialized_start=1403
-  _globals['_CLAIMTASKSRESPONSE']._serialized_end=1471
-  _globals['_RENEWLEASEREQUEST']._serialized_start=1473
-  _globals['_RENEWLEASEREQUEST']._serialized_end=1578
-  _globals['_FINISHTASKREQUEST']._serialized_start=1580
-  _globals['_FINISHTASKREQUEST']._serialized_end=1675
-  _globals['_FAILTASKREQUEST']._serialized_start=1677
-  _globals['_FAILTASKREQUEST']._serialized_end=1773
-  _globals['_REQUESTINPUTREQUEST']._serialized_start=1775
-  _globals['_REQUESTINPUTREQUEST']._serialized_end=1878
-  _globals['_PROVIDEINPUTREQUEST']._serialized_start=1880
-  _globals['_PROVIDEINPUTREQUEST']._serialized_end=1963
-  _globals['_RUNTIMESERVICE']._serialized_start=2095
-  _globals['_RUNTIMESERVICE']._serialized_end=3262
+  _globals['_ARCHIVEFILTER']._serialized_start=2102
+  _globals['_ARCHIVEFILTER']._serialized_end=2229
+  _globals['_CREATETASKREQUEST']._serialized_start=212
+  _globals['_CREATETASKREQUEST']._serialized_end=391
+  _globals['_GETTASKREQUEST']._serialized_start=393
+  _globals['_GETTASKREQUEST']._serialized_end=426
+  _globals['_LISTTASKSREQUEST']._serialized_start=429
+  _globals['_LISTTASKSREQUEST']._serialized_end=629
+  _globals['_LISTTASKSRESPONSE']._serialized_start=631
+  _globals['_LISTTASKSRESPONSE']._serialized_end=714
+  _globals['_UPDATETASKREQUEST']._serialized_start=716
+  _globals['_UPDATETASKREQUEST']._serialized_end=822
+  _globals['_CANCELTASKREQUEST']._serialized_start=824
+  _globals['_CANCELTASKREQUEST']._serialized_end=876
+  _globals['_APPENDTASKEVENTSREQUEST']._serialized_start=878
+  _globals['_APPENDTASKEVENTSREQUEST']._serialized_end=983
+  _globals['_APPENDTASKEVENTSRESPONSE']._serialized_start=985
+  _globals['_APPENDTASKEVENTSRESPONSE']._serialized_end=1056
+  _globals['_LISTTASKEVENTSREQUEST']._serialized_start=1058
+  _globals['_LISTTASKEVENTSREQUEST']._serialized_end=1176
+  _globals['_LISTTASKEVENTSRESPONSE']._serialized_start=1178
+  _globals['_LISTTASKEVENTSRESPONSE']._serialized_end=1272
+  _globals['_STREAMTASKEVENTSREQUEST']._serialized_start=1274
+  _globals['_STREAMTASKEVENTSREQUEST']._serialized_end=1335
+  _globals['_CLAIMTASKSREQUEST']._serialized_start=1337
+  _globals['_CLAIMTASKSREQUEST']._serialized_end=1445
+  _globals['_CLAIMEDTASK']._serialized_start=1447
+  _globals['_CLAIMEDTASK']._serialized_end=1538
+  _globals['_CLAIMTASKSRESPONSE']._serialized_start=1540
+  _globals['_CLAIMTASKSRESPONSE']._serialized_end=1608
+  _globals['_RENEWLEASEREQUEST']._serialized_start=1610
+  _globals['_RENEWLEASEREQUEST']._serialized_end=1715
+  _globals['_FINISHTASKREQUEST']._serialized_start=1717
+  _globals['_FINISHTASKREQUEST']._serialized_end=1812
+  _globals['_FAILTASKREQUEST']._serialized_start=1814
+  _globals['_FAILTASKREQUEST']._serialized_end=1910
+  _globals['_REQUESTINPUTREQUEST']._serialized_start=1912
+  _globals['_REQUESTINPUTREQUEST']._serialized_end=2015
+  _globals['_PROVIDEINPUTREQUEST']._serialized_start=2017
+  _globals['_PROVIDEINPUTREQUEST']._serialized_end=2100
+  _globals['_RUNTIMESERVICE']._serialized_start=2232
+  _globals['_RUNTIMESERVICE']._serialized_end=3399
 # @@protoc_insertion_point(module_scope)

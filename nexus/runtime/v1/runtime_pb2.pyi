@@ -12,6 +12,7 @@ from google.protobuf import struct_pb2 as _struct_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from nexus.runtime.v1 import task_pb2 as _task_pb2
+from nexus.runtime.v1 import workspace_pb2 as _workspace_pb2
 import builtins as _builtins
 import sys
 import typing as _typing
@@ -59,6 +60,8 @@ class CreateTaskRequest(_message.Message):
 
     TASK_FIELD_NUMBER: _builtins.int
     REQUEST_ID_FIELD_NUMBER: _builtins.int
+    INITIAL_PLAN_FIELD_NUMBER: _builtins.int
+    INITIAL_VARIABLES_FIELD_NUMBER: _builtins.int
     request_id: _builtins.str
     """Optional UUID; a retry with the same request_id returns the task created the first time."""
     @_builtins.property
@@ -67,15 +70,28 @@ class CreateTaskRequest(_message.Message):
         origin_skill_id and inputs are optional. Output-only fields are ignored.
         """
 
+    @_builtins.property
+    def initial_plan(self) -> _containers.RepeatedCompositeFieldContainer[_workspace_pb2.PlanStep]:
+        """Optional: the task's first plan, written in the task's own transaction, so a worker that
+        claims the task at once already finds it. Its `plan` event follows the first `status` event
+        (seq 2). Validated like SetTaskPlan.
+        """
+
+    @_builtins.property
+    def initial_variables(self) -> _struct_pb2.Struct:
+        """Optional: the task's first context variables (a JSON object), written with the task."""
+
     def __init__(
         self,
         *,
         task: _task_pb2.Task | None = ...,
         request_id: _builtins.str = ...,
+        initial_plan: _abc.Iterable[_workspace_pb2.PlanStep] | None = ...,
+        initial_variables: _struct_pb2.Struct | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["initial_variables", b"initial_variables", "task", b"task"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "task", b"task"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["initial_plan", b"initial_plan", "initial_variables", b"initial_variables", "request_id", b"request_id", "task", b"task"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

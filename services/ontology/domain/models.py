@@ -16,11 +16,6 @@ from services.ontology.domain.snapshot import Snapshot
 T = TypeVar("T")
 
 
-def etag_of(revision: int) -> str:
-    """Etags are the row's revision; opaque to clients."""
-    return str(revision)
-
-
 @dataclass(frozen=True)
 class Agent:
     id: str

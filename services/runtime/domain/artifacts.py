@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from nexus.kit.errors import FieldViolation
+from nexus.kit.protos import etag
 from nexus.kit.validation import JSON
 
 MiB = 1024 * 1024
@@ -61,7 +62,7 @@ class Artifact:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.edit_version}"'
+        return etag(self.edit_version)
 
 
 @dataclass(frozen=True, slots=True)

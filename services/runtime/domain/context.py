@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.protos import etag
 from nexus.kit.validation import JSON, json_problem
 
 MAX_ACTIVE_FILES = 100
@@ -23,7 +24,7 @@ class Context:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'
+        return etag(self.version)
 
 
 @dataclass(frozen=True, slots=True)

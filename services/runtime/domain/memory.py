@@ -21,6 +21,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+from nexus.kit.protos import etag
+
 MAX_SUMMARY_CHARS = 20_000
 MAX_TAKEAWAYS = 100
 MAX_TAKEAWAY_CHARS = 2000
@@ -48,7 +50,7 @@ class Memory:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'
+        return etag(self.version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,6 +15,7 @@ from enum import StrEnum
 from typing import Any
 
 from nexus.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
+from nexus.kit.protos import etag
 from nexus.kit.validation import JSON, MAX_JSON_BYTES, text_problem
 from services.runtime.domain.events import NewEvent, Role, Type
 
@@ -85,7 +86,7 @@ class Plan:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.version}"'
+        return etag(self.version)
 
     @property
     def current_step_index(self) -> int:

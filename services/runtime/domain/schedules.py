@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import urlsplit
 
+from nexus.kit.protos import etag
 from services.runtime.domain import cron
 from services.runtime.domain.tasks import NewTask
 
@@ -64,7 +65,7 @@ class Schedule:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.edit_version}"'
+        return etag(self.edit_version)
 
 
 def next_fire(expression: str, time_zone: str, after: datetime) -> datetime | None:

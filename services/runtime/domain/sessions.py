@@ -6,6 +6,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from nexus.kit.protos import etag
+
 MAX_TITLE_CHARS = 500
 EDITABLE = ("title", "config")
 
@@ -30,4 +32,4 @@ class Session:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.edit_version}"'
+        return etag(self.edit_version)

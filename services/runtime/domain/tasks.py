@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from nexus.kit.errors import FailedPrecondition, NotFound
+from nexus.kit.protos import etag
 from services.runtime.domain import leases
+from services.runtime.domain.plan import Step
 from services.runtime.domain.states import TERMINAL
 
 MAX_TITLE_CHARS = 500
@@ -27,6 +29,9 @@ class NewTask:
     request_id: str | None
     # Set for tasks a schedule fired.
     schedule_id: str | None = None
+    # The first plan and context variables, written in the task's own transaction.
+    plan: tuple[Step, ...] = ()
+    variables: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(slots=True)
@@ -54,7 +59,7 @@ class Task:
 
     @property
     def etag(self) -> str:
-        return f'W/"{self.edit_version}"'
+        return etag(self.edit_version)
 
 
 @dataclass(frozen=True, slots=True)

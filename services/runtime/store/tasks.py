@@ -26,6 +26,8 @@ from services.runtime.domain.tasks import Actor, ClaimedTask, NewTask, Task, Tas
 from services.runtime.store.tables import NOTIFY_CHANNEL, session, task, task_event
 
 Publish = Callable[[str, list[Event]], None]
+# Writes a new task's first workspace rows in its transaction; returns the events they add.
+Seeder = Callable[[AsyncConnection, str], Awaitable[Sequence[NewEvent]]]
 R = TypeVar("R")
 
 _LIVE = (task.c.lease_expires_at > sa.func.now()).label("lease_live")
@@ -239,13 +241,14 @@ class TaskStore:
 
     # -- tasks --------------------------------------------------------------------------------
 
-    async def create(self, new: NewTask) -> Task:
-        """Inserts a queued task with its first status event (seq 1). A repeated request_id
-        returns the task the first request created."""
+    async def create(self, new: NewTask, seed: Seeder | None = None) -> Task:
+        """Inserts a queued task with its first status event (seq 1), then whatever `seed`
+        writes in the same transaction (the first plan: its event is seq 2). A repeated
+        request_id returns the task the first request created, seeding nothing."""
         async with self._db.transaction() as conn:
-            return await self.insert(conn, new)
+            return await self.insert(conn, new, seed)
 
-    async def insert(self, conn: AsyncConnection, new: NewTask) -> Task:
+    async def insert(self, conn: AsyncConnection, new: NewTask, seed: Seeder | None = None) -> Task:
         """`create` in the caller's transaction (the scheduler fires a schedule in its own)."""
         if new.session_id is not None:
             await self._touch_session(conn, new.user_id, new.session_id)
@@ -282,7 +285,15 @@ class TaskStore:
                 )
             ).one()
             return _task(existing)
-        await self._append(conn, inserted.id, 0, [states.status_event(None, Reason.CREATED)])
+        seeded = list(await seed(conn, inserted.id)) if seed is not None else []
+        await self._append(conn, inserted.id, 0, [states.status_event(None, Reason.CREATED), *seeded])
+        if seeded:
+            # Nobody can see the task before this transaction commits, so no lock is needed.
+            inserted = (
+                await conn.execute(
+                    sa.update(task).where(task.c.id == inserted.id).values(last_seq=1 + len(seeded)).returning(task)
+                )
+            ).one()
         return _task(inserted)
 
     @staticmethod

@@ -26,7 +26,7 @@ from services.runtime.domain.events import NewEvent
 from services.runtime.domain.tasks import Actor
 from services.runtime.store.artifacts import ArtifactStore
 from services.runtime.store.tables import task, task_context, task_memory, task_plan
-from services.runtime.store.tasks import TaskState, TaskStore
+from services.runtime.store.tasks import Seeder, TaskState, TaskStore
 
 
 def _stale(what: str) -> Aborted:
@@ -87,6 +87,27 @@ class WorkspaceStore:
             return saved, plans.step_event(steps, before, after, saved.version)
 
         return await self._tasks.locked_write(actor, task_id, write)
+
+    def seeder(self, steps: Sequence[plans.Step], variables: dict[str, JSON]) -> Seeder | None:
+        """Writes a new task's first plan and variables (version 1) inside the transaction that
+        creates the task, so no worker can claim the task before they exist."""
+        if not steps and not variables:
+            return None
+
+        async def seed(conn: AsyncConnection, task_id: str) -> list[NewEvent]:
+            events: list[NewEvent] = []
+            if steps:
+                saved = await self._save_plan(conn, task_id, tuple(steps), 1)
+                events.append(plans.set_event(saved.steps, saved.version))
+            if variables:
+                await conn.execute(
+                    insert(task_context).values(
+                        task_id=task_id, variables=variables, active_files=[], version=1, updated_at=sa.func.now()
+                    )
+                )
+            return events
+
+        return seed
 
     @staticmethod
     async def _current_plan(conn: AsyncConnection, task_id: str, etag: str) -> plans.Plan:

@@ -5,12 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from nexus.kit.protos import etag
 from nexus.kit.validation import JSON
-
-
-def etag_of(version: int) -> str:
-    """Opaque to clients; a new value after every write."""
-    return f"v{version}"
 
 
 @dataclass(frozen=True)
@@ -36,7 +32,7 @@ class ProfileRecord:
 
     @property
     def etag(self) -> str:
-        return etag_of(self.version)
+        return etag(self.version)
 
 
 @dataclass(frozen=True)
@@ -51,7 +47,7 @@ class SettingRecord:
 
     @property
     def etag(self) -> str:
-        return etag_of(self.version)
+        return etag(self.version)
 
 
 @dataclass(frozen=True)
@@ -70,7 +66,7 @@ class ConnectionRecord:
 
     @property
     def etag(self) -> str:
-        return etag_of(self.version)
+        return etag(self.version)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,31 @@
+"""The gateway (`nexus.gateway.v1`): the one service client apps call. It composes the User,
+Ontology and Runtime services as the caller and keeps no state (no database)."""
+
+from __future__ import annotations
+
+import grpc
+
+from gateway.downstream import Peers
+from gateway.servicer import GatewayServicer
+from nexus.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from nexus.kit.server import Resources, ServiceDefinition
+
+DOMAIN = "nexus.gateway.v1"
+SERVICE_NAME = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"].full_name
+# Methods a client calls before it has a token.
+PUBLIC_METHODS = tuple(f"/{SERVICE_NAME}/{name}" for name in ("SignUp", "SignIn", "Refresh", "SignOut"))
+
+
+async def build(resources: Resources) -> ServiceDefinition:
+    servicer = GatewayServicer(Peers.connect(resources))
+
+    def register(server: grpc.aio.Server) -> None:
+        gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+
+    return ServiceDefinition(
+        name="gateway",
+        domain=DOMAIN,
+        register=register,
+        service_names=[SERVICE_NAME],
+        public_methods=PUBLIC_METHODS,
+    )

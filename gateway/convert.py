@@ -1,0 +1,250 @@
+"""Validation of the gateway's own request fields (DESIGN §5), and the downstream requests built
+from them. The services validate again with their exact rules (password policy, email syntax,
+input types…); the gateway rejects what is malformed in any case (NUL, lone surrogates, oversized
+text, bad ids and page sizes) before making a downstream call, with its own field names."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from google.protobuf import struct_pb2
+
+from nexus.gateway.v1 import gateway_pb2 as pb
+from nexus.kit import validation
+from nexus.kit.errors import invalid
+from nexus.kit.validation import Violations
+
+# Generous bounds for fields the services check exactly; they only keep junk out of the gateway.
+MAX_EMAIL = 320
+MAX_PASSWORD = 1024
+MAX_NICKNAME = 256
+MAX_TOKEN = 4096
+MAX_COMMAND_LINE = 8192
+MAX_MESSAGE = 100_000
+MAX_REASON = 2000
+MAX_PAGE_TOKEN = 2048
+MAX_PROVIDER = 200
+MAX_DISPLAY_NAME = 200
+MAX_ETAG = 128
+MAX_PREFIX = 64
+MAX_SKILL_NAME = 200
+MAX_DESCRIPTION = 1000
+MAX_QUERY = 200
+
+DEFAULT_RECENT = 20
+MAX_RECENT = 100
+DEFAULT_COMPLETIONS = 20
+MAX_COMPLETIONS = 100
+
+TRIGGER = re.compile(r"/[a-z][a-z0-9_-]{0,31}")
+TRIGGER_HINT = "must be '/' and 1-32 characters of a-z, 0-9, '_' or '-', starting with a letter"
+
+
+# -- accounts ----------------------------------------------------------------------------------
+
+
+def sign_up(request: pb.SignUpRequest) -> None:
+    v = Violations()
+    v.text("email", request.email, max_len=MAX_EMAIL)
+    v.text("password", request.password, max_len=MAX_PASSWORD)
+    v.text("nickname", request.nickname, max_len=MAX_NICKNAME)
+    v.raise_if_any()
+
+
+def sign_in(request: pb.SignInRequest) -> None:
+    v = Violations()
+    v.text("email", request.email, max_len=MAX_EMAIL)
+    v.text("password", request.password, max_len=MAX_PASSWORD)
+    v.raise_if_any()
+
+
+def refresh_token(value: str) -> str:
+    v = Violations()
+    v.text("refresh_token", value, max_len=MAX_TOKEN)
+    v.raise_if_any()
+    return value
+
+
+# -- tasks -------------------------------------------------------------------------------------
+
+
+def task_id(value: str, field: str = "task_id") -> str:
+    v = Violations()
+    checked = v.uuid(field, value)
+    v.raise_if_any()
+    return checked or ""
+
+
+@dataclass(frozen=True)
+class RunCommand:
+    text: str
+    session_id: str
+    request_id: str
+
+
+def run_command(request: pb.RunCommandRequest) -> RunCommand:
+    v = Violations()
+    v.text("text", request.text, max_len=MAX_COMMAND_LINE, required=True)
+    session_id = v.uuid("session_id", request.session_id, required=False)
+    request_id = v.uuid("request_id", request.request_id, required=False)
+    v.raise_if_any()
+    return RunCommand(request.text, session_id or "", request_id or "")
+
+
+@dataclass(frozen=True)
+class StartChat:
+    agent_id: str
+    text: str
+    session_id: str
+    request_id: str
+
+
+def start_chat(request: pb.StartChatRequest) -> StartChat:
+    v = Violations()
+    v.slug("agent_id", request.agent_id)
+    v.text("text", request.text, max_len=MAX_MESSAGE, required=True)
+    session_id = v.uuid("session_id", request.session_id, required=False)
+    request_id = v.uuid("request_id", request.request_id, required=False)
+    v.raise_if_any()
+    return StartChat(request.agent_id, request.text, session_id or "", request_id or "")
+
+
+def stream_task(request: pb.StreamTaskRequest) -> tuple[str, int]:
+    v = Violations()
+    checked = v.uuid("task_id", request.task_id)
+    v.check(request.after_seq >= 0, "after_seq", "must not be negative")
+    v.raise_if_any()
+    return checked or "", request.after_seq
+
+
+def submit_input(request: pb.SubmitInputRequest) -> tuple[str, str]:
+    v = Violations()
+    checked = v.uuid("task_id", request.task_id)
+    v.text("text", request.text, max_len=MAX_MESSAGE, required=True)
+    v.raise_if_any()
+    return checked or "", request.text
+
+
+def cancel_task(request: pb.CancelTaskRequest) -> tuple[str, str]:
+    v = Violations()
+    checked = v.uuid("task_id", request.task_id)
+    v.text("reason", request.reason, max_len=MAX_REASON)
+    v.raise_if_any()
+    return checked or "", request.reason
+
+
+@dataclass(frozen=True)
+class Artifacts:
+    task_id: str
+    page_size: int
+    page_token: str
+
+
+def list_artifacts(request: pb.ListArtifactsRequest) -> Artifacts:
+    v = Violations()
+    task = v.uuid("task_id", request.task_id, required=False)
+    v.check(request.page_size >= 0, "page_size", "must not be negative")
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    return Artifacts(task or "", validation.page_size(request.page_size), request.page_token)
+
+
+def recent_page_size(value: int) -> int:
+    return _page_size("recent_page_size", value, DEFAULT_RECENT, MAX_RECENT)
+
+
+# -- agents, connections, commands ---------------------------------------------------------------
+
+
+def agent_id(value: str) -> str:
+    v = Violations()
+    v.slug("agent_id", value)
+    v.raise_if_any()
+    return value
+
+
+def list_agents(request: pb.ListAgentsRequest) -> tuple[int, str]:
+    size = _page_size("page_size", request.page_size, validation.DEFAULT_PAGE_SIZE, validation.MAX_PAGE_SIZE)
+    v = Violations()
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    return size, request.page_token
+
+
+@dataclass(frozen=True)
+class Connect:
+    agent_id: str
+    provider: str
+    display_name: str
+    credentials: struct_pb2.Struct
+    request_id: str
+
+
+def connect(request: pb.ConnectAgentRequest) -> Connect:
+    v = Violations()
+    v.slug("agent_id", request.agent_id)
+    v.text("provider", request.provider, max_len=MAX_PROVIDER, required=True)
+    v.text("display_name", request.display_name, max_len=MAX_DISPLAY_NAME, required=True)
+    v.struct("credentials", request.credentials)
+    request_id = v.uuid("request_id", request.request_id, required=False)
+    v.raise_if_any()
+    return Connect(request.agent_id, request.provider, request.display_name, request.credentials, request_id or "")
+
+
+def disconnect(request: pb.DisconnectAgentRequest) -> tuple[str, str]:
+    v = Violations()
+    connection_id = v.uuid("connection_id", request.connection_id)
+    v.text("etag", request.etag, max_len=MAX_ETAG)
+    v.raise_if_any()
+    return connection_id or "", request.etag
+
+
+def complete_command(request: pb.CompleteCommandRequest) -> tuple[str, int]:
+    size = _page_size("page_size", request.page_size, DEFAULT_COMPLETIONS, MAX_COMPLETIONS)
+    v = Violations()
+    v.text("prefix", request.prefix, max_len=MAX_PREFIX)
+    v.raise_if_any()
+    return request.prefix, size
+
+
+@dataclass(frozen=True)
+class Crystallize:
+    task_id: str
+    name: str
+    trigger: str
+    description: str
+    request_id: str
+
+
+def crystallize(request: pb.CrystallizeSkillRequest) -> Crystallize:
+    v = Violations()
+    checked = v.uuid("task_id", request.task_id)
+    v.text("name", request.name, max_len=MAX_SKILL_NAME, required=True)
+    v.text("trigger", request.trigger, max_len=33, pattern=TRIGGER, pattern_hint=TRIGGER_HINT)
+    v.text("description", request.description, max_len=MAX_DESCRIPTION)
+    request_id = v.uuid("request_id", request.request_id, required=False)
+    v.raise_if_any()
+    return Crystallize(checked or "", request.name.strip(), request.trigger, request.description, request_id or "")
+
+
+@dataclass(frozen=True)
+class Search:
+    query: str
+    page_size: int
+    page_token: str
+
+
+def search_memories(request: pb.SearchMemoriesRequest) -> Search:
+    v = Violations()
+    v.text("query", request.query, max_len=MAX_QUERY, required=True)
+    v.check(request.page_size >= 0, "page_size", "must not be negative")
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    return Search(request.query, request.page_size, request.page_token)
+
+
+def _page_size(field: str, value: int, default: int, maximum: int) -> int:
+    if value < 0:
+        raise invalid(field, "must not be negative")
+    return validation.page_size(value, default=default, maximum=maximum)
