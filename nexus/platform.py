@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -63,22 +62,11 @@ def migrate(settings: Settings, service: str | None = None, *, downgrade_to: str
             migrations.upgrade(settings, name)
 
 
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def available_services() -> list[str]:
-    return [name for name in PLATFORM_SERVICES if _importable(SERVICE_MODULES[name])]
-
-
 async def prepare_local(settings: Settings) -> None:
     """First-run set-up for a single machine: keys in the data dir, then each service's own
     preparation (a service module may define `async def prepare_local(settings)`)."""
     ensure_signing_key(settings.resolved_signing_keys_dir)
-    for name in available_services():
+    for name in PLATFORM_SERVICES:
         module = importlib.import_module(SERVICE_MODULES[name])
         prepare = getattr(module, "prepare_local", None)
         if prepare is not None:
@@ -173,7 +161,7 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
     try:
         migrate(settings)
         await prepare_local(settings)
-        for name in available_services():
+        for name in PLATFORM_SERVICES:
             child = _spawn(name, ["serve", name], settings)
             children.append(child)
             await _wait_serving(settings, child, settings.address(name))
