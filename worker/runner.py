@@ -1,8 +1,8 @@
 """Runs one claimed task to its next stop: finished, failed, waiting for input, or let go.
 
-The plan is the program. A task arrives with the plan the gateway seeded from its skill; when it
-has none yet (the claim beat the seeding; cron tasks) the worker seeds it from the task's origin
-skill. A task with neither (a `chat_manual` task) gets an acknowledgement (see `chat`). Where a
+The plan is the program. A task arrives with the plan RunCommand created it with; when it has
+none (cron tasks, tasks created through the runtime API) the worker seeds it from the task's
+origin skill. A task with neither (a `chat_manual` task) gets an acknowledgement (see `chat`). Where a
 resumed task stopped is read from the plan's step statuses, never from the worker's memory, so
 any worker resumes any task.
 """
