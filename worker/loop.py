@@ -104,6 +104,7 @@ class Worker:
             log.error("worker cannot work", extra={"fields": {"why": str(err)}})
             return 2
         finally:
+            self._stop.set()  # runs in flight end their current step (also after a fatal error)
             await self._drain()
             health.remove(self.heartbeat_path)
             await runtime.close()

