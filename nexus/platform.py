@@ -29,6 +29,7 @@ from nexus.kit.config import Settings
 from nexus.kit.server import SERVICE_MODULES
 from nexus.kit.tokens import TokenSigner, ensure_signing_key
 from worker import health
+from worker import options as worker_options
 
 T = TypeVar("T")
 
@@ -124,6 +125,16 @@ async def _wait_serving(settings: Settings, child: Child, address: str, timeout_
         await asyncio.sleep(0.1)
 
 
+def _heartbeat_path(settings: Settings) -> Path:
+    """Where the worker child keeps its heartbeat (NEXUS_WORKER_HEARTBEAT_FILE, else the data
+    dir). Malformed worker settings make the child itself exit with the reason."""
+    try:
+        configured = worker_options.from_env().heartbeat_file
+    except config.ConfigError:
+        configured = None
+    return configured or health.default_path(settings.data_dir)
+
+
 async def _wait_working(child: Child, heartbeat: Path, timeout_s: float = 30.0) -> None:
     """Until the worker's heartbeat says it works (its loop turns and the runtime answers it)."""
     deadline = time.monotonic() + timeout_s
@@ -173,7 +184,7 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
             token = signer.mint("service:worker", kind="service", scopes=WORKER_SCOPES, ttl_s=30 * 24 * 3600)
             worker = _spawn("worker", ["worker"], settings.with_overrides(service_token=token))
             children.append(worker)
-            await _wait_working(worker, health.default_path(settings.data_dir))
+            await _wait_working(worker, _heartbeat_path(settings))
         print("Nexus is up:")
         for child in children:
             where = child.address or f"pid {child.process.pid}"

@@ -56,7 +56,7 @@ def check(path: Path, *, max_age_s: float | None = None, now: float | None = Non
         return False, f"the worker's loop last turned {now - beat.time:.0f}s ago (limit {limit:.0f}s)"
     if now - beat.runtime_ok > limit:
         return False, f"the runtime last answered the worker {now - beat.runtime_ok:.0f}s ago (limit {limit:.0f}s)"
-    return True, f"healthy: pid {beat.pid}, {beat.in_flight} tasks in flight"
+    return True, f"healthy: pid {beat.pid}, tasks in flight: {beat.in_flight}"
 
 
 def remove(path: Path) -> None:

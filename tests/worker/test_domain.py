@@ -157,7 +157,7 @@ def test_the_probe_is_healthy_only_while_the_loop_turns_and_the_runtime_answers(
     assert health.check(path)[0] is False
     now = time.time()
     health.write(path, health.Beat(pid=1, time=now, runtime_ok=now, max_age_s=30, in_flight=2))
-    assert health.check(path, now=now + 1) == (True, "healthy: pid 1, 2 tasks in flight")
+    assert health.check(path, now=now + 1) == (True, "healthy: pid 1, tasks in flight: 2")
     assert health.check(path, now=now + 31)[0] is False
     assert health.check(path, now=now + 5, max_age_s=2)[0] is False
     health.write(path, health.Beat(pid=1, time=now, runtime_ok=now - 60, max_age_s=30))
