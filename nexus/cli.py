@@ -86,6 +86,29 @@ def cmd_keys_add_signing(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
+    from worker import main, options
+
+    try:
+        opts = options.from_env().with_overrides(
+            agents=tuple(args.agents) if args.agents else None,
+            concurrency=args.concurrency,
+            lease_s=args.lease,
+            poll_s=args.poll,
+            step_delay_s=args.step_delay,
+            grace_s=args.grace,
+            heartbeat_file=args.heartbeat_file,
+        )
+        if args.check:
+            healthy, why = main.check(settings, opts, max_age_s=args.max_age)
+            print(why)
+            return 0 if healthy else 1
+        return asyncio.run(main.serve(settings, opts))
+    except config.ConfigError as err:
+        print(f"nexus worker: {err}", file=sys.stderr)
+        return 2
+
+
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when the server at ADDRESS reports SERVING (container health checks use it)."""
     from nexus.platform import check_health
@@ -216,6 +239,35 @@ def build_parser() -> argparse.ArgumentParser:
     health.add_argument("address", help="host:port")
     health.add_argument("--service", default="", help="a service name (default: the whole server)")
     health.set_defaults(run=cmd_health)
+
+    worker = sub.add_parser("worker", help="run the reference worker until Ctrl-C (service token in NEXUS_TOKEN)")
+    worker.add_argument(
+        "--agent",
+        dest="agents",
+        action="append",
+        help="work for this agent; repeat for several (NEXUS_WORKER_AGENTS, comma-separated; default: every agent)",
+    )
+    worker.add_argument("--concurrency", type=int, help="tasks driven at once (NEXUS_WORKER_CONCURRENCY, default 4)")
+    worker.add_argument(
+        "--lease", type=float, help="lease seconds, renewed at a third (NEXUS_WORKER_LEASE_S, default 30)"
+    )
+    worker.add_argument(
+        "--poll", type=float, help="seconds between claims when idle (NEXUS_WORKER_POLL_S, default 0.5)"
+    )
+    worker.add_argument(
+        "--step-delay", type=float, help="pause after each step's effect, for demos (NEXUS_WORKER_STEP_DELAY_S)"
+    )
+    worker.add_argument(
+        "--grace", type=float, help="on SIGTERM, seconds for the current steps to end (NEXUS_WORKER_GRACE_S, default 5)"
+    )
+    worker.add_argument(
+        "--heartbeat-file",
+        type=Path,
+        help="liveness file (NEXUS_WORKER_HEARTBEAT_FILE, default <data dir>/worker.heartbeat)",
+    )
+    worker.add_argument("--check", action="store_true", help="probe: exit 0 when the worker's heartbeat is fresh")
+    worker.add_argument("--max-age", type=float, help="with --check: the oldest acceptable heartbeat in seconds")
+    worker.set_defaults(run=cmd_worker)
 
     token = sub.add_parser("token", help="service tokens").add_subparsers(dest="token_command", required=True)
     mint = token.add_parser("mint", help="mint a service token and print it")

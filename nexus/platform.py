@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib
-import importlib.util
 import os
 import signal
 import subprocess
@@ -29,12 +28,17 @@ from nexus.kit.channels import open_channel
 from nexus.kit.config import Settings
 from nexus.kit.server import SERVICE_MODULES
 from nexus.kit.tokens import TokenSigner, ensure_signing_key
+from worker import health
+from worker import options as worker_options
 
 T = TypeVar("T")
 
 # Start order: each service may call the ones before it.
 PLATFORM_SERVICES = ("user", "ontology", "runtime", "gateway")
-WORKER_SCOPES = ("runtime.worker",)
+# The worker drives tasks (runtime.worker) and reads the skill of a task that reaches it without a
+# plan, which may be its owner's private skill (ontology.read: reads every skill and team, writes
+# nothing).
+WORKER_SCOPES = ("runtime.worker", "ontology.read")
 
 
 def with_database(settings: Settings, run: Callable[[Settings], T]) -> T:
@@ -59,22 +63,11 @@ def migrate(settings: Settings, service: str | None = None, *, downgrade_to: str
             migrations.upgrade(settings, name)
 
 
-def _importable(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
-def available_services() -> list[str]:
-    return [name for name in PLATFORM_SERVICES if _importable(SERVICE_MODULES[name])]
-
-
 async def prepare_local(settings: Settings) -> None:
     """First-run set-up for a single machine: keys in the data dir, then each service's own
     preparation (a service module may define `async def prepare_local(settings)`)."""
     ensure_signing_key(settings.resolved_signing_keys_dir)
-    for name in available_services():
+    for name in PLATFORM_SERVICES:
         module = importlib.import_module(SERVICE_MODULES[name])
         prepare = getattr(module, "prepare_local", None)
         if prepare is not None:
@@ -132,6 +125,28 @@ async def _wait_serving(settings: Settings, child: Child, address: str, timeout_
         await asyncio.sleep(0.1)
 
 
+def _heartbeat_path(settings: Settings) -> Path:
+    """Where the worker child keeps its heartbeat (NEXUS_WORKER_HEARTBEAT_FILE, else the data
+    dir). Malformed worker settings make the child itself exit with the reason."""
+    try:
+        configured = worker_options.from_env().heartbeat_file
+    except config.ConfigError:
+        configured = None
+    return configured or health.default_path(settings.data_dir)
+
+
+async def _wait_working(child: Child, heartbeat: Path, timeout_s: float = 30.0) -> None:
+    """Until the worker's heartbeat says it works (its loop turns and the runtime answers it)."""
+    deadline = time.monotonic() + timeout_s
+    while not health.check(heartbeat)[0]:
+        if child.process.poll() is not None:
+            tail = child.log_path.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{tail}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{child.name} did not start working within {timeout_s:.0f}s; see {child.log_path}")
+        await asyncio.sleep(0.1)
+
+
 def _stop(children: list[Child], grace_s: float) -> None:
     for child in reversed(children):
         if child.process.poll() is None:
@@ -157,17 +172,19 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
     try:
         migrate(settings)
         await prepare_local(settings)
-        for name in available_services():
+        for name in PLATFORM_SERVICES:
             child = _spawn(name, ["serve", name], settings)
             children.append(child)
             await _wait_serving(settings, child, settings.address(name))
-        if with_worker and _importable("worker"):
+        if with_worker:
             keys_dir = settings.resolved_signing_keys_dir
             signer = TokenSigner(
                 ensure_signing_key(keys_dir), issuer=settings.token_issuer, audience=settings.token_audience
             )
             token = signer.mint("service:worker", kind="service", scopes=WORKER_SCOPES, ttl_s=30 * 24 * 3600)
-            children.append(_spawn("worker", ["worker"], settings.with_overrides(service_token=token)))
+            worker = _spawn("worker", ["worker"], settings.with_overrides(service_token=token))
+            children.append(worker)
+            await _wait_working(worker, _heartbeat_path(settings))
         print("Nexus is up:")
         for child in children:
             where = child.address or f"pid {child.process.pid}"

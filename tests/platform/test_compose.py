@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any
 import pytest
 
 from nexus.cli import build_parser
+from nexus.platform import WORKER_SCOPES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = shutil.which("docker-compose")
@@ -72,7 +74,7 @@ def test_each_service_container_sees_only_its_own_database_url(compose: dict[str
 
 def test_every_container_command_is_a_real_nexus_command(compose: dict[str, Any]) -> None:
     parser = build_parser()
-    commands = [["init"], ["token", "mint", "--subject", "worker", "--scope", "runtime.worker"], ["worker"]]
+    commands = [["init"], ["worker"], compose["services"]["worker"]["healthcheck"]["test"][2:]]
     for name in ("user", "ontology", "runtime", "gateway"):
         command = compose["services"][name]["command"]
         assert command == ["serve", name]
@@ -80,6 +82,18 @@ def test_every_container_command_is_a_real_nexus_command(compose: dict[str, Any]
         commands.append(["health", "127.0.0.1:1"])
     for argv in commands:
         parser.parse_args(argv)  # exits (SystemExit) on an unknown command
+
+
+def test_the_init_job_mints_the_worker_token_with_exactly_the_scopes_nexus_up_gives_it(compose: dict[str, Any]) -> None:
+    script = compose["services"]["init"]["command"][0]
+    mint = shlex.split(script.split("&&")[1].split(">")[0])
+    assert mint[:2] == ["nexus", "token"]
+    args = build_parser().parse_args(mint[1:])
+    assert sorted(args.scope) == sorted(WORKER_SCOPES)
+
+
+def test_the_worker_is_probed_by_its_heartbeat(compose: dict[str, Any]) -> None:
+    assert compose["services"]["worker"]["healthcheck"]["test"] == ["CMD", "nexus", "worker", "--check"]
 
 
 def test_dockerfile_installs_the_pinned_runtime_and_runs_nexus() -> None:
