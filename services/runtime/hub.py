@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Protocol
 
 from services.runtime.domain.events import Event
@@ -48,6 +48,10 @@ class Feed:
         self._reader = reader
         self._changed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._hinted = asyncio.Event()
+        # Commits of this task this process has in flight; their events arrive as offers.
+        self._local_commits = 0
+        self._no_local_commit = asyncio.Event()
+        self._no_local_commit.set()
         self._task = asyncio.create_task(self._run(), name=f"runtime-feed-{task_id}")
         self.reads = 0
 
@@ -68,6 +72,15 @@ class Feed:
             self.hint_seq = seq
         if self.read_seq is not None and seq > self.read_seq:
             self._hinted.set()
+
+    def committing(self) -> None:
+        self._local_commits += 1
+        self._no_local_commit.clear()
+
+    def settled(self) -> None:
+        self._local_commits -= 1
+        if self._local_commits == 0:
+            self._no_local_commit.set()
 
     def offer(self, events: list[Event]) -> None:
         """Events this process committed, in seq order; taken as they are when contiguous."""
@@ -91,7 +104,14 @@ class Feed:
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._hinted.wait(), POLL_S)
+            hinted = self._hinted.is_set()
             self._hinted.clear()
+            if hinted:
+                # The hint may be our own commit's notification, ahead of its offer: once the
+                # commits in flight have offered their events, read only what is still missing.
+                await self._no_local_commit.wait()
+                if self.read_seq is not None and self.hint_seq <= self.read_seq:
+                    continue
             if self.read_seq is None:
                 continue
             try:
@@ -146,6 +166,19 @@ class Hub:
         feed = self._feeds.get(task_id)
         if feed is not None:
             feed.hint(seq)
+
+    def committing(self, task_ids: list[str]) -> list[Feed]:
+        """The feeds told that a local commit of their task is in flight; `settled` takes exactly
+        these back (a feed created meanwhile was never told)."""
+        feeds = [feed for feed in map(self._feeds.get, task_ids) if feed is not None]
+        for feed in feeds:
+            feed.committing()
+        return feeds
+
+    def settled(self, marked: Sequence[object]) -> None:
+        for feed in marked:
+            assert isinstance(feed, Feed)
+            feed.settled()
 
     def rescan(self) -> None:
         """After a (re)connect of the listener: notifications may have been missed."""

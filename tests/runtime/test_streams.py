@@ -175,6 +175,47 @@ async def test_many_subscribers_of_a_task_share_one_read_per_new_event(
         await log.stop()
 
 
+async def test_events_this_process_commits_reach_its_streams_without_a_read(
+    stub: Any, settings: Settings, owner: tuple[str, Metadata], agent: str
+) -> None:
+    """A replica's own commits are handed to its feeds directly. Its LISTEN connection also
+    receives each commit's notification, often before the commit's reply; that must not cost a
+    read of the table."""
+    user_id, user = owner
+    url = service_url(settings, "runtime", driver="postgresql")
+    log = CountingLog(url)
+    hub = Hub(log)
+    log.attach(hub)
+    listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan)
+    await log.start()
+    await listener.start()
+    try:
+        task = await create_task(stub, user, agent)
+        appends = 30
+        seen: list[int] = []
+
+        async def subscriber() -> None:
+            async for event in hub.follow(Actor(user_id=user_id), task.task_id, 0):
+                seen.append(event.seq)
+                if event.seq == 1 + appends:
+                    return
+
+        stream = asyncio.ensure_future(subscriber())
+        while not seen:
+            await asyncio.sleep(0.01)  # the replay of seq 1 is done: the feed is live
+        before = log.reads
+        for i in range(appends):
+            await log.append(Actor(user_id=user_id), task.task_id, [NewEvent("user", "message", f"m{i}", None, {})])
+        await asyncio.wait_for(stream, 10)
+        await asyncio.sleep(0.3)  # late notifications have arrived and been weighed
+        assert seen == list(range(1, appends + 2))
+        assert log.reads == before
+    finally:
+        await listener.stop()
+        hub.close()
+        await log.stop()
+
+
 async def test_a_group_too_large_to_name_in_one_notification_still_wakes_other_replicas(
     stub: Any, settings: Settings, owner: tuple[str, Metadata], agent: str
 ) -> None:

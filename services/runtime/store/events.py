@@ -117,6 +117,12 @@ class Sink(Protocol):
 
     def publish(self, task_id: str, events: list[Event]) -> None: ...
 
+    def committing(self, task_ids: list[str]) -> Sequence[object]:
+        """Marks local commits in flight; returns what `settled` must be given back."""
+        ...
+
+    def settled(self, marked: Sequence[object]) -> None: ...
+
 
 def _shutting_down() -> Unavailable:
     return Unavailable("the server is shutting down; retry", reason="SHUTTING_DOWN")
@@ -127,6 +133,12 @@ class _Nowhere:
         return False
 
     def publish(self, task_id: str, events: list[Event]) -> None:
+        return None
+
+    def committing(self, task_ids: list[str]) -> Sequence[object]:
+        return ()
+
+    def settled(self, marked: Sequence[object]) -> None:
         return None
 
 
@@ -294,6 +306,16 @@ class EventLog:
                 await conn.close()
 
     async def _commit_group(self, conn: Conn, group: list[_Call]) -> None:
+        # Our own commit's NOTIFY can reach this process before the commit's reply does; a feed
+        # that knows a local commit is landing waits for its events instead of reading them.
+        watched = [task_id for task_id in {call.task_id for call in group} if self._sink.watching(task_id)]
+        marked = self._sink.committing(watched)
+        try:
+            await self._commit_group_of(conn, group)
+        finally:
+            self._sink.settled(marked)
+
+    async def _commit_group_of(self, conn: Conn, group: list[_Call]) -> None:
         fast, slow = self._split(group)
         if fast:
             try:
