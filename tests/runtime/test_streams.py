@@ -193,16 +193,17 @@ async def test_events_this_process_commits_reach_its_streams_without_a_read(
         task = await create_task(stub, user, agent)
         appends = 30
         seen: list[int] = []
+        live = asyncio.Event()
 
         async def subscriber() -> None:
             async for event in hub.follow(Actor(user_id=user_id), task.task_id, 0):
                 seen.append(event.seq)
+                live.set()  # the replay of seq 1 is done: the feed is live
                 if event.seq == 1 + appends:
                     return
 
         stream = asyncio.ensure_future(subscriber())
-        while not seen:
-            await asyncio.sleep(0.01)  # the replay of seq 1 is done: the feed is live
+        await asyncio.wait_for(live.wait(), 10)
         before = log.reads
         for i in range(appends):
             await log.append(Actor(user_id=user_id), task.task_id, [NewEvent("user", "message", f"m{i}", None, {})])
