@@ -12,7 +12,7 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from nexus.kit import paging
+from nexus.kit import paging, stepgraph
 from nexus.kit.auth import caller
 from nexus.kit.errors import FieldViolation, InvalidArgument
 from nexus.kit.protos import etag as kit_etag
@@ -250,8 +250,8 @@ def definition_in(v: Violations, msg: pb.SkillDefinition, prefix: str) -> SkillD
     if len(msg.inputs) > definition.MAX_INPUTS:
         v.add(f"{prefix}.inputs", f"must have at most {definition.MAX_INPUTS} inputs, got {len(msg.inputs)}")
         return SkillDefinition()
-    if len(msg.steps) > definition.MAX_STEPS:
-        v.add(f"{prefix}.steps", f"must have at most {definition.MAX_STEPS} steps, got {len(msg.steps)}")
+    if len(msg.steps) > stepgraph.MAX_STEPS:
+        v.add(f"{prefix}.steps", f"must have at most {stepgraph.MAX_STEPS} steps, got {len(msg.steps)}")
         return SkillDefinition()
     inputs = []
     for index, item in enumerate(msg.inputs):

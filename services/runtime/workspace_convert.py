@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nexus.kit import paging, validation
+from nexus.kit import paging, stepgraph, validation
 from nexus.kit.errors import InvalidArgument
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations
@@ -69,8 +69,8 @@ def _step(v: Violations, field: str, message: workspace_pb2.PlanStep) -> plans.S
 
 def plan_steps(v: Violations, field: str, messages: Sequence[workspace_pb2.PlanStep]) -> list[plans.Step]:
     """The steps of a plan as domain values; their field checks go to `v`."""
-    if len(messages) > plans.MAX_STEPS:
-        v.add(field, f"must have at most {plans.MAX_STEPS} steps, got {len(messages)}")
+    if len(messages) > stepgraph.MAX_STEPS:
+        v.add(field, f"must have at most {stepgraph.MAX_STEPS} steps, got {len(messages)}")
         return []
     return [_step(v, f"{field}[{i}]", s) for i, s in enumerate(messages)]
 

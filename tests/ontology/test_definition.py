@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from nexus.kit import stepgraph
 from nexus.kit.validation import JSON
 from services.ontology.domain import definition
 from services.ontology.domain.definition import InputField, SkillDefinition, Step
@@ -107,19 +108,19 @@ def test_a_step_that_depends_on_itself_is_a_cycle() -> None:
 
 
 def test_every_separate_cycle_is_reported() -> None:
-    found = definition.find_cycles(steps(("a", ["b"]), ("b", ["a"]), ("x", ["y"]), ("y", ["x"]), ("z", ["a"])))
+    found = stepgraph.find_cycles(steps(("a", ["b"]), ("b", ["a"]), ("x", ["y"]), ("y", ["x"]), ("z", ["a"])))
     assert found == [["a", "b"], ["x", "y"]]
 
 
 def test_a_long_chain_is_checked_without_recursion() -> None:
-    chain = steps(*[(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(definition.MAX_STEPS)])
+    chain = steps(*[(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(stepgraph.MAX_STEPS)])
     assert problems(SkillDefinition(steps=chain)) == {}
-    looped = (Step(id="s0", action="message", depends_on=(f"s{definition.MAX_STEPS - 1}",)), *chain[1:])
+    looped = (Step(id="s0", action="message", depends_on=(f"s{stepgraph.MAX_STEPS - 1}",)), *chain[1:])
     assert "forms a cycle" in problems(SkillDefinition(steps=looped))["definition.steps[0].depends_on"]
 
 
 def test_sizes_are_bounded() -> None:
-    too_many_steps = steps(*[(f"s{i}", []) for i in range(definition.MAX_STEPS + 1)])
+    too_many_steps = steps(*[(f"s{i}", []) for i in range(stepgraph.MAX_STEPS + 1)])
     assert set(problems(SkillDefinition(steps=too_many_steps))) == {"definition.steps"}
     too_many_inputs = tuple(field(f"i{i}", InputType.STRING) for i in range(definition.MAX_INPUTS + 1))
     assert set(problems(SkillDefinition(inputs=too_many_inputs))) == {"definition.inputs"}

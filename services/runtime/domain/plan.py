@@ -9,25 +9,24 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
+from nexus.kit import stepgraph
 from nexus.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from nexus.kit.protos import etag
-from nexus.kit.validation import JSON, MAX_JSON_BYTES, text_problem
+from nexus.kit.stepgraph import MAX_STEPS, check_text
+from nexus.kit.validation import JSON, MAX_JSON_BYTES
 from services.runtime.domain.events import NewEvent, Role, Type
 
-MAX_STEPS = 256
-MAX_DEPENDS_ON = 64
 MAX_STEP_TITLE = 500
-MAX_ACTION = 64
-MAX_CYCLES_REPORTED = 5
 # The whole plan as JSON; each step's args and output are also checked as JSON on the way in.
 MAX_PLAN_BYTES = MAX_JSON_BYTES
 STEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")
 STEP_ID_HINT = "must be 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.' or ':', starting with a letter or digit"
+STEP_RULES = stepgraph.Rules(id_field="step_id", id_pattern=STEP_ID, id_hint=STEP_ID_HINT, whole="plan")
 
 
 class StepStatus(StrEnum):
@@ -98,44 +97,13 @@ def steps_json(steps: Sequence[Step]) -> list[JSON]:
 
 
 def validate(steps: Sequence[Step], prefix: str = "steps") -> list[FieldViolation]:
-    """Every structural problem of a step list, one violation each."""
+    """Every problem of a step list, one violation each: the step-graph rules skills follow too,
+    step titles, the rule that running and done steps have settled dependencies, and the size."""
+    problems = stepgraph.structure_problems(steps, prefix, STEP_RULES)
     if len(steps) > MAX_STEPS:
-        return [FieldViolation(prefix, f"must have at most {MAX_STEPS} steps, got {len(steps)}")]
-    problems: list[FieldViolation] = []
-    ids: dict[str, int] = {}
-    for index, step in enumerate(steps):
-        path = f"{prefix}[{index}]"
-        if not _text(problems, f"{path}.step_id", step.id, 64):
-            pass
-        elif not STEP_ID.fullmatch(step.id):
-            problems.append(FieldViolation(f"{path}.step_id", STEP_ID_HINT))
-        elif step.id in ids:
-            problems.append(FieldViolation(f"{path}.step_id", f"duplicates the id of steps[{ids[step.id]}]"))
-        else:
-            ids[step.id] = index
-        _text(problems, f"{path}.title", step.title, MAX_STEP_TITLE)
-        if _text(problems, f"{path}.action", step.action, MAX_ACTION) and not step.action.strip():
-            problems.append(FieldViolation(f"{path}.action", "is required"))
-    for index, step in enumerate(steps):
-        path = f"{prefix}[{index}].depends_on"
-        if len(step.depends_on) > MAX_DEPENDS_ON:
-            problems.append(FieldViolation(path, f"must name at most {MAX_DEPENDS_ON} steps"))
-            continue
-        named: set[str] = set()
-        for position, dependency in enumerate(step.depends_on):
-            if text_problem(dependency) or len(dependency) > 64:
-                problems.append(FieldViolation(f"{path}[{position}]", "is not a valid step id"))
-            elif dependency not in ids:
-                problems.append(FieldViolation(f"{path}[{position}]", "names no step of this plan"))
-            elif dependency in named:
-                problems.append(FieldViolation(f"{path}[{position}]", "names the same step twice"))
-            named.add(dependency)
-    if problems:
         return problems
-    for cycle in find_cycles(steps)[:MAX_CYCLES_REPORTED]:
-        problems.append(
-            FieldViolation(f"{prefix}[{ids[cycle[0]]}].depends_on", "forms a cycle: " + " → ".join([*cycle, cycle[0]]))
-        )
+    for index, step in enumerate(steps):
+        check_text(problems, f"{prefix}[{index}].title", step.title, MAX_STEP_TITLE)
     if problems:
         return problems
     by_id = {s.id: s for s in steps}
@@ -151,58 +119,12 @@ def validate(steps: Sequence[Step], prefix: str = "steps") -> list[FieldViolatio
     return problems
 
 
-def _text(problems: list[FieldViolation], path: str, value: str, max_len: int) -> bool:
-    problem = text_problem(value)
-    if problem:
-        problems.append(FieldViolation(path, problem))
-        return False
-    if len(value) > max_len:
-        problems.append(FieldViolation(path, f"must be at most {max_len} characters, got {len(value)}"))
-        return False
-    return True
-
-
 def _settled(step: Step, by_id: dict[str, Step]) -> bool:
     return all(by_id[d].status in SETTLED for d in step.depends_on if d in by_id)
 
 
 def plan_bytes(steps: Sequence[Step]) -> int:
     return len(json.dumps(steps_json(steps), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
-
-
-def find_cycles(steps: Iterable[Step]) -> list[list[str]]:
-    """The cycles of the dependency graph, each as the step ids along it, starting at its first
-    step in declared order; each cycle once. Iterative: a hostile graph cannot exhaust the stack."""
-    graph = {step.id: list(step.depends_on) for step in steps}
-    order = {step_id: index for index, step_id in enumerate(graph)}
-    white, grey, black = 0, 1, 2
-    color = dict.fromkeys(graph, white)
-    cycles: list[list[str]] = []
-    seen: set[frozenset[str]] = set()
-    for root in graph:
-        if color[root] != white:
-            continue
-        path = [root]
-        iterators = [iter(graph[root])]
-        color[root] = grey
-        while iterators:
-            nxt = next(iterators[-1], None)
-            if nxt is None:
-                color[path.pop()] = black
-                iterators.pop()
-            elif nxt not in color:
-                continue
-            elif color[nxt] == grey:
-                cycle = path[path.index(nxt) :]
-                if frozenset(cycle) not in seen:
-                    seen.add(frozenset(cycle))
-                    start = min(range(len(cycle)), key=lambda i: order[cycle[i]])
-                    cycles.append(cycle[start:] + cycle[:start])
-            elif color[nxt] == white:
-                color[nxt] = grey
-                path.append(nxt)
-                iterators.append(iter(graph[nxt]))
-    return cycles
 
 
 def current_step_index(steps: Sequence[Step]) -> int:
