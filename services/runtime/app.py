@@ -8,8 +8,6 @@ the scheduler.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import gc
 import logging
 
@@ -31,8 +29,8 @@ from nexus.runtime.v1 import (
 )
 from services.runtime.blobs import open_store
 from services.runtime.hub import Hub
+from services.runtime.periodic import Periodic
 from services.runtime.references import References
-from services.runtime.scheduler import Scheduler
 from services.runtime.servicer import RuntimeServicer
 from services.runtime.store.artifacts import ArtifactStore
 from services.runtime.store.events import EventLog
@@ -60,35 +58,8 @@ SERVICE_NAMES = [
     schedule_pb2.DESCRIPTOR.services_by_name["ScheduleService"].full_name,
 ]
 REAP_INTERVAL_S = 0.5
-
-
-class _Reaper:
-    """Puts tasks whose lease expired back to queued, on every replica (SKIP LOCKED)."""
-
-    def __init__(self, tasks: TaskStore, interval_s: float) -> None:
-        self._tasks = tasks
-        self._interval_s = interval_s
-        self._task: asyncio.Task[None] | None = None
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="runtime-lease-reaper")
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self._interval_s)
-            try:
-                while await self._tasks.expire_leases() > 0:
-                    pass
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("lease reaper failed", extra={"fields": {"error": type(exc).__name__}})
+REAP_BATCH = 100
+FIRE_BATCH = 50
 
 
 async def build(resources: Resources) -> ServiceDefinition:
@@ -102,8 +73,15 @@ async def build(resources: Resources) -> ServiceDefinition:
     schedules = ScheduleStore(db, tasks)
     references = References(resources, sessions)
     listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan)
-    reaper = _Reaper(tasks, REAP_INTERVAL_S)
-    scheduler = Scheduler(schedules, resources.settings.scheduler_poll_s)
+
+    async def reap() -> bool:
+        return await tasks.expire_leases(limit=REAP_BATCH) == REAP_BATCH
+
+    async def fire() -> bool:
+        return await schedules.fire_due(FIRE_BATCH) == FIRE_BATCH
+
+    reaper = Periodic("lease-reaper", REAP_INTERVAL_S, reap)
+    scheduler = Periodic("scheduler", resources.settings.scheduler_poll_s, fire)
     workspace = WorkspaceStore(db, tasks)
     servicer = RuntimeServicer(tasks, log_, hub, references, workspace)
     artifacts = ArtifactStore(db, open_store(resources.settings))

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
-from typing import Any
 
-from nexus.kit import paging, validation
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import schedule_pb2
 from services.runtime.domain import cron
 from services.runtime.domain.schedules import MAX_TITLE_CHARS, Command, NewSchedule, Schedule, State
-from services.runtime.session_convert import bad_token, uuid_cursor
 
 STATE_NUMBER = {State.ACTIVE: schedule_pb2.SCHEDULE_STATE_ACTIVE, State.PAUSED: schedule_pb2.SCHEDULE_STATE_PAUSED}
 ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")
@@ -74,22 +71,6 @@ def new_schedule(
     assert first is not None
     command = Command(agent_id=agent_id, skill_id=skill_id or None, team_id=team_id, inputs=inputs, title=title)
     return NewSchedule(user_id, expression.strip(), zone or "UTC", command, request_id), first
-
-
-def _fingerprint(user_id: str) -> str:
-    return paging.query_fingerprint("schedules", user_id)
-
-
-def schedule_page(request: schedule_pb2.ListSchedulesRequest, user_id: str) -> tuple[int, list[Any] | None]:
-    limit = validation.page_size(request.page_size)
-    cursor = paging.decode(request.page_token, _fingerprint(user_id))
-    if cursor is not None and not uuid_cursor(cursor, int):
-        raise bad_token()
-    return limit, cursor
-
-
-def next_token(user_id: str, cursor: list[Any] | None) -> str:
-    return "" if cursor is None else paging.encode(cursor, _fingerprint(user_id))
 
 
 def target(schedule_id: str, etag: str) -> tuple[str, str]:

@@ -64,20 +64,17 @@ def new_session(request: session_pb2.CreateSessionRequest, user_id: str) -> NewS
     return NewSession(user_id=user_id, title=title, config=config, request_id=request_id)
 
 
-def _fingerprint(user_id: str) -> str:
-    return paging.query_fingerprint("sessions", user_id)
-
-
-def session_page(request: session_pb2.ListSessionsRequest, user_id: str) -> tuple[int, list[Any] | None]:
-    limit = validation.page_size(request.page_size)
-    cursor = paging.decode(request.page_token, _fingerprint(user_id))
+def owned_page(kind: str, page_size: int, page_token: str, user_id: str) -> tuple[int, list[Any] | None]:
+    """The page size and keyset cursor of a list of the caller's own `kind` (sessions, schedules)."""
+    limit = validation.page_size(page_size)
+    cursor = paging.decode(page_token, paging.query_fingerprint(kind, user_id))
     if cursor is not None and not uuid_cursor(cursor, int):
         raise bad_token()
     return limit, cursor
 
 
-def next_token(user_id: str, cursor: list[Any] | None) -> str:
-    return "" if cursor is None else paging.encode(cursor, _fingerprint(user_id))
+def owned_next_token(kind: str, user_id: str, cursor: list[Any] | None) -> str:
+    return "" if cursor is None else paging.encode(cursor, paging.query_fingerprint(kind, user_id))
 
 
 def session_changes(request: session_pb2.UpdateSessionRequest) -> tuple[str, dict[str, Any], str]:

@@ -53,10 +53,11 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self, request: session_pb2.ListSessionsRequest, context: Context
     ) -> session_pb2.ListSessionsResponse:
         user_id = access.user()
-        limit, cursor = ss.session_page(request, user_id)
+        limit, cursor = ss.owned_page("sessions", request.page_size, request.page_token, user_id)
         sessions, next_cursor = await self._sessions.page(user_id, limit, cursor)
         return session_pb2.ListSessionsResponse(
-            sessions=[ss.session_to_proto(s) for s in sessions], next_page_token=ss.next_token(user_id, next_cursor)
+            sessions=[ss.session_to_proto(s) for s in sessions],
+            next_page_token=ss.owned_next_token("sessions", user_id, next_cursor),
         )
 
     async def UpdateSession(self, request: session_pb2.UpdateSessionRequest, context: Context) -> session_pb2.Session:
@@ -212,10 +213,11 @@ class ScheduleServicer(schedule_pb2_grpc.ScheduleServiceServicer):
         self, request: schedule_pb2.ListSchedulesRequest, context: Context
     ) -> schedule_pb2.ListSchedulesResponse:
         user_id = access.user()
-        limit, cursor = sc.schedule_page(request, user_id)
+        limit, cursor = ss.owned_page("schedules", request.page_size, request.page_token, user_id)
         items, next_cursor = await self._schedules.page(user_id, limit, cursor)
         return schedule_pb2.ListSchedulesResponse(
-            schedules=[sc.schedule_to_proto(s) for s in items], next_page_token=sc.next_token(user_id, next_cursor)
+            schedules=[sc.schedule_to_proto(s) for s in items],
+            next_page_token=ss.owned_next_token("schedules", user_id, next_cursor),
         )
 
     async def PauseSchedule(
