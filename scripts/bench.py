@@ -14,6 +14,12 @@ The last line printed is one JSON object:
 - batch_ratio = batch_eps / raw_batch_insert_eps;
 - latency_p50_ms / latency_p99_ms: from the start of an append to its receipt on a live stream,
   with 100 streams open (5 on each of 20 tasks).
+
+Beside them, the floor under that latency, taken in the same run at the same pace (20 clients,
+one call each every 50 ms): `raw_echo_p50_ms`, the raw echo's round trip, and
+`raw_commit_p50_ms`, a raw psycopg one-row insert committed on its own. An append cannot be seen
+on a stream sooner than one round trip plus one durable commit; `latency_floor_p50_ms` is their
+sum. On a small VM most of it is waking idle processes, which a busy benchmark would hide.
 """
 
 from __future__ import annotations
@@ -351,6 +357,49 @@ async def measure_latency(stubs: list[Any], user: Any, seconds: float) -> tuple[
     return p50, p99, len(latencies)
 
 
+async def measure_floor(
+    echo_address: str, settings: Settings, stub: Any, user: Any, seconds: float
+) -> tuple[float, float]:
+    """p50 of the raw echo round trip and of a raw one-row commit, paced as the latency phase."""
+    tasks = await create_tasks(stub, user, STREAM_TASKS, "bench-raw")
+    url = postgres.service_url(settings, "runtime", driver="postgresql")
+    conns = [await psycopg.AsyncConnection.connect(url, autocommit=True) for _ in range(STREAM_TASKS)]
+    channel = grpc.aio.insecure_channel(echo_address)
+    echo = channel.unary_unary(
+        ECHO_METHOD,
+        request_serializer=runtime_pb2.AppendTaskEventsRequest.SerializeToString,
+        response_deserializer=runtime_pb2.AppendTaskEventsResponse.FromString,
+    )
+    meta = json.dumps({"message_type": "text"})
+    echoes: list[float] = []
+    commits: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def client(i: int) -> None:
+        request = runtime_pb2.AppendTaskEventsRequest(task_id=tasks[i], events=[event("ping")])
+        seq = 2_000_000
+        while time.perf_counter() < deadline:
+            started = time.perf_counter()
+            await echo(request, metadata=user)
+            echoes.append(time.perf_counter() - started)
+            await asyncio.sleep(APPEND_PAUSE_S)
+            seq += 1
+            started = time.perf_counter()
+            await conns[i].execute(
+                RAW_INSERT, ([tasks[i]], [seq], ["user"], ["message"], ["ping"], [None], [meta], [None])
+            )
+            commits.append(time.perf_counter() - started)
+            await asyncio.sleep(APPEND_PAUSE_S)
+
+    try:
+        await asyncio.gather(*[client(i) for i in range(STREAM_TASKS)])
+    finally:
+        await channel.close()
+        for conn in conns:
+            await conn.close()
+    return statistics.median(echoes) * 1000, statistics.median(commits) * 1000
+
+
 # -- orchestration ------------------------------------------------------------------------------
 
 
@@ -424,6 +473,10 @@ async def bench(seconds: float) -> dict[str, float]:
             raw_insert_eps, batch_eps = statistics.median(raw_rates), statistics.median(batch_rates)
             p50, p99, samples = await measure_latency(stubs, user, seconds * 2)
             print(f"stream latency: p50 {p50:.2f} ms, p99 {p99:.2f} ms ({samples} deliveries)", file=sys.stderr)
+            echo_p50, commit_p50 = await measure_floor(f"127.0.0.1:{echo_port}", settings, stubs[0], user, seconds * 2)
+            print(
+                f"latency floor: raw echo p50 {echo_p50:.2f} ms + raw commit p50 {commit_p50:.2f} ms", file=sys.stderr
+            )
         finally:
             for c in channels:
                 await c.close()
@@ -439,6 +492,9 @@ async def bench(seconds: float) -> dict[str, float]:
         "batch_ratio": round(batch_eps / raw_insert_eps, 3),
         "latency_p50_ms": round(p50, 3),
         "latency_p99_ms": round(p99, 3),
+        "raw_echo_p50_ms": round(echo_p50, 3),
+        "raw_commit_p50_ms": round(commit_p50, 3),
+        "latency_floor_p50_ms": round(echo_p50 + commit_p50, 3),
     }
 
 
