@@ -7,6 +7,7 @@ can share a cluster, and everything is dropped at the end.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 import socket
@@ -103,8 +104,12 @@ async def start_server(settings: Settings) -> AsyncIterator[Callable[[str], Awai
 async def open_channel() -> AsyncIterator[Callable[[str], grpc.aio.Channel]]:
     """Channels to test servers, closed at the end of the session."""
     channels: list[grpc.aio.Channel] = []
+    loop = asyncio.get_running_loop()
 
     def open_(address: str) -> grpc.aio.Channel:
+        # A channel belongs to the loop current when it is made. Sync fixtures call this outside
+        # the session's loop, where pytest-asyncio may have left no current loop at all.
+        asyncio.set_event_loop(loop)
         channel = grpc.aio.insecure_channel(address)
         channels.append(channel)
         return channel
