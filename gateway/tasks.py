@@ -7,8 +7,9 @@ import itertools
 from collections.abc import AsyncIterator
 
 from gateway import convert
-from gateway.domain import plans, titles
+from gateway.domain import titles
 from gateway.downstream import Peers, Scope, together
+from nexus.client.plans import first_plan
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2, workspace_pb2
@@ -40,7 +41,7 @@ async def run_command(peers: Peers, scope: Scope, run: convert.RunCommand) -> ta
     request = runtime_pb2.CreateTaskRequest(
         task=task,
         request_id=run.request_id,
-        initial_plan=plans.plan_steps(resolved.skill.definition.steps),
+        initial_plan=first_plan(resolved.skill.definition.steps),
         initial_variables=resolved.inputs,
     )
     created: task_pb2.Task = await peers.runtime.CreateTask(request, metadata=scope.metadata, timeout=scope.timeout)

@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from nexus.kit.validation import JSON, struct_to_dict
-from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import workspace_pb2
 
 PENDING = "pending"
@@ -21,7 +20,6 @@ DONE = "done"
 FAILED = "failed"
 SKIPPED = "skipped"
 SETTLED = frozenset({DONE, SKIPPED})
-MAX_STEP_TITLE = 500
 
 _STATUS = {
     workspace_pb2.PLAN_STEP_STATUS_UNSPECIFIED: PENDING,
@@ -76,26 +74,3 @@ def failed_step(steps: Sequence[Step]) -> Step | None:
 
 def finished(steps: Sequence[Step]) -> bool:
     return all(s.status in SETTLED for s in steps)
-
-
-def step_title(step_id: str) -> str:
-    """Skill steps have no title; people read the id: `open_preview` → `Open preview` (the same
-    rule the gateway uses when it seeds a plan)."""
-    words = step_id.replace("_", " ").replace("-", " ").split()
-    return " ".join(words).capitalize()[:MAX_STEP_TITLE] or step_id
-
-
-def plan_from_skill(steps: Sequence[ontology_pb2.Step]) -> list[workspace_pb2.PlanStep]:
-    """A skill's steps as a first plan, every step pending: what the gateway's RunCommand seeds,
-    for tasks that reach the worker without one (a claim that beat the seeding, cron tasks)."""
-    return [
-        workspace_pb2.PlanStep(
-            step_id=s.id,
-            title=step_title(s.id),
-            action=s.action,
-            args=s.args,
-            depends_on=s.depends_on,
-            status=workspace_pb2.PLAN_STEP_STATUS_PENDING,
-        )
-        for s in steps
-    ]

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
+from nexus.client.plans import first_plan
 from nexus.kit.validation import JSON, struct_to_dict
 from nexus.runtime.v1 import task_pb2
 from worker import actions, memory, plan
@@ -103,7 +104,7 @@ class Runner:
         if not skill.definition.steps:
             return []
         try:
-            seeded = await self.session.set_plan(plan.plan_from_skill(skill.definition.steps), current.etag)
+            seeded = await self.session.set_plan(first_plan(skill.definition.steps), current.etag)
         except StepFailure as failure:
             if failure.details.get("code") != "ABORTED":
                 raise

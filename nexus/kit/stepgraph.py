@@ -17,6 +17,8 @@ MAX_STEPS = 256
 MAX_DEPENDS_ON = 64
 MAX_STEP_ID = 64
 MAX_ACTION = 64
+# A plan step's title (a skill step has none: it is derived from the id).
+MAX_STEP_TITLE = 500
 MAX_CYCLES_REPORTED = 5
 
 

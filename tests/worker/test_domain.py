@@ -8,12 +8,13 @@ from pathlib import Path
 
 import pytest
 
+from nexus.client.plans import step_title
 from nexus.kit.config import ConfigError
 from nexus.kit.validation import JSON
 from services.ontology.domain.actions import ACTIONS as CONTRACT
 from worker import actions, health, memory, options, steps, templates
 from worker.errors import StepFailure
-from worker.plan import Step, failed_step, finished, next_step, step_title
+from worker.plan import Step, failed_step, finished, next_step
 
 INPUTS: dict[str, JSON] = {"url": "https://acme.com", "depth": 3, "tags": ["a", "b"]}
 VARS: dict[str, JSON] = {"focus": "pricing", "seen": {"b": 2, "a": 1}}

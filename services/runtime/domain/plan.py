@@ -17,11 +17,10 @@ from typing import Any
 from nexus.kit import stepgraph
 from nexus.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from nexus.kit.protos import etag
-from nexus.kit.stepgraph import MAX_STEPS, check_text
+from nexus.kit.stepgraph import MAX_STEP_TITLE, MAX_STEPS, check_text
 from nexus.kit.validation import JSON, MAX_JSON_BYTES
 from services.runtime.domain.events import NewEvent, Role, Type
 
-MAX_STEP_TITLE = 500
 # The whole plan as JSON; each step's args and output are also checked as JSON on the way in.
 MAX_PLAN_BYTES = MAX_JSON_BYTES
 STEP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]{0,63}")

@@ -1,13 +1,13 @@
-"""A skill's steps as a task's first plan (RunCommand seeds it)."""
+"""A skill's steps as a task's first plan: what the gateway's RunCommand seeds, and what the
+worker seeds for a task that reaches it without one (a cron task)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nexus.ontology.v1 import ontology_pb2 as onto
+from nexus.kit.stepgraph import MAX_STEP_TITLE
+from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import workspace_pb2
-
-MAX_STEP_TITLE = 500
 
 
 def step_title(step_id: str) -> str:
@@ -16,7 +16,7 @@ def step_title(step_id: str) -> str:
     return " ".join(words).capitalize()[:MAX_STEP_TITLE] or step_id
 
 
-def plan_steps(steps: Sequence[onto.Step]) -> list[workspace_pb2.PlanStep]:
+def first_plan(steps: Sequence[ontology_pb2.Step]) -> list[workspace_pb2.PlanStep]:
     """Every step pending, with its action, args and dependencies as the skill defines them."""
     return [
         workspace_pb2.PlanStep(
