@@ -11,6 +11,7 @@ import grpc
 from gateway import convert
 from gateway.domain import crystallize
 from gateway.downstream import Peers, Scope, together
+from nexus.contract.steps import SkillStep
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit.errors import AlreadyExists, FailedPrecondition, FieldViolation
 from nexus.kit.validation import struct_to_dict
@@ -59,10 +60,8 @@ async def _require_free_trigger(peers: Peers, scope: Scope, trigger: str) -> Non
     )
 
 
-def _planned(plan: workspace_pb2.TaskPlan) -> list[crystallize.PlannedStep]:
-    return [
-        crystallize.PlannedStep(s.step_id, s.action, struct_to_dict(s.args), tuple(s.depends_on)) for s in plan.steps
-    ]
+def _planned(plan: workspace_pb2.TaskPlan) -> list[SkillStep]:
+    return [SkillStep(s.step_id, s.action, struct_to_dict(s.args), tuple(s.depends_on)) for s in plan.steps]
 
 
 async def crystallize_skill(peers: Peers, scope: Scope, request: convert.Crystallize) -> pb.CrystallizeSkillResponse:

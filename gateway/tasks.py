@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from gateway import convert
 from gateway.domain import titles
 from gateway.downstream import Peers, Scope, together
-from nexus.client.plans import first_plan
+from nexus.contract.plans import first_plan
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2, workspace_pb2

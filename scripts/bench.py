@@ -46,6 +46,8 @@ import grpc
 import psycopg
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from launch.registry import ONTOLOGY, OWNING, RUNTIME, SERVICES
+
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
@@ -419,16 +421,16 @@ async def database() -> AsyncIterator[Settings]:
         db_role_prefix=f"nb{suffix}_",
         log_level="WARNING",
         # The runtime checks each new task's agent with the ontology service, found at this port.
-        ports={**config.DEFAULT_PORTS, "ontology": free_port()},
+        ports={**{spec.name: spec.default_port for spec in SERVICES}, "ontology": free_port()},
     )
     ensure_signing_key(settings.resolved_signing_keys_dir)
-    postgres.bootstrap(settings)
-    migrations.upgrade(settings, "runtime")
-    migrations.upgrade(settings, "ontology")
+    postgres.bootstrap(settings, OWNING)
+    migrations.upgrade(settings, RUNTIME)
+    migrations.upgrade(settings, ONTOLOGY)
     try:
         yield settings
     finally:
-        postgres.drop(settings)
+        postgres.drop(settings, OWNING)
         if embedded is not None:
             embedded.stop()
 
@@ -446,11 +448,11 @@ async def bench(seconds: float) -> dict[str, float]:
         admin = bearer_metadata(signer.mint("service:bench", kind="service", scopes=["ontology.admin"], ttl_s=3600))
 
         ontology_address = settings.address("ontology")
-        ontology = spawn(["-m", "nexus", "serve", "ontology"], env)
+        ontology = spawn(["-m", "launch", "serve", "ontology"], env)
         echo_port = free_port()
         echo = spawn([__file__, "echo-server", "--port", str(echo_port)], env)
         port = free_port()
-        runtime = spawn(["-m", "nexus", "serve", "runtime", "--port", str(port)], env)
+        runtime = spawn(["-m", "launch", "serve", "runtime", "--port", str(port)], env)
         channels = [grpc.aio.insecure_channel(f"127.0.0.1:{port}") for _ in range(CHANNELS)]
         try:
             await wait_ready(ontology_address, ontology, health=True)

@@ -18,8 +18,9 @@ from pathlib import Path
 import grpc
 import pytest
 
+from launch.registry import BY_NAME, OWNING, SERVICES
 from nexus.kit import migrations, postgres
-from nexus.kit.config import DEFAULT_PORTS, Settings
+from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, running
 from nexus.kit.tokens import TokenSigner, ensure_signing_key
 from tests.support import Tokens
@@ -48,7 +49,7 @@ def _isolated_settings(admin_url: str, data_dir: Path) -> Settings:
     suffix = secrets.token_hex(4)
     return Settings(
         data_dir=data_dir,
-        ports={name: free_port() for name in DEFAULT_PORTS},
+        ports={spec.name: free_port() for spec in SERVICES},
         database_url=admin_url,
         database_name=f"nexus_test_{suffix}",
         db_role_prefix=f"nt{suffix}_",
@@ -64,10 +65,10 @@ def settings(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     """The session's migrated database, shared by every server the tests start."""
     test_settings = _isolated_settings(pg_admin_url, tmp_path_factory.mktemp("nexus"))
     ensure_signing_key(test_settings.resolved_signing_keys_dir)
-    postgres.bootstrap(test_settings)
-    migrations.upgrade_all(test_settings)
+    postgres.bootstrap(test_settings, OWNING)
+    migrations.upgrade_all(test_settings, OWNING)
     yield test_settings
-    postgres.drop(test_settings)
+    postgres.drop(test_settings, OWNING)
 
 
 @pytest.fixture
@@ -75,9 +76,9 @@ def scratch_settings(pg_admin_url: str, tmp_path: Path) -> Iterator[Settings]:
     """A bootstrapped but unmigrated database of its own, for tests that migrate up and down
     without disturbing the session database."""
     scratch = _isolated_settings(pg_admin_url, tmp_path)
-    postgres.bootstrap(scratch)
+    postgres.bootstrap(scratch, OWNING)
     yield scratch
-    postgres.drop(scratch)
+    postgres.drop(scratch, OWNING)
 
 
 @pytest.fixture(scope="session")
@@ -94,7 +95,9 @@ async def start_server(settings: Settings) -> AsyncIterator[Callable[[str], Awai
 
         async def start(name: str) -> NexusServer:
             if name not in started:
-                started[name] = await stack.enter_async_context(running(name, settings, port=settings.port(name)))
+                started[name] = await stack.enter_async_context(
+                    running(BY_NAME[name], settings, port=settings.port(name))
+                )
             return started[name]
 
         yield start

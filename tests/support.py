@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 import uuid
 from collections.abc import Awaitable
 from dataclasses import dataclass
@@ -13,6 +14,9 @@ import pytest
 from nexus.kit.auth import bearer_metadata
 from nexus.kit.errors import FieldViolation, details_of
 from nexus.kit.tokens import TokenSigner
+
+# The `nexus` command as a child process, with this interpreter (the console script may not be on PATH).
+NEXUS_COMMAND = (sys.executable, "-m", "launch")
 
 
 @dataclass

@@ -14,11 +14,11 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
+from nexus.contract.steps import PlanStep
 from nexus.kit.validation import JSON, dict_to_struct, struct_to_dict
 from nexus.runtime.v1 import task_pb2
 from worker import memory, steps, templates
 from worker.errors import StepFailure
-from worker.plan import Step
 from worker.session import TaskSession
 
 
@@ -38,9 +38,9 @@ class Run:
 
     session: TaskSession
     inputs: dict[str, JSON]
-    plan: list[Step] = field(default_factory=list)
+    plan: list[PlanStep] = field(default_factory=list)
 
-    async def args(self, step: Step) -> tuple[dict[str, JSON], dict[str, JSON]]:
+    async def args(self, step: PlanStep) -> tuple[dict[str, JSON], dict[str, JSON]]:
         """The step's args checked and rendered, and the context variables they were rendered
         with (read only when a template reads them, or the step sets one)."""
         steps.check_args(step.id, step.action, step.args)
@@ -78,7 +78,9 @@ def said_of(event: task_pb2.TaskEvent) -> memory.Said:
     return memory.Said(ROLE_NAMES.get(event.role, ""), text, kind)
 
 
-def assistant_event(step: Step, effect: str, kind: task_pb2.EventType.ValueType, text: str = "") -> task_pb2.TaskEvent:
+def assistant_event(
+    step: PlanStep, effect: str, kind: task_pb2.EventType.ValueType, text: str = ""
+) -> task_pb2.TaskEvent:
     """An event of the step, keyed by (step, effect): appended again, it returns the first."""
     event = task_pb2.TaskEvent(
         role=task_pb2.EVENT_ROLE_ASSISTANT, type=kind, content_text=text, client_key=steps.client_key(step.id, effect)
@@ -87,7 +89,7 @@ def assistant_event(step: Step, effect: str, kind: task_pb2.EventType.ValueType,
     return event
 
 
-async def message(run: Run, step: Step) -> Outcome:
+async def message(run: Run, step: PlanStep) -> Outcome:
     args, _ = await run.args(step)
     event = assistant_event(step, "message", task_pb2.EVENT_TYPE_MESSAGE, str(args["text"]))
     event.metadata.update({"message_type": "text"})
@@ -95,7 +97,7 @@ async def message(run: Run, step: Step) -> Outcome:
     return {"seq": stored.seq}
 
 
-async def render(run: Run, step: Step) -> Outcome:
+async def render(run: Run, step: PlanStep) -> Outcome:
     args, _ = await run.args(step)
     payload: dict[str, JSON] = {
         "target_zone": args["target_zone"],
@@ -108,14 +110,14 @@ async def render(run: Run, step: Step) -> Outcome:
     return {"seq": stored.seq}
 
 
-async def set_variable(run: Run, step: Step) -> Outcome:
+async def set_variable(run: Run, step: PlanStep) -> Outcome:
     args, variables = await run.args(step)
     name = str(args["name"])
     await run.session.patch_context(steps.set_variable_patch(variables, name, args["value"]))
     return {"variable": name}
 
 
-async def ask_user(run: Run, step: Step) -> Outcome:
+async def ask_user(run: Run, step: PlanStep) -> Outcome:
     """First run: the question, and the task waits for input (the lease is released). Resumed
     (the owner answered, the task was claimed again): the answer is the first user event after
     the question, found by the question's client key; it becomes the variable."""
@@ -136,7 +138,7 @@ async def ask_user(run: Run, step: Step) -> Outcome:
     return {"variable": variable, "answer_seq": answer.seq}
 
 
-async def write_artifact(run: Run, step: Step) -> Outcome:
+async def write_artifact(run: Run, step: PlanStep) -> Outcome:
     args, _ = await run.args(step)
     kind, name = str(args["type"]), str(args["display_name"])
     artifact = await run.session.upload(
@@ -151,7 +153,7 @@ async def write_artifact(run: Run, step: Step) -> Outcome:
     return {"artifact_id": artifact.artifact_id, "display_name": name}
 
 
-async def write_memory(run: Run, step: Step) -> Outcome:
+async def write_memory(run: Run, step: PlanStep) -> Outcome:
     """The step's summary and takeaways; either one it leaves out is derived from the events."""
     args, _ = await run.args(step)
     given_summary, given_takeaways = args.get("summary"), args.get("takeaways")
@@ -165,7 +167,7 @@ async def write_memory(run: Run, step: Step) -> Outcome:
     return {"takeaways": len(takeaways)}
 
 
-ACTIONS: dict[str, Callable[[Run, Step], Awaitable[Outcome]]] = {
+ACTIONS: dict[str, Callable[[Run, PlanStep], Awaitable[Outcome]]] = {
     "message": message,
     "render": render,
     "set_variable": set_variable,
@@ -175,6 +177,6 @@ ACTIONS: dict[str, Callable[[Run, Step], Awaitable[Outcome]]] = {
 }
 
 
-async def execute(run: Run, step: Step) -> Outcome:
+async def execute(run: Run, step: PlanStep) -> Outcome:
     steps.check_args(step.id, step.action, step.args)
     return await ACTIONS[step.action](run, step)

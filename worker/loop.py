@@ -15,13 +15,13 @@ from typing import NoReturn
 import grpc
 from google.protobuf import duration_pb2
 
+from nexus.contract.leases import MAX_CLAIM_AGENTS, MIN_LEASE_S
 from nexus.kit.auth import bearer_metadata
 from nexus.kit.channels import open_channel
 from nexus.kit.config import ConfigError, Settings
 from nexus.kit.errors import details_of
 from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
 from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2, runtime_pb2_grpc, workspace_pb2_grpc
-from services.runtime.domain.leases import MAX_CLAIM_AGENTS, MIN_LEASE_S
 from worker import health
 from worker.errors import Transient
 from worker.options import Options

@@ -10,8 +10,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from nexus.contract.leases import MAX_LEASE_S, MIN_LEASE_S
 from nexus.kit.config import ConfigError
-from services.runtime.domain.leases import MAX_LEASE_S, MIN_LEASE_S
+
+# What the worker's service token must carry: it drives tasks (runtime.worker) and reads the skill
+# of a task that reaches it without a plan, which may be its owner's private skill (ontology.read:
+# reads every skill and team, writes nothing).
+REQUIRED_SCOPES = ("runtime.worker", "ontology.read")
 
 
 @dataclass(frozen=True)

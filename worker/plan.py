@@ -9,68 +9,54 @@ and failing the task); its stored error fails the task again.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
-from nexus.kit.validation import JSON, struct_to_dict
+from nexus.contract.steps import SETTLED, PlanStep, StepStatus
+from nexus.kit.validation import struct_to_dict
 from nexus.runtime.v1 import workspace_pb2
 
-PENDING = "pending"
-RUNNING = "running"
-DONE = "done"
-FAILED = "failed"
-SKIPPED = "skipped"
-SETTLED = frozenset({DONE, SKIPPED})
-
 _STATUS = {
-    workspace_pb2.PLAN_STEP_STATUS_UNSPECIFIED: PENDING,
-    workspace_pb2.PLAN_STEP_STATUS_PENDING: PENDING,
-    workspace_pb2.PLAN_STEP_STATUS_RUNNING: RUNNING,
-    workspace_pb2.PLAN_STEP_STATUS_DONE: DONE,
-    workspace_pb2.PLAN_STEP_STATUS_FAILED: FAILED,
-    workspace_pb2.PLAN_STEP_STATUS_SKIPPED: SKIPPED,
+    workspace_pb2.PLAN_STEP_STATUS_UNSPECIFIED: StepStatus.PENDING,
+    workspace_pb2.PLAN_STEP_STATUS_PENDING: StepStatus.PENDING,
+    workspace_pb2.PLAN_STEP_STATUS_RUNNING: StepStatus.RUNNING,
+    workspace_pb2.PLAN_STEP_STATUS_DONE: StepStatus.DONE,
+    workspace_pb2.PLAN_STEP_STATUS_FAILED: StepStatus.FAILED,
+    workspace_pb2.PLAN_STEP_STATUS_SKIPPED: StepStatus.SKIPPED,
 }
-STATUS_VALUES = {name: value for value, name in _STATUS.items() if value}
+STATUS_VALUES: dict[str, workspace_pb2.PlanStepStatus.ValueType] = {
+    name: value for value, name in _STATUS.items() if value
+}
 
 
-@dataclass(frozen=True)
-class Step:
-    id: str
-    action: str
-    args: dict[str, JSON] = field(default_factory=dict)
-    depends_on: tuple[str, ...] = ()
-    status: str = PENDING
-    output: dict[str, JSON] = field(default_factory=dict)
-
-
-def from_proto(plan: workspace_pb2.TaskPlan) -> list[Step]:
+def from_proto(plan: workspace_pb2.TaskPlan) -> list[PlanStep]:
     return [
-        Step(
+        PlanStep(
             id=s.step_id,
+            title=s.title,
             action=s.action,
             args=struct_to_dict(s.args),
             depends_on=tuple(s.depends_on),
-            status=_STATUS.get(s.status, PENDING),
+            status=_STATUS.get(s.status, StepStatus.PENDING),
             output=struct_to_dict(s.output),
         )
         for s in plan.steps
     ]
 
 
-def next_step(steps: Sequence[Step]) -> Step | None:
+def next_step(steps: Sequence[PlanStep]) -> PlanStep | None:
     """The step to run now: an interrupted (running) one, else the first runnable pending one."""
-    running = next((s for s in steps if s.status == RUNNING), None)
+    running = next((s for s in steps if s.status == StepStatus.RUNNING), None)
     if running is not None:
         return running
     status = {s.id: s.status for s in steps}
     return next(
-        (s for s in steps if s.status == PENDING and all(status.get(d) in SETTLED for d in s.depends_on)),
+        (s for s in steps if s.status == StepStatus.PENDING and all(status.get(d) in SETTLED for d in s.depends_on)),
         None,
     )
 
 
-def failed_step(steps: Sequence[Step]) -> Step | None:
-    return next((s for s in steps if s.status == FAILED), None)
+def failed_step(steps: Sequence[PlanStep]) -> PlanStep | None:
+    return next((s for s in steps if s.status == StepStatus.FAILED), None)
 
 
-def finished(steps: Sequence[Step]) -> bool:
+def finished(steps: Sequence[PlanStep]) -> bool:
     return all(s.status in SETTLED for s in steps)

@@ -16,12 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
-from nexus.client.plans import first_plan
+from nexus.contract.plans import first_plan
+from nexus.contract.steps import PlanStep, StepStatus
 from nexus.kit.validation import JSON, struct_to_dict
 from nexus.runtime.v1 import task_pb2
 from worker import actions, memory, plan
 from worker.errors import LeaseLost, StepFailure, Transient
-from worker.plan import Step
 from worker.session import TaskSession
 
 log = logging.getLogger("nexus.worker")
@@ -91,7 +91,7 @@ class Runner:
                 return Outcome.WAITING
             steps = run.plan = outcome
 
-    async def _plan(self) -> list[Step] | None:
+    async def _plan(self) -> list[PlanStep] | None:
         """The task's plan, seeded from its origin skill when it has none; None for a task with
         neither (chat)."""
         current = await self.session.get_plan()
@@ -126,10 +126,10 @@ class Runner:
             if failure.details.get("code") != "ABORTED":
                 raise
 
-    async def _step(self, run: actions.Run, step: Step) -> list[Step] | None:
+    async def _step(self, run: actions.Run, step: PlanStep) -> list[PlanStep] | None:
         """Runs one step; the plan after it, or None when the task now waits for input."""
-        if step.status != plan.RUNNING:
-            run.plan = await self.session.update_step(step.id, plan.RUNNING)
+        if step.status != StepStatus.RUNNING:
+            run.plan = await self.session.update_step(step.id, StepStatus.RUNNING)
         log.info("step", extra={"fields": {"task_id": self.session.task_id, "step": step.id, "action": step.action}})
         output = await actions.execute(run, step)
         if output is actions.WAITING:
@@ -137,16 +137,16 @@ class Runner:
         assert isinstance(output, dict)
         if self.step_delay_s:
             await asyncio.sleep(self.step_delay_s)
-        return await self.session.update_step(step.id, plan.DONE, output)
+        return await self.session.update_step(step.id, StepStatus.DONE, output)
 
-    async def _fail_step(self, step: Step, failure: StepFailure) -> None:
+    async def _fail_step(self, step: PlanStep, failure: StepFailure) -> None:
         error: dict[str, JSON] = {"reason": failure.reason, "message": failure.message}
         with contextlib.suppress(StepFailure):  # the task fails with the error all the same
-            await self.session.update_step(step.id, plan.FAILED, {"error": error})
+            await self.session.update_step(step.id, StepStatus.FAILED, {"error": error})
         message = f"step {step.id!r} ({step.action}): {failure.message}"
         await self.session.fail(failure.reason, message, {**failure.details, "step_id": step.id, "action": step.action})
 
-    async def _fail_again(self, step: Step) -> Outcome:
+    async def _fail_again(self, step: PlanStep) -> Outcome:
         """A failed step whose task did not fail yet (the worker stopped in between)."""
         error = step.output.get("error")
         reason, message = "STEP_FAILED", f"step {step.id!r} ({step.action}) failed"
@@ -159,7 +159,7 @@ class Runner:
     async def _finish(self, run: actions.Run) -> Outcome:
         """The task memory (derived from the events unless a write_memory step wrote it), then
         the result."""
-        if any(s.action == "write_memory" and s.status == plan.DONE for s in run.plan):
+        if any(s.action == "write_memory" and s.status == StepStatus.DONE for s in run.plan):
             summary = (await self.session.get_memory()).summary_text
         else:
             summary, takeaways = await run.derived_memory(self.session.task.title)
@@ -167,7 +167,7 @@ class Runner:
         artifact_ids: list[JSON] = [
             s.output["artifact_id"] for s in run.plan if isinstance(s.output.get("artifact_id"), str)
         ]
-        done = sum(1 for s in run.plan if s.status == plan.DONE)
+        done = sum(1 for s in run.plan if s.status == StepStatus.DONE)
         await self.session.finish({"summary": summary, "steps": done, "artifact_ids": artifact_ids})
         return Outcome.FINISHED
 

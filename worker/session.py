@@ -10,6 +10,7 @@ from typing import TypeVar
 
 import grpc
 
+from nexus.contract.steps import PlanStep
 from nexus.kit.errors import details_of
 from nexus.kit.validation import JSON, dict_to_struct
 from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
@@ -93,7 +94,7 @@ class TaskSession:
             "SetTaskPlan", self.stubs.workspace.SetTaskPlan(request, metadata=self._md, timeout=CALL_TIMEOUT_S)
         )
 
-    async def update_step(self, step_id: str, status: str, output: dict[str, JSON] | None = None) -> list[plan.Step]:
+    async def update_step(self, step_id: str, status: str, output: dict[str, JSON] | None = None) -> list[PlanStep]:
         request = workspace_pb2.UpdatePlanStepRequest(
             task_id=self.task_id, step_id=step_id, status=plan.STATUS_VALUES[status], lease_id=self.lease_id
         )

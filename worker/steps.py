@@ -6,8 +6,8 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 
+from nexus.contract.actions import ACTIONS
 from nexus.kit.validation import JSON
-from services.ontology.domain.actions import ACTIONS
 from worker.errors import StepFailure
 
 # uuid5 namespace of the artifacts the worker writes: a step's request_id is a function of

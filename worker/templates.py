@@ -6,8 +6,8 @@ import json
 import re
 from collections.abc import Mapping
 
+from nexus.contract.actions import TEMPLATE
 from nexus.kit.validation import JSON
-from services.ontology.domain.actions import TEMPLATE
 from worker.errors import StepFailure
 
 NAMESPACES = ("inputs", "vars")

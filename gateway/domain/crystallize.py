@@ -16,9 +16,9 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from nexus.contract.steps import SkillStep
 from nexus.kit.validation import JSON, json_to_value
 from nexus.ontology.v1 import ontology_pb2 as onto
 
@@ -29,16 +29,6 @@ MAX_STRING_DEFAULT = 8192
 MAX_DESCRIPTION = 4000
 MAX_COMMAND_DESCRIPTION = 1000
 _MAX_SAFE_INTEGER = 2**53
-
-
-@dataclass(frozen=True)
-class PlannedStep:
-    """One step of a task's plan, as far as a skill needs it."""
-
-    id: str
-    action: str
-    args: dict[str, JSON] = field(default_factory=dict)
-    depends_on: tuple[str, ...] = ()
 
 
 def skill_step_ids(ids: Sequence[str]) -> dict[str, str]:
@@ -59,7 +49,7 @@ def skill_step_ids(ids: Sequence[str]) -> dict[str, str]:
     return mapped
 
 
-def skill_steps(plan: Sequence[PlannedStep]) -> list[onto.Step]:
+def skill_steps(plan: Sequence[SkillStep]) -> list[onto.Step]:
     ids = skill_step_ids([s.id for s in plan])
     steps = []
     for step in plan:

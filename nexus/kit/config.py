@@ -1,21 +1,19 @@
 """Configuration: one frozen dataclass read from `NEXUS_*` environment variables.
 
 Flags on the `nexus` command override the common ones by replacing fields (`dataclasses.replace`),
-so every process sees one explicit value per setting.
+so every process sees one explicit value per setting. Per-service settings (ports, addresses, own
+database URLs) are read for the services the caller names by their specs; the kit knows none.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-SERVICE_NAMES = ("user", "ontology", "runtime", "gateway")
-DEFAULT_PORTS = {"gateway": 50050, "user": 50051, "ontology": 50052, "runtime": 50053}
-# Each service that owns data owns exactly one schema of the one database.
-SCHEMAS = {"user": "users", "ontology": "ontology", "runtime": "runtime"}
+from nexus.kit.spec import ServiceSpec
 
 MiB = 1024 * 1024
 
@@ -38,7 +36,8 @@ class Settings:
     db_role_password: str | None = None
     db_pool_size: int = 10
     host: str = "127.0.0.1"
-    ports: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_PORTS))
+    # Listen ports by service name: each spec's default unless NEXUS_<SERVICE>_PORT says otherwise.
+    ports: Mapping[str, int] = field(default_factory=dict)
     # Where peers are reached; defaults derive from host and ports.
     addresses: Mapping[str, str] = field(default_factory=dict)
     tls_cert_file: Path | None = None
@@ -113,20 +112,22 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw) if raw else None
 
 
-def from_env(env: Mapping[str, str] | None = None) -> Settings:
-    """Reads every `NEXUS_*` variable; unset ones keep their defaults."""
+def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[ServiceSpec] = ()) -> Settings:
+    """Reads every `NEXUS_*` variable, the per-service ones for `services`; unset ones keep their
+    defaults."""
     env = os.environ if env is None else env
-    ports = {name: _int(env, f"NEXUS_{name.upper()}_PORT", port) for name, port in DEFAULT_PORTS.items()}
+    services = list(services)
+    ports = {spec.name: _int(env, f"NEXUS_{spec.env_name}_PORT", spec.default_port) for spec in services}
     addresses = {
-        name: env[f"NEXUS_{name.upper()}_ADDR"] for name in SERVICE_NAMES if env.get(f"NEXUS_{name.upper()}_ADDR")
+        spec.name: env[f"NEXUS_{spec.env_name}_ADDR"] for spec in services if env.get(f"NEXUS_{spec.env_name}_ADDR")
     }
     return Settings(
         data_dir=Path(env.get("NEXUS_DATA_DIR") or ".nexus"),
         database_url=env.get("NEXUS_DATABASE_URL") or None,
         service_database_urls={
-            name: env[f"NEXUS_{name.upper()}_DATABASE_URL"]
-            for name in SCHEMAS
-            if env.get(f"NEXUS_{name.upper()}_DATABASE_URL")
+            spec.name: env[f"NEXUS_{spec.env_name}_DATABASE_URL"]
+            for spec in services
+            if spec.schema and env.get(f"NEXUS_{spec.env_name}_DATABASE_URL")
         },
         database_name=env.get("NEXUS_DATABASE_NAME") or "nexus",
         db_role_prefix=env.get("NEXUS_DB_ROLE_PREFIX") or "nexus_",

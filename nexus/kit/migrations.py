@@ -1,41 +1,43 @@
-"""Alembic, one history per service under `migrations/<service>/`, each with its version table
-inside the service's own schema and run as the service's own role (so the role owns its tables)."""
+"""Alembic, one history per service (its spec says where), each with its version table inside the
+service's own schema and run as the service's own role (so the role owns its tables)."""
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Iterable
 
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from nexus.kit.config import SCHEMAS, Settings
+from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
+from nexus.kit.spec import ServiceSpec
 
-MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 
-
-def alembic_config(settings: Settings, service: str) -> Config:
+def alembic_config(settings: Settings, spec: ServiceSpec) -> Config:
+    if spec.migrations is None or spec.schema is None:
+        raise ValueError(f"service {spec.name!r} owns no schema and has no migrations")
     config = Config()
-    config.set_main_option("script_location", str(MIGRATIONS_DIR / service))
+    config.set_main_option("script_location", str(spec.migrations))
     # Passed as an attribute, not an option: ConfigParser would choke on '%' in a password.
-    config.attributes["url"] = service_url(settings, service)
-    config.attributes["schema"] = SCHEMAS[service]
+    config.attributes["url"] = service_url(settings, spec.name)
+    config.attributes["schema"] = spec.schema
     return config
 
 
-def upgrade(settings: Settings, service: str, revision: str = "head") -> None:
-    command.upgrade(alembic_config(settings, service), revision)
+def upgrade(settings: Settings, spec: ServiceSpec, revision: str = "head") -> None:
+    command.upgrade(alembic_config(settings, spec), revision)
 
 
-def downgrade(settings: Settings, service: str, revision: str = "base") -> None:
-    command.downgrade(alembic_config(settings, service), revision)
+def downgrade(settings: Settings, spec: ServiceSpec, revision: str = "base") -> None:
+    command.downgrade(alembic_config(settings, spec), revision)
 
 
-def upgrade_all(settings: Settings) -> None:
-    for service in SCHEMAS:
-        upgrade(settings, service)
+def upgrade_all(settings: Settings, services: Iterable[ServiceSpec]) -> None:
+    for spec in services:
+        if spec.schema:
+            upgrade(settings, spec)
 
 
 def run_env() -> None:

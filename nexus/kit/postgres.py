@@ -5,18 +5,17 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
-from nexus.kit.config import SCHEMAS, Settings
+from nexus.kit.config import Settings
+from nexus.kit.spec import ServiceSpec
 
 log = logging.getLogger("nexus.postgres")
-
-# Extensions a schema's role needs, created by the admin into that schema.
-EXTENSIONS = {"runtime": ["pg_trgm"]}
 
 
 class EmbeddedPostgres:
@@ -92,10 +91,15 @@ def role_password(settings: Settings, service: str) -> str | None:
     return settings.db_role_password
 
 
-def bootstrap(settings: Settings) -> None:
-    """Idempotently creates the database, and per service a role, a schema owned by that role,
-    and the extensions it needs. The admin keeps no grants to give away: nothing is granted to
-    PUBLIC, so one service's role cannot read another's schema."""
+def _owning(services: Iterable[ServiceSpec]) -> list[ServiceSpec]:
+    return [spec for spec in services if spec.schema]
+
+
+def bootstrap(settings: Settings, services: Iterable[ServiceSpec]) -> None:
+    """Idempotently creates the database, and per service that owns a schema a role, the schema
+    owned by that role, and the extensions it needs. The admin keeps no grants to give away:
+    nothing is granted to PUBLIC, so one service's role cannot read another's schema."""
+    owning = _owning(services)
     admin = make_url(admin_url(settings))
     with psycopg.connect(_libpq(admin), autocommit=True) as conn:
         exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", [settings.database_name]).fetchone()
@@ -109,11 +113,11 @@ def bootstrap(settings: Settings) -> None:
                 )
             except psycopg.errors.InvalidParameterValue:
                 conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(settings.database_name)))
-        for service in SCHEMAS:
-            role = settings.role(service)
+        for spec in owning:
+            role = settings.role(spec.name)
             has_role = conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", [role]).fetchone()
             verb = "ALTER" if has_role else "CREATE"
-            password = role_password(settings, service)
+            password = role_password(settings, spec.name)
             if password:
                 conn.execute(
                     sql.SQL(verb + " ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(role), sql.Literal(password))
@@ -123,9 +127,9 @@ def bootstrap(settings: Settings) -> None:
     with psycopg.connect(database_url(admin_url(settings), settings.database_name), autocommit=True) as conn:
         conn.execute(sql.SQL("REVOKE ALL ON DATABASE {} FROM PUBLIC").format(sql.Identifier(settings.database_name)))
         conn.execute("REVOKE ALL ON SCHEMA public FROM PUBLIC")
-        for service, schema in SCHEMAS.items():
-            ids = {"db": sql.Identifier(settings.database_name), "role": sql.Identifier(settings.role(service))}
-            ids["schema"] = sql.Identifier(schema)
+        for spec in owning:
+            ids = {"db": sql.Identifier(settings.database_name), "role": sql.Identifier(settings.role(spec.name))}
+            ids["schema"] = sql.Identifier(str(spec.schema))
             for statement in (
                 "GRANT CONNECT, TEMPORARY ON DATABASE {db} TO {role}",
                 "CREATE SCHEMA IF NOT EXISTS {schema} AUTHORIZATION {role}",
@@ -134,7 +138,7 @@ def bootstrap(settings: Settings) -> None:
                 "ALTER ROLE {role} SET search_path = {schema}",
             ):
                 conn.execute(sql.SQL(statement).format(**ids))
-            for extension in EXTENSIONS.get(service, []):
+            for extension in spec.extensions:
                 conn.execute(
                     sql.SQL("CREATE EXTENSION IF NOT EXISTS {} WITH SCHEMA {schema}").format(
                         sql.Identifier(extension), **ids
@@ -143,10 +147,10 @@ def bootstrap(settings: Settings) -> None:
     log.info("bootstrapped database %s", settings.database_name)
 
 
-def drop(settings: Settings) -> None:
+def drop(settings: Settings, services: Iterable[ServiceSpec]) -> None:
     """Removes the database and the roles (tests use it to clean up after themselves)."""
     admin = make_url(admin_url(settings))
     with psycopg.connect(_libpq(admin), autocommit=True) as conn:
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(settings.database_name)))
-        for service in SCHEMAS:
-            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(settings.role(service))))
+        for spec in _owning(services):
+            conn.execute(sql.SQL("DROP ROLE IF EXISTS {}").format(sql.Identifier(settings.role(spec.name))))

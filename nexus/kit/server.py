@@ -1,7 +1,7 @@
 """Server bootstrap shared by every Nexus service (DESIGN §2).
 
-A service module exposes `async def build(resources: Resources) -> ServiceDefinition`. The kit
-adds everything else: the interceptor chain, health, reflection, keepalive and size limits, TLS
+A service's spec (`nexus.kit.spec.ServiceSpec`) names its `build(resources) -> ServiceDefinition`.
+The kit adds everything else: the interceptor chain, health, reflection, keepalive and size limits, TLS
 when configured, and graceful shutdown (NOT_SERVING, streams told to resume elsewhere, in-flight
 calls given a grace period).
 """
@@ -9,7 +9,6 @@ calls given a grace period).
 from __future__ import annotations
 
 import asyncio
-import importlib
 import logging
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
@@ -29,16 +28,11 @@ from nexus.kit.interceptors import (
     RequestLogInterceptor,
     StreamDrainInterceptor,
 )
+from nexus.kit.spec import ServiceSpec
 from nexus.kit.tokens import FetchedKeySet, KeySet, LocalKeySet, TokenVerifier
 
 log = logging.getLogger("nexus.server")
 
-SERVICE_MODULES = {
-    "user": "services.user.app",
-    "ontology": "services.ontology.app",
-    "runtime": "services.runtime.app",
-    "gateway": "gateway.app",
-}
 # Health and reflection answer without a token, so probes and `buf curl --list-methods` work.
 ALWAYS_PUBLIC = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
@@ -163,18 +157,16 @@ class NexusServer:
         log.info("stopped", extra={"fields": {"service": self.definition.name}})
 
 
-async def build(name: str, resources: Resources) -> NexusServer:
-    module = importlib.import_module(SERVICE_MODULES[name])
-    definition: ServiceDefinition = await module.build(resources)
-    return NexusServer(definition, resources)
+async def build(spec: ServiceSpec, resources: Resources) -> NexusServer:
+    return NexusServer(await spec.build(resources), resources)
 
 
 @asynccontextmanager
 async def running(
-    name: str, settings: Settings, *, port: int = 0, verifier: TokenVerifier | None = None
+    spec: ServiceSpec, settings: Settings, *, port: int = 0, verifier: TokenVerifier | None = None
 ) -> AsyncIterator[NexusServer]:
     """A started server for the duration of the block (tests use port 0: any free port)."""
-    server = await build(name, Resources(settings, verifier))
+    server = await build(spec, Resources(settings, verifier))
     await server.start(port)
     try:
         yield server
@@ -182,11 +174,11 @@ async def running(
         await server.stop(grace=1.0)
 
 
-async def serve_forever(name: str, settings: Settings, *, port: int | None = None) -> None:
+async def serve_forever(spec: ServiceSpec, settings: Settings, *, port: int | None = None) -> None:
     """`nexus serve <name>`: runs until SIGINT or SIGTERM, then shuts down gracefully."""
-    server = await build(name, Resources(settings))
+    server = await build(spec, Resources(settings))
     await server.start(port)
-    print(f"{name} serving on {server.address}", flush=True)
+    print(f"{spec.name} serving on {server.address}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

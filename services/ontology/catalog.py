@@ -2,7 +2,7 @@
 
 Each entry goes through the same validation as the API (it is turned into the request proto and
 read with `convert`), and its steps must use the reference worker's vocabulary
-(`domain/actions.py`). Loading writes through the store in one transaction, with the ontology
+(`nexus.contract.actions`). Loading writes through the store in one transaction, with the ontology
 role's own database connection, so no server is needed.
 """
 
@@ -17,18 +17,20 @@ from typing import Any
 
 from google.protobuf import json_format
 
+from catalog import CATALOG_FILE
+from nexus.contract import actions
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
 from nexus.kit.validation import Violations
 from nexus.ontology.v1 import ontology_pb2 as pb
 from services.ontology import convert
-from services.ontology.domain import actions, ids
+from services.ontology.domain import ids
 from services.ontology.domain.access import ADMIN_SCOPE, Viewer
 from services.ontology.domain.inputs import InputType
 from services.ontology.domain.models import Agent, Command, Skill, Team, TeamStatus
 from services.ontology.store import CatalogChanges, OntologyStore
 
-DEFAULT_FILE = Path(__file__).resolve().parents[2] / "catalog" / "catalog.toml"
+DEFAULT_FILE = CATALOG_FILE
 _LOADER = Viewer(subject="service:catalog", user_id=None, scopes=frozenset({ADMIN_SCOPE}))
 
 
@@ -122,7 +124,10 @@ def parse(text: str, source: str = "catalog") -> Catalog:
         if msg is not None:
             skill = convert.skill_in(v, msg, skill_id, (*convert.SKILL_PATHS, "agent_id"), prefix=path)
             skills.append(skill)
-            problems += [f"{path}: {p}" for p in actions.template_problems(skill.definition)]
+            problems += [
+                f"{path}: {p}"
+                for p in actions.template_problems({i.name for i in skill.definition.inputs}, skill.definition.steps)
+            ]
             for step in skill.definition.steps:
                 problems += [f"{path}: {p}" for p in actions.step_problems(step)]
 

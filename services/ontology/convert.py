@@ -12,7 +12,9 @@ from typing import TypeVar
 
 from google.protobuf.message import Message
 
-from nexus.kit import paging, stepgraph
+from nexus.contract import stepgraph
+from nexus.contract.steps import SkillStep
+from nexus.kit import paging
 from nexus.kit.auth import caller
 from nexus.kit.errors import FieldViolation, InvalidArgument
 from nexus.kit.protos import etag as kit_etag
@@ -29,7 +31,7 @@ from nexus.kit.validation import (
 from nexus.ontology.v1 import ontology_pb2 as pb
 from services.ontology.domain import command_line, definition, ids
 from services.ontology.domain.access import Viewer
-from services.ontology.domain.definition import InputField, SkillDefinition, Step
+from services.ontology.domain.definition import InputField, SkillDefinition
 from services.ontology.domain.inputs import InputType, url_problem
 from services.ontology.domain.models import (
     Agent,
@@ -279,7 +281,7 @@ def definition_in(v: Violations, msg: pb.SkillDefinition, prefix: str) -> SkillD
     steps = []
     for index, step in enumerate(msg.steps):
         args = v.struct(f"{prefix}.steps[{index}].args", step.args)
-        steps.append(Step(id=step.id, action=step.action, args=args, depends_on=tuple(step.depends_on)))
+        steps.append(SkillStep(id=step.id, action=step.action, args=args, depends_on=tuple(step.depends_on)))
     result = SkillDefinition(inputs=tuple(inputs), steps=tuple(steps))
     for problem in definition.validate(result, prefix):
         v.add(problem.field, problem.description)

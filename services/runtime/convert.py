@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf import duration_pb2, timestamp_pb2
 
+from nexus.contract import leases
 from nexus.kit import paging, validation
 from nexus.kit.errors import FieldViolation, InvalidArgument
 from nexus.kit.protos import timestamp
@@ -16,7 +17,6 @@ from nexus.kit.validation import Violations
 from nexus.runtime.v1 import runtime_pb2, task_pb2
 from services.runtime import workspace_convert
 from services.runtime.domain import events as ev
-from services.runtime.domain import leases
 from services.runtime.domain.events import Event, NewEvent, Receipt
 from services.runtime.domain.tasks import EDITABLE, MAX_TITLE_CHARS, ClaimedTask, NewTask, Task, TaskFilter
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from nexus.kit import paging, stepgraph, validation
+from nexus.contract import stepgraph
+from nexus.contract.steps import PlanStep, StepStatus
+from nexus.kit import paging, validation
 from nexus.kit.errors import InvalidArgument
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations
@@ -16,11 +18,11 @@ from services.runtime.domain.context import MAX_ACTIVE_FILES, Context, ContextPa
 from services.runtime.session_convert import bad_token, uuid_cursor
 
 STEP_STATUS_NAME = {
-    workspace_pb2.PLAN_STEP_STATUS_PENDING: plans.StepStatus.PENDING,
-    workspace_pb2.PLAN_STEP_STATUS_RUNNING: plans.StepStatus.RUNNING,
-    workspace_pb2.PLAN_STEP_STATUS_DONE: plans.StepStatus.DONE,
-    workspace_pb2.PLAN_STEP_STATUS_FAILED: plans.StepStatus.FAILED,
-    workspace_pb2.PLAN_STEP_STATUS_SKIPPED: plans.StepStatus.SKIPPED,
+    workspace_pb2.PLAN_STEP_STATUS_PENDING: StepStatus.PENDING,
+    workspace_pb2.PLAN_STEP_STATUS_RUNNING: StepStatus.RUNNING,
+    workspace_pb2.PLAN_STEP_STATUS_DONE: StepStatus.DONE,
+    workspace_pb2.PLAN_STEP_STATUS_FAILED: StepStatus.FAILED,
+    workspace_pb2.PLAN_STEP_STATUS_SKIPPED: StepStatus.SKIPPED,
 }
 STEP_STATUS_NUMBER = {name: number for number, name in STEP_STATUS_NAME.items()}
 _STEP_STATUS = workspace_pb2.PlanStepStatus.DESCRIPTOR
@@ -45,7 +47,7 @@ def plan_to_proto(plan: plans.Plan) -> workspace_pb2.TaskPlan:
             title=step.title,
             action=step.action,
             depends_on=step.depends_on,
-            status=STEP_STATUS_NUMBER[plans.StepStatus(step.status)],
+            status=STEP_STATUS_NUMBER[StepStatus(step.status)],
         )
         out.args.update(step.args)
         out.output.update(step.output)
@@ -54,20 +56,20 @@ def plan_to_proto(plan: plans.Plan) -> workspace_pb2.TaskPlan:
     return message
 
 
-def _step(v: Violations, field: str, message: workspace_pb2.PlanStep) -> plans.Step:
+def _step(v: Violations, field: str, message: workspace_pb2.PlanStep) -> PlanStep:
     v.enum(f"{field}.status", message.status, _STEP_STATUS, required=False)
-    return plans.Step(
+    return PlanStep(
         id=message.step_id,
         title=message.title,
         action=message.action,
         args=v.struct(f"{field}.args", message.args),
         depends_on=tuple(message.depends_on),
-        status=STEP_STATUS_NAME.get(message.status, plans.StepStatus.PENDING),
+        status=STEP_STATUS_NAME.get(message.status, StepStatus.PENDING),
         output=v.struct(f"{field}.output", message.output),
     )
 
 
-def plan_steps(v: Violations, field: str, messages: Sequence[workspace_pb2.PlanStep]) -> list[plans.Step]:
+def plan_steps(v: Violations, field: str, messages: Sequence[workspace_pb2.PlanStep]) -> list[PlanStep]:
     """The steps of a plan as domain values; their field checks go to `v`."""
     if len(messages) > stepgraph.MAX_STEPS:
         v.add(field, f"must have at most {stepgraph.MAX_STEPS} steps, got {len(messages)}")
@@ -75,7 +77,7 @@ def plan_steps(v: Violations, field: str, messages: Sequence[workspace_pb2.PlanS
     return [_step(v, f"{field}[{i}]", s) for i, s in enumerate(messages)]
 
 
-def require_valid_plan(steps: Sequence[plans.Step], field: str) -> None:
+def require_valid_plan(steps: Sequence[PlanStep], field: str) -> None:
     """The graph rules (unique ids, known dependencies, no cycle), once every field is sound."""
     problems = plans.validate(steps, field)
     if problems:
@@ -83,7 +85,7 @@ def require_valid_plan(steps: Sequence[plans.Step], field: str) -> None:
         raise InvalidArgument(f"{first.field}: {first.description}", reason="INVALID_PLAN", violations=problems)
 
 
-def set_plan(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) -> tuple[str, list[plans.Step], str]:
+def set_plan(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) -> tuple[str, list[PlanStep], str]:
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)

@@ -15,11 +15,11 @@ import pytest
 
 from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer
-from nexus.platform import WORKER_SCOPES
 from services.ontology import catalog
 from services.user.keys import ensure_key_file
 from tests.support import Tokens
 from worker.loop import Worker
+from worker.options import REQUIRED_SCOPES as WORKER_SCOPES
 from worker.options import Options
 
 SCAN_AGENT = "web_researcher_v1"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -18,16 +17,14 @@ from nexus.kit.validation import dict_to_struct
 from nexus.ontology.v1 import ontology_pb2 as onto
 from nexus.ontology.v1 import ontology_pb2_grpc as onto_grpc
 from tests.e2e.conftest import SCAN_AGENT, Platform, Serving
-from tests.support import Tokens
+from tests.support import NEXUS_COMMAND, Tokens
 
 
 async def nexus_run(platform: Platform, settings: Settings, data_dir: Path, *args: str) -> tuple[int, str, str]:
     """`nexus --data-dir D run …` with nothing on standard input; (exit status, stdout, stderr)."""
     env = {**os.environ, **config.to_env(settings.with_overrides(data_dir=data_dir))}
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nexus",
+        *NEXUS_COMMAND,
         "--data-dir",
         str(data_dir),
         "run",

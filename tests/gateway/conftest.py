@@ -15,6 +15,7 @@ from typing import Any
 import grpc
 import pytest
 
+from launch.registry import BY_NAME
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from nexus.kit import server as kit_server
@@ -352,7 +353,7 @@ async def extra_server(
 
     grpc.aio.server = with_extra
     try:
-        server = await kit_server.build(name, Resources(settings))
+        server = await kit_server.build(BY_NAME[name], Resources(settings))
     finally:
         grpc.aio.server = original
     await server.start(port)

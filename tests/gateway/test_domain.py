@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from gateway.domain import crystallize, titles
-from gateway.domain.crystallize import PlannedStep
+from nexus.contract.steps import SkillStep
 from nexus.kit.validation import JSON, value_to_json
 from nexus.ontology.v1 import ontology_pb2 as onto
 
@@ -25,9 +25,9 @@ def test_chat_titles_are_the_start_of_the_first_message_on_one_line() -> None:
 
 def test_plan_step_ids_become_unique_skill_step_ids_and_dependencies_follow() -> None:
     plan = [
-        PlannedStep("Fetch.Page:1", "message", {"text": "{{ inputs.url }}"}),
-        PlannedStep("fetch_page_1", "message", depends_on=("Fetch.Page:1",)),
-        PlannedStep("9lives", "render", depends_on=("fetch_page_1", "Fetch.Page:1")),
+        SkillStep("Fetch.Page:1", "message", {"text": "{{ inputs.url }}"}),
+        SkillStep("fetch_page_1", "message", depends_on=("Fetch.Page:1",)),
+        SkillStep("9lives", "render", depends_on=("fetch_page_1", "Fetch.Page:1")),
     ]
     steps = crystallize.skill_steps(plan)
     assert [s.id for s in steps] == ["fetch_page_1", "fetch_page_1_2", "s_9lives"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from nexus.kit import config
 from nexus.kit.config import Settings
 from nexus.runtime.v1 import runtime_pb2, task_pb2
 from tests.gateway.conftest import Platform, Scan, Worker
+from tests.support import NEXUS_COMMAND
 
 
 async def render_preview(worker: Worker, claimed: runtime_pb2.ClaimedTask) -> None:
@@ -164,9 +164,7 @@ async def test_the_nexus_run_command_line_runs_a_command_end_to_end(
     """The real `nexus run` process, answers from --answer and from its piped standard input."""
     env = {**os.environ, **config.to_env(settings.with_overrides(data_dir=tmp_path))}
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nexus",
+        *NEXUS_COMMAND,
         "run",
         f"{scan.trigger} https://acme.com",
         "--gateway",

@@ -6,12 +6,15 @@ from pathlib import Path
 
 import pytest
 
+from launch.registry import SERVICES
 from nexus.kit import config
 from nexus.kit.postgres import role_password, service_url
 
 
 def test_defaults_and_overrides_from_the_environment() -> None:
-    settings = config.from_env({"NEXUS_RUNTIME_PORT": "6000", "NEXUS_USER_ADDR": "user:50051", "NEXUS_HOST": "0.0.0.0"})
+    settings = config.from_env(
+        {"NEXUS_RUNTIME_PORT": "6000", "NEXUS_USER_ADDR": "user:50051", "NEXUS_HOST": "0.0.0.0"}, services=SERVICES
+    )
     assert settings.embedded
     assert settings.port("runtime") == 6000
     assert settings.address("user") == "user:50051"
@@ -21,7 +24,7 @@ def test_defaults_and_overrides_from_the_environment() -> None:
 
 def test_malformed_numbers_are_config_errors() -> None:
     with pytest.raises(config.ConfigError, match="NEXUS_DB_POOL_SIZE"):
-        config.from_env({"NEXUS_DB_POOL_SIZE": "ten"})
+        config.from_env({"NEXUS_DB_POOL_SIZE": "ten"}, services=SERVICES)
 
 
 def test_to_env_round_trips_through_from_env(tmp_path: Path) -> None:
@@ -29,10 +32,10 @@ def test_to_env_round_trips_through_from_env(tmp_path: Path) -> None:
         data_dir=tmp_path,
         database_url="postgresql://admin:pw@db:5432/postgres",
         service_database_urls={"user": "postgresql://nexus_user:u-pw@db/nexus"},
-        ports={**config.DEFAULT_PORTS, "gateway": 7000},
+        ports={**{spec.name: spec.default_port for spec in SERVICES}, "gateway": 7000},
         service_token="tok",
     )
-    again = config.from_env(config.to_env(settings))
+    again = config.from_env(config.to_env(settings), services=SERVICES)
     assert again.database_url == settings.database_url
     assert dict(again.service_database_urls) == dict(settings.service_database_urls)
     assert again.port("gateway") == 7000
@@ -41,9 +44,9 @@ def test_to_env_round_trips_through_from_env(tmp_path: Path) -> None:
 
 
 def test_a_service_connects_with_its_own_url_when_configured_else_derives_its_role() -> None:
-    derived = config.from_env({"NEXUS_DATABASE_URL": "postgresql://admin:secret@db:5432/postgres"})
+    derived = config.from_env({"NEXUS_DATABASE_URL": "postgresql://admin:secret@db:5432/postgres"}, services=SERVICES)
     assert service_url(derived, "runtime") == "postgresql+psycopg://nexus_runtime@db:5432/nexus"
-    own = config.from_env({"NEXUS_USER_DATABASE_URL": "postgresql://nexus_user:u-pw@db:5432/nexus"})
+    own = config.from_env({"NEXUS_USER_DATABASE_URL": "postgresql://nexus_user:u-pw@db:5432/nexus"}, services=SERVICES)
     assert not own.embedded  # a service given only its own URL never starts an embedded server
     assert service_url(own, "user") == "postgresql+psycopg://nexus_user:u-pw@db:5432/nexus"
     assert role_password(own, "user") == "u-pw"

@@ -7,8 +7,9 @@ import pytest
 import sqlalchemy.exc
 from psycopg import errors as pg_errors
 
+from launch.registry import OWNING
 from nexus.kit import errors, postgres
-from nexus.kit.config import SCHEMAS, Settings
+from nexus.kit.config import Settings
 
 
 def connect(settings: Settings, service: str) -> psycopg.Connection:
@@ -33,10 +34,10 @@ def test_each_service_role_can_use_only_its_own_schema(scratch_settings: Setting
 
 
 def test_bootstrap_is_idempotent(scratch_settings: Settings) -> None:
-    postgres.bootstrap(scratch_settings)
+    postgres.bootstrap(scratch_settings, OWNING)
     with connect(scratch_settings, "user") as user:
         schemas = {row[0] for row in user.execute("SELECT nspname FROM pg_namespace")}
-    assert set(SCHEMAS.values()) <= schemas
+    assert {spec.schema for spec in OWNING} <= schemas
 
 
 def test_runtime_schema_has_trigram_search_that_understands_chinese(scratch_settings: Settings) -> None:

@@ -5,19 +5,20 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 
+from launch.registry import ONTOLOGY
+from nexus.contract import actions
 from nexus.kit import migrations, postgres
 from nexus.kit.config import Settings
 from nexus.kit.validation import struct_to_dict
 from nexus.ontology.v1 import ontology_pb2 as pb
 from services.ontology import catalog
-from services.ontology.domain import actions
 from tests.ontology.conftest import Ontology
+from tests.support import NEXUS_COMMAND
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = catalog.parse_file(catalog.DEFAULT_FILE)
@@ -31,7 +32,11 @@ def test_every_catalog_step_uses_a_known_action_with_its_required_args() -> None
 
 
 def test_every_catalog_template_names_a_declared_input_or_an_earlier_variable() -> None:
-    assert [p for s in SHIPPED.skills for p in actions.template_problems(s.definition)] == []
+    assert [
+        p
+        for s in SHIPPED.skills
+        for p in actions.template_problems({i.name for i in s.definition.inputs}, s.definition.steps)
+    ] == []
 
 
 def test_the_vocabulary_is_documented_next_to_the_catalog() -> None:
@@ -94,7 +99,7 @@ def test_a_broken_catalog_is_refused_listing_every_problem() -> None:
 
 @pytest.fixture
 def migrated(scratch_settings: Settings) -> Settings:
-    migrations.upgrade(scratch_settings, "ontology")
+    migrations.upgrade(scratch_settings, ONTOLOGY)
     return scratch_settings
 
 
@@ -139,7 +144,7 @@ def test_nexus_catalog_load_runs_from_the_command_line(migrated: Settings) -> No
         "NEXUS_DB_ROLE_PREFIX": migrated.db_role_prefix,
         "NEXUS_DATA_DIR": str(migrated.data_dir),
     }
-    run = [sys.executable, "-m", "nexus", "catalog", "load"]
+    run = [*NEXUS_COMMAND, "catalog", "load"]
     first = subprocess.run(run, env=env, capture_output=True, text=True, timeout=60, check=False)
     assert first.returncode == 0, first.stderr[-2000:]
     assert "3 agents, 3 skills, 3 commands, 1 teams created or updated" in first.stdout

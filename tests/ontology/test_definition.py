@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from nexus.kit import stepgraph
+from nexus.contract import stepgraph
+from nexus.contract.steps import SkillStep
 from nexus.kit.validation import JSON
 from services.ontology.domain import definition
-from services.ontology.domain.definition import InputField, SkillDefinition, Step
+from services.ontology.domain.definition import InputField, SkillDefinition
 from services.ontology.domain.inputs import InputType
 
 
@@ -13,8 +14,8 @@ def problems(defn: SkillDefinition) -> dict[str, str]:
     return {p.field: p.description for p in definition.validate(defn)}
 
 
-def steps(*edges: tuple[str, list[str]]) -> tuple[Step, ...]:
-    return tuple(Step(id=i, action="message", args={"text": "hi"}, depends_on=tuple(d)) for i, d in edges)
+def steps(*edges: tuple[str, list[str]]) -> tuple[SkillStep, ...]:
+    return tuple(SkillStep(id=i, action="message", args={"text": "hi"}, depends_on=tuple(d)) for i, d in edges)
 
 
 def field(name: str, kind: InputType | None, **kw: object) -> InputField:
@@ -115,7 +116,7 @@ def test_every_separate_cycle_is_reported() -> None:
 def test_a_long_chain_is_checked_without_recursion() -> None:
     chain = steps(*[(f"s{i}", [f"s{i - 1}"] if i else []) for i in range(stepgraph.MAX_STEPS)])
     assert problems(SkillDefinition(steps=chain)) == {}
-    looped = (Step(id="s0", action="message", depends_on=(f"s{stepgraph.MAX_STEPS - 1}",)), *chain[1:])
+    looped = (SkillStep(id="s0", action="message", depends_on=(f"s{stepgraph.MAX_STEPS - 1}",)), *chain[1:])
     assert "forms a cycle" in problems(SkillDefinition(steps=looped))["definition.steps[0].depends_on"]
 
 
@@ -124,12 +125,12 @@ def test_sizes_are_bounded() -> None:
     assert set(problems(SkillDefinition(steps=too_many_steps))) == {"definition.steps"}
     too_many_inputs = tuple(field(f"i{i}", InputType.STRING) for i in range(definition.MAX_INPUTS + 1))
     assert set(problems(SkillDefinition(inputs=too_many_inputs))) == {"definition.inputs"}
-    big = tuple(Step(id=f"s{i}", action="message", args={"text": "x" * 5000}) for i in range(60))
+    big = tuple(SkillStep(id=f"s{i}", action="message", args={"text": "x" * 5000}) for i in range(60))
     assert problems(SkillDefinition(steps=big)) == {"definition": "is larger than 262144 bytes as JSON"}
 
 
 def test_actions_are_not_restricted_to_the_worker_vocabulary() -> None:
-    defn = SkillDefinition(steps=(Step(id="a", action="summon_unicorn"), Step(id="b", action="")))
+    defn = SkillDefinition(steps=(SkillStep(id="a", action="summon_unicorn"), SkillStep(id="b", action="")))
     assert problems(defn) == {"definition.steps[1].action": "is required"}
 
 

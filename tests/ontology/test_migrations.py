@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import psycopg
 
+from launch.registry import ONTOLOGY
 from nexus.kit import migrations, postgres
 from nexus.kit.config import Settings
 
@@ -35,7 +36,7 @@ def _tables(conn: psycopg.Connection) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None:
-    migrations.upgrade(scratch_settings, "ontology")
+    migrations.upgrade(scratch_settings, ONTOLOGY)
     with _connect(scratch_settings) as conn:
         assert {"agent", "skill", "command", "team", "team_participant", "request_log"} <= _tables(conn)
         _seed(conn)
@@ -51,11 +52,11 @@ def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None
             else:
                 raise AssertionError(f"accepted: {statement}")
 
-    migrations.downgrade(scratch_settings, "ontology", "base")
+    migrations.downgrade(scratch_settings, ONTOLOGY, "base")
     with _connect(scratch_settings) as conn:
         assert _tables(conn) == {"alembic_version"}
 
-    migrations.upgrade(scratch_settings, "ontology")
+    migrations.upgrade(scratch_settings, ONTOLOGY)
     with _connect(scratch_settings) as conn:
         assert conn.execute("SELECT count(*) FROM ontology.agent").fetchone() == (0,)
         _seed(conn)

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from nexus.cli import build_parser
-from nexus.platform import WORKER_SCOPES
+from launch.cli import build_parser
+from worker.options import REQUIRED_SCOPES as WORKER_SCOPES
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = shutil.which("docker-compose")

@@ -7,7 +7,6 @@ import hashlib
 import os
 import socket
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -31,7 +30,7 @@ from nexus.runtime.v1 import (
     task_pb2,
     workspace_pb2_grpc,
 )
-from tests.support import Tokens
+from tests.support import NEXUS_COMMAND, Tokens
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -61,9 +60,7 @@ async def second_replica(settings: Settings) -> AsyncIterator[str]:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nexus",
+        *NEXUS_COMMAND,
         "serve",
         "runtime",
         "--port",

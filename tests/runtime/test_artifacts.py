@@ -15,6 +15,7 @@ import grpc
 import pytest
 from google.protobuf import field_mask_pb2
 
+from launch.registry import RUNTIME
 from nexus.kit.config import Settings
 from nexus.kit.server import running
 from nexus.runtime.v1 import artifact_pb2, artifact_pb2_grpc, runtime_pb2, task_pb2
@@ -197,7 +198,7 @@ async def test_the_size_cap_is_configurable(
     _, user = owner
     task = await create_task(stub, user, agent)
     small = dataclasses.replace(settings, artifact_max_bytes=1000)
-    async with running("runtime", small) as server:
+    async with running(RUNTIME, small) as server:
         capped = artifact_pb2_grpc.ArtifactServiceStub(open_channel(server.address))
         assert (await upload(capped, user, task.task_id, b"z" * 1000)).size_bytes == 1000
         failure = await rpc_error(upload(capped, user, task.task_id, b"z" * 1001))

@@ -6,6 +6,7 @@ import itertools
 
 import pytest
 
+from nexus.contract import leases as lease_bounds
 from nexus.kit.errors import FailedPrecondition
 from services.runtime.domain import leases, states
 from services.runtime.domain.events import NewEvent, event_problems
@@ -109,8 +110,8 @@ def test_only_the_live_holder_of_the_named_lease_holds_it() -> None:
     assert not leases.holds(leases.LeaseState("queued", None, None, live=False), "L1", "service:w1")
     with pytest.raises(FailedPrecondition):
         leases.require_holder(state, "L2", "service:w1")
-    assert leases.lease_seconds(0) == leases.DEFAULT_LEASE_S
-    assert leases.lease_seconds(0.05) is None and leases.lease_seconds(7200) is None
+    assert lease_bounds.lease_seconds(0) == lease_bounds.DEFAULT_LEASE_S
+    assert lease_bounds.lease_seconds(0.05) is None and lease_bounds.lease_seconds(7200) is None
 
 
 def test_a_notification_names_tasks_and_tails_or_asks_for_a_full_reread() -> None:

@@ -7,6 +7,7 @@ import uuid
 import psycopg
 import pytest
 
+from launch.registry import RUNTIME
 from nexus.kit import migrations
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
@@ -39,7 +40,7 @@ def _tables(settings: Settings) -> set[str]:
 
 
 def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None:
-    migrations.upgrade(scratch_settings, "runtime")
+    migrations.upgrade(scratch_settings, RUNTIME)
     task_id = _insert_task_with_events(scratch_settings)
     with _connect(scratch_settings) as conn:
         # The constraints hold: a duplicate client key and a lease outside `running` are refused.
@@ -53,9 +54,9 @@ def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None
             conn.execute("UPDATE runtime.task SET lease_holder = 'w' WHERE id = %s", [task_id])
         count = conn.execute("SELECT count(*) FROM runtime.task_event").fetchone()
     assert count == (2,)
-    migrations.downgrade(scratch_settings, "runtime", "base")
+    migrations.downgrade(scratch_settings, RUNTIME, "base")
     assert _tables(scratch_settings) <= {"alembic_version"}
-    migrations.upgrade(scratch_settings, "runtime")
+    migrations.upgrade(scratch_settings, RUNTIME)
     assert {"task", "task_event"} <= _tables(scratch_settings)
     _insert_task_with_events(scratch_settings)
 
@@ -63,7 +64,7 @@ def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None
 def test_the_workspace_migration_gives_existing_session_ids_a_session_and_goes_down_cleanly(
     scratch_settings: Settings,
 ) -> None:
-    migrations.upgrade(scratch_settings, "runtime", "0001")
+    migrations.upgrade(scratch_settings, RUNTIME, "0001")
     task_id, session_id = str(uuid.uuid4()), str(uuid.uuid4())
     with _connect(scratch_settings) as conn:
         conn.execute(
@@ -71,7 +72,7 @@ def test_the_workspace_migration_gives_existing_session_ids_a_session_and_goes_d
             " VALUES (%s, 'u1', 'scanner', 'chat_manual', 't', 'queued', %s)",
             [task_id, session_id],
         )
-    migrations.upgrade(scratch_settings, "runtime")
+    migrations.upgrade(scratch_settings, RUNTIME)
     workspace = {"session", "task_plan", "task_context", "task_memory", "artifact", "schedule"}
     assert workspace <= _tables(scratch_settings)
     with _connect(scratch_settings) as conn:
@@ -82,7 +83,7 @@ def test_the_workspace_migration_gives_existing_session_ids_a_session_and_goes_d
                 "INSERT INTO runtime.schedule (id, user_id, cron, time_zone, agent_id, title, state)"
                 " VALUES (gen_random_uuid(), 'u1', '* * * * *', 'UTC', 'scanner', 't', 'active')"
             )
-    migrations.downgrade(scratch_settings, "runtime", "0001")
+    migrations.downgrade(scratch_settings, RUNTIME, "0001")
     assert not workspace & _tables(scratch_settings)
     with _connect(scratch_settings) as conn:
         assert conn.execute("SELECT count(*) FROM runtime.task").fetchone() == (1,)

@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
+from nexus.contract.steps import PlanStep, StepStatus
 from nexus.kit.validation import JSON
 from services.runtime.domain import context, cron, memory, plan, schedules
-from services.runtime.domain.plan import Step, StepStatus
 
 # -- cron ---------------------------------------------------------------------------------------
 
@@ -105,8 +105,8 @@ def test_a_schedule_fires_once_after_downtime_and_its_request_id_is_stable() -> 
 # -- plan ---------------------------------------------------------------------------------------
 
 
-def step(step_id: str, *deps: str, status: str = StepStatus.PENDING) -> Step:
-    return Step(id=step_id, title=step_id, action="noop", depends_on=deps, status=status)
+def step(step_id: str, *deps: str, status: str = StepStatus.PENDING) -> PlanStep:
+    return PlanStep(id=step_id, title=step_id, action="noop", depends_on=deps, status=status)
 
 
 def test_plan_validation_finds_duplicates_missing_dependencies_and_names_cycles() -> None:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 import grpc
 import pytest
 
+from launch.registry import USER
 from nexus.kit.config import ConfigError, Settings
 from nexus.kit.errors import DataLoss
 from nexus.kit.server import running
@@ -90,17 +91,17 @@ def test_prepare_local_creates_one_owner_only_key_file_once(tmp_path: Path) -> N
 async def test_the_service_refuses_to_start_without_a_credential_key(settings: Settings, tmp_path: Path) -> None:
     missing = settings.with_overrides(credential_keys_file=tmp_path / "nothing.keys")
     with pytest.raises(ConfigError, match="no credential key file"):
-        async with running("user", missing):
+        async with running(USER, missing):
             pass
     empty = tmp_path / "empty.keys"
     empty.write_text("# no keys yet\n")
     with pytest.raises(ConfigError, match="holds no key"):
-        async with running("user", settings.with_overrides(credential_keys_file=empty)):
+        async with running(USER, settings.with_overrides(credential_keys_file=empty)):
             pass
     malformed = tmp_path / "bad.keys"
     malformed.write_text("k1 !!!\n")
     with pytest.raises(ConfigError, match="line 1"):
-        async with running("user", settings.with_overrides(credential_keys_file=malformed)):
+        async with running(USER, settings.with_overrides(credential_keys_file=malformed)):
             pass
     await app.prepare_local(settings.with_overrides(credential_keys_file=empty))
     assert len(read_ring(empty).kids()) == 1

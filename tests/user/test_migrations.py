@@ -6,6 +6,7 @@ import uuid
 
 import psycopg
 
+from launch.registry import USER
 from nexus.kit import migrations
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
@@ -50,15 +51,15 @@ def tables(conn: psycopg.Connection) -> list[str]:
 
 
 def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None:
-    migrations.upgrade(scratch_settings, "user")
+    migrations.upgrade(scratch_settings, USER)
     with connect(scratch_settings) as conn:
         assert tables(conn) == TABLES
         fill(conn)
         assert all(conn.execute(f'SELECT count(*) FROM users."{t}"').fetchone() == (1,) for t in TABLES)
-    migrations.downgrade(scratch_settings, "user", "base")
+    migrations.downgrade(scratch_settings, USER, "base")
     with connect(scratch_settings) as conn:
         assert tables(conn) == []
-    migrations.upgrade(scratch_settings, "user")
+    migrations.upgrade(scratch_settings, USER)
     with connect(scratch_settings) as conn:
         assert tables(conn) == TABLES
         fill(conn)

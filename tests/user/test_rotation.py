@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +13,7 @@ import grpc
 import jwt
 import pytest
 
+from launch.registry import ONTOLOGY, USER
 from nexus.kit import config, migrations
 from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, Resources, running
@@ -24,7 +24,7 @@ from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user.keys import CredentialKeys, add_key
 from services.user.rotation import rotate
 from services.user.store import UserStore
-from tests.support import Tokens
+from tests.support import NEXUS_COMMAND, Tokens
 from tests.user.conftest import PASSWORD, db
 from tests.user.test_connections import new_connection, reveal
 
@@ -45,14 +45,14 @@ async def platform(scratch_settings: Settings) -> AsyncIterator[Platform]:
     """A user service of its own (own database, own keys), so rotation sees only its rows; with
     an ontology service beside it, since connections name an agent."""
     s = scratch_settings
-    migrations.upgrade(s, "user")
-    migrations.upgrade(s, "ontology")
+    migrations.upgrade(s, USER)
+    migrations.upgrade(s, ONTOLOGY)
     key = ensure_signing_key(s.resolved_signing_keys_dir)
     add_key(s.resolved_credential_keys_file)
     tokens = Tokens(TokenSigner(key, issuer=s.token_issuer, audience=s.token_audience))
     async with (
-        running("ontology", s, port=s.port("ontology")) as ontology,
-        running("user", s, port=s.port("user")) as server,
+        running(ONTOLOGY, s, port=s.port("ontology")) as ontology,
+        running(USER, s, port=s.port("user")) as server,
         grpc.aio.insecure_channel(server.address) as channel,
         grpc.aio.insecure_channel(ontology.address) as ontology_channel,
     ):
@@ -114,9 +114,7 @@ async def cli(settings: Settings, *args: str) -> tuple[int, str]:
     """Runs `nexus …` as an operator would, against this test's database and key files."""
     env = {**os.environ, **config.to_env(settings), "NEXUS_LOG_LEVEL": "WARNING"}
     process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "nexus",
+        *NEXUS_COMMAND,
         *args,
         env=env,
         stdout=asyncio.subprocess.PIPE,
@@ -170,7 +168,7 @@ async def test_a_token_signed_by_a_newer_key_verifies_in_another_service_after_a
         published = await platform.stub.GetKeySet(user_pb2.GetKeySetRequest())
         assert second.kid in {k.kid for k in published.keys} and len(published.keys) == 2
         assert all(k.algorithm == "EdDSA" and len(k.public_key) == 32 for k in published.keys)
-        async with running("user", settings) as restarted, grpc.aio.insecure_channel(restarted.address) as channel:
+        async with running(USER, settings) as restarted, grpc.aio.insecure_channel(restarted.address) as channel:
             stub = user_pb2_grpc.UserServiceStub(channel)
             signed_in = await stub.SignIn(user_pb2.SignInRequest(email="keys@example.com", password=PASSWORD))
             new_token = signed_in.access_token

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -24,7 +23,6 @@ from nexus.kit.server import NexusServer
 from nexus.kit.validation import dict_to_struct
 from nexus.ontology.v1 import ontology_pb2 as onto
 from nexus.ontology.v1 import ontology_pb2_grpc as onto_grpc
-from nexus.platform import WORKER_SCOPES
 from nexus.runtime.v1 import (
     artifact_pb2,
     artifact_pb2_grpc,
@@ -35,8 +33,9 @@ from nexus.runtime.v1 import (
     workspace_pb2_grpc,
 )
 from services.ontology import catalog
-from tests.support import Tokens
+from tests.support import NEXUS_COMMAND, Tokens
 from worker.loop import Worker
+from worker.options import REQUIRED_SCOPES as WORKER_SCOPES
 from worker.options import Options
 
 Metadata = tuple[tuple[str, str], ...]
@@ -274,7 +273,7 @@ async def worker_process(settings: Settings, worker_token: str, tmp_path: Path) 
         out = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
             process = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "nexus", *args, env=env, stdout=out, stderr=subprocess.STDOUT
+                *NEXUS_COMMAND, *args, env=env, stdout=out, stderr=subprocess.STDOUT
             )
         finally:
             os.close(out)

@@ -8,13 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from nexus.client.plans import step_title
+from nexus.contract.actions import ACTIONS as CONTRACT
+from nexus.contract.plans import step_title
+from nexus.contract.steps import PlanStep
 from nexus.kit.config import ConfigError
 from nexus.kit.validation import JSON
-from services.ontology.domain.actions import ACTIONS as CONTRACT
 from worker import actions, health, memory, options, steps, templates
 from worker.errors import StepFailure
-from worker.plan import Step, failed_step, finished, next_step
+from worker.plan import failed_step, finished, next_step
 
 INPUTS: dict[str, JSON] = {"url": "https://acme.com", "depth": 3, "tags": ["a", "b"]}
 VARS: dict[str, JSON] = {"focus": "pricing", "seen": {"b": 2, "a": 1}}
@@ -54,19 +55,23 @@ def test_only_args_that_read_variables_need_the_context() -> None:
 
 def test_steps_run_in_dependency_order_an_interrupted_step_first() -> None:
     plan = [
-        Step("c", "message", depends_on=("a", "b")),
-        Step("a", "message", status="done"),
-        Step("b", "message", depends_on=("a",)),
+        PlanStep("c", "message", depends_on=("a", "b")),
+        PlanStep("a", "message", status="done"),
+        PlanStep("b", "message", depends_on=("a",)),
     ]
     assert next_step(plan) == plan[2]  # c waits for b; display order breaks ties among runnable steps
-    resumed = [Step("a", "message", status="done"), Step("b", "message", status="running"), Step("c", "message")]
+    resumed = [
+        PlanStep("a", "message", status="done"),
+        PlanStep("b", "message", status="running"),
+        PlanStep("c", "message"),
+    ]
     assert next_step(resumed) == resumed[1]
-    skipped = [Step("a", "message", status="skipped"), Step("b", "message", depends_on=("a",))]
+    skipped = [PlanStep("a", "message", status="skipped"), PlanStep("b", "message", depends_on=("a",))]
     assert next_step(skipped) == skipped[1]
-    assert next_step([Step("a", "message", status="done")]) is None
-    assert finished([Step("a", "x", status="done"), Step("b", "x", status="skipped")])
-    assert not finished([Step("a", "x", status="failed")])
-    assert failed_step([Step("a", "x", status="done"), Step("b", "x", status="failed")]) == Step(
+    assert next_step([PlanStep("a", "message", status="done")]) is None
+    assert finished([PlanStep("a", "x", status="done"), PlanStep("b", "x", status="skipped")])
+    assert not finished([PlanStep("a", "x", status="failed")])
+    assert failed_step([PlanStep("a", "x", status="done"), PlanStep("b", "x", status="failed")]) == PlanStep(
         "b", "x", status="failed"
     )
     assert step_title("open_preview") == "Open preview"

@@ -9,7 +9,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from nexus.cli import main as nexus
+from launch.cli import main as nexus
 from nexus.runtime.v1 import task_pb2
 from tests.worker.conftest import (
     Owner,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from nexus.cli import main as nexus
+from launch.cli import main as nexus
 from nexus.kit.config import Settings
 from nexus.kit.validation import dict_to_struct, struct_to_dict
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2, workspace_pb2

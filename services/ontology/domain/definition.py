@@ -8,11 +8,12 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from nexus.kit import stepgraph
+from nexus.contract import stepgraph
+from nexus.contract.stepgraph import check_text
+from nexus.contract.steps import SkillStep
 from nexus.kit.errors import FieldViolation
-from nexus.kit.stepgraph import check_text
 from nexus.kit.validation import JSON
 from services.ontology.domain.inputs import InputType, value_problem
 
@@ -71,31 +72,9 @@ class InputField:
 
 
 @dataclass(frozen=True)
-class Step:
-    id: str
-    action: str
-    args: dict[str, JSON] = field(default_factory=dict)
-    depends_on: tuple[str, ...] = ()
-
-    def to_json(self) -> dict[str, JSON]:
-        return {"id": self.id, "action": self.action, "args": self.args, "depends_on": list(self.depends_on)}
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, JSON]) -> Step:
-        args = data.get("args")
-        depends = data.get("depends_on") or []
-        return cls(
-            id=str(data["id"]),
-            action=str(data["action"]),
-            args=dict(args) if isinstance(args, dict) else {},
-            depends_on=tuple(str(d) for d in depends) if isinstance(depends, list) else (),
-        )
-
-
-@dataclass(frozen=True)
 class SkillDefinition:
     inputs: tuple[InputField, ...] = ()
-    steps: tuple[Step, ...] = ()
+    steps: tuple[SkillStep, ...] = ()
 
     def to_json(self) -> dict[str, JSON]:
         return {"inputs": [i.to_json() for i in self.inputs], "steps": [s.to_json() for s in self.steps]}
@@ -108,7 +87,9 @@ class SkillDefinition:
             inputs=tuple(InputField.from_json(i) for i in inputs if isinstance(i, dict))
             if isinstance(inputs, list)
             else (),
-            steps=tuple(Step.from_json(s) for s in steps if isinstance(s, dict)) if isinstance(steps, list) else (),
+            steps=tuple(SkillStep.from_json(s) for s in steps if isinstance(s, dict))
+            if isinstance(steps, list)
+            else (),
         )
 
     def input(self, name: str) -> InputField | None:
@@ -176,5 +157,5 @@ def _validate_allowed_values(item: InputField, path: str) -> list[FieldViolation
     return problems
 
 
-def _validate_steps(steps: Sequence[Step], prefix: str) -> list[FieldViolation]:
+def _validate_steps(steps: Sequence[SkillStep], prefix: str) -> list[FieldViolation]:
     return stepgraph.structure_problems(steps, prefix, STEP_RULES)

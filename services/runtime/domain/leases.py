@@ -1,25 +1,11 @@
-"""Lease rules: how long a lease may last, and who holds one (only the holder drives a task)."""
+"""Lease rules: who holds a task's lease (only the holder drives a task). How long a lease may
+last is the contract's (`nexus.contract.leases`), shared with workers."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from nexus.kit.errors import FailedPrecondition
-
-MIN_LEASE_S = 0.1
-MAX_LEASE_S = 3600.0
-DEFAULT_LEASE_S = 30.0
-MAX_CLAIM = 100
-MAX_CLAIM_AGENTS = 100
-
-
-def lease_seconds(requested: float) -> float | None:
-    """The lease length for a requested one (0 = default), or None when out of range."""
-    if requested == 0:
-        return DEFAULT_LEASE_S
-    if not MIN_LEASE_S <= requested <= MAX_LEASE_S:
-        return None
-    return requested
 
 
 @dataclass(frozen=True, slots=True)

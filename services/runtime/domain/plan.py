@@ -10,14 +10,14 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
-from enum import StrEnum
+from dataclasses import dataclass, replace
 from typing import Any
 
-from nexus.kit import stepgraph
+from nexus.contract import stepgraph
+from nexus.contract.stepgraph import MAX_STEP_TITLE, MAX_STEPS, check_text
+from nexus.contract.steps import SETTLED, PlanStep, StepStatus
 from nexus.kit.errors import FailedPrecondition, FieldViolation, InvalidArgument, NotFound
 from nexus.kit.protos import etag
-from nexus.kit.stepgraph import MAX_STEP_TITLE, MAX_STEPS, check_text
 from nexus.kit.validation import JSON, MAX_JSON_BYTES
 from services.runtime.domain.events import NewEvent, Role, Type
 
@@ -28,57 +28,14 @@ STEP_ID_HINT = "must be 1-64 characters of A-Z, a-z, 0-9, '_', '-', '.' or ':', 
 STEP_RULES = stepgraph.Rules(id_field="step_id", id_pattern=STEP_ID, id_hint=STEP_ID_HINT, whole="plan")
 
 
-class StepStatus(StrEnum):
-    PENDING = "pending"
-    RUNNING = "running"
-    DONE = "done"
-    FAILED = "failed"
-    SKIPPED = "skipped"
-
-
-SETTLED = frozenset({StepStatus.DONE, StepStatus.SKIPPED})
 # A step in one of these states needs its dependencies settled.
 NEEDS_DEPENDENCIES = frozenset({StepStatus.RUNNING, StepStatus.DONE})
 
 
 @dataclass(frozen=True, slots=True)
-class Step:
-    id: str
-    title: str
-    action: str
-    args: dict[str, JSON] = field(default_factory=dict)
-    depends_on: tuple[str, ...] = ()
-    status: str = StepStatus.PENDING
-    output: dict[str, JSON] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, JSON]:
-        return {
-            "id": self.id,
-            "title": self.title,
-            "action": self.action,
-            "args": self.args,
-            "depends_on": list(self.depends_on),
-            "status": str(self.status),
-            "output": self.output,
-        }
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Step:
-        return cls(
-            id=data["id"],
-            title=data.get("title", ""),
-            action=data["action"],
-            args=data.get("args") or {},
-            depends_on=tuple(data.get("depends_on") or ()),
-            status=data.get("status", StepStatus.PENDING),
-            output=data.get("output") or {},
-        )
-
-
-@dataclass(frozen=True, slots=True)
 class Plan:
     task_id: str
-    steps: tuple[Step, ...]
+    steps: tuple[PlanStep, ...]
     version: int  # 0: never written
     updated_at: Any = None
 
@@ -91,11 +48,11 @@ class Plan:
         return current_step_index(self.steps)
 
 
-def steps_json(steps: Sequence[Step]) -> list[JSON]:
+def steps_json(steps: Sequence[PlanStep]) -> list[JSON]:
     return [s.to_json() for s in steps]
 
 
-def validate(steps: Sequence[Step], prefix: str = "steps") -> list[FieldViolation]:
+def validate(steps: Sequence[PlanStep], prefix: str = "steps") -> list[FieldViolation]:
     """Every problem of a step list, one violation each: the step-graph rules skills follow too,
     step titles, the rule that running and done steps have settled dependencies, and the size."""
     problems = stepgraph.structure_problems(steps, prefix, STEP_RULES)
@@ -118,15 +75,15 @@ def validate(steps: Sequence[Step], prefix: str = "steps") -> list[FieldViolatio
     return problems
 
 
-def _settled(step: Step, by_id: dict[str, Step]) -> bool:
+def _settled(step: PlanStep, by_id: dict[str, PlanStep]) -> bool:
     return all(by_id[d].status in SETTLED for d in step.depends_on if d in by_id)
 
 
-def plan_bytes(steps: Sequence[Step]) -> int:
+def plan_bytes(steps: Sequence[PlanStep]) -> int:
     return len(json.dumps(steps_json(steps), ensure_ascii=False, separators=(",", ":")).encode("utf-8"))
 
 
-def current_step_index(steps: Sequence[Step]) -> int:
+def current_step_index(steps: Sequence[PlanStep]) -> int:
     """The first running step; else the first pending step whose dependencies are all done or
     skipped (the next to run); else the first failed step (what blocks the plan); else the
     number of steps (everything is settled; 0 for an empty plan)."""
@@ -143,7 +100,7 @@ def current_step_index(steps: Sequence[Step]) -> int:
     return len(steps)
 
 
-def update_step(plan: Plan, step_id: str, status: str, output: dict[str, JSON] | None) -> tuple[Step, Step]:
+def update_step(plan: Plan, step_id: str, status: str, output: dict[str, JSON] | None) -> tuple[PlanStep, PlanStep]:
     """The plan's step `step_id` before and after the change; the rules of `validate` hold after."""
     index = next((i for i, s in enumerate(plan.steps) if s.id == step_id), None)
     if index is None:
@@ -164,11 +121,11 @@ def update_step(plan: Plan, step_id: str, status: str, output: dict[str, JSON] |
     return before, after
 
 
-def replace_step(steps: Sequence[Step], after: Step) -> tuple[Step, ...]:
+def replace_step(steps: Sequence[PlanStep], after: PlanStep) -> tuple[PlanStep, ...]:
     return tuple(after if s.id == after.id else s for s in steps)
 
 
-def set_event(steps: Sequence[Step], version: int) -> NewEvent:
+def set_event(steps: Sequence[PlanStep], version: int) -> NewEvent:
     """The `plan` event of a whole new plan: an outline of every step (no args or outputs, so the
     event stays small; GetTaskPlan has them), the derived index and the plan's version."""
     return NewEvent(
@@ -194,7 +151,7 @@ def set_event(steps: Sequence[Step], version: int) -> NewEvent:
     )
 
 
-def step_event(steps: Sequence[Step], before: Step, after: Step, version: int) -> NewEvent:
+def step_event(steps: Sequence[PlanStep], before: PlanStep, after: PlanStep, version: int) -> NewEvent:
     """The `plan` event of one step's change."""
     return NewEvent(
         role=Role.SYSTEM,

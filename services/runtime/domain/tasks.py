@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from nexus.contract.steps import PlanStep
 from nexus.kit.errors import FailedPrecondition, NotFound
 from nexus.kit.protos import etag
 from services.runtime.domain import leases
-from services.runtime.domain.plan import Step
 from services.runtime.domain.states import TERMINAL
 
 MAX_TITLE_CHARS = 500
@@ -30,7 +30,7 @@ class NewTask:
     # Set for tasks a schedule fired.
     schedule_id: str | None = None
     # The first plan and context variables, written in the task's own transaction.
-    plan: tuple[Step, ...] = ()
+    plan: tuple[PlanStep, ...] = ()
     variables: dict[str, Any] = field(default_factory=dict)
 
 

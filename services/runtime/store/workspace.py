@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from nexus.contract.steps import PlanStep
 from nexus.kit.db import Database
 from nexus.kit.errors import Aborted, InvalidArgument
 from nexus.kit.validation import JSON
@@ -36,7 +37,7 @@ def _stale(what: str) -> Aborted:
 def _plan(task_id: str, row: Any) -> plans.Plan:
     if row is None:
         return plans.Plan(task_id, (), 0)
-    return plans.Plan(task_id, tuple(plans.Step.from_json(s) for s in row.steps), row.version, row.updated_at)
+    return plans.Plan(task_id, tuple(PlanStep.from_json(s) for s in row.steps), row.version, row.updated_at)
 
 
 def _context(task_id: str, row: Any) -> ctx.Context:
@@ -66,7 +67,7 @@ class WorkspaceStore:
             row = (await conn.execute(sa.select(task_plan).where(task_plan.c.task_id == task_id))).one_or_none()
         return _plan(task_id, row)
 
-    async def set_plan(self, actor: Actor, task_id: str, steps: Sequence[plans.Step], etag: str) -> plans.Plan:
+    async def set_plan(self, actor: Actor, task_id: str, steps: Sequence[PlanStep], etag: str) -> plans.Plan:
         async def write(conn: AsyncConnection, state: TaskState) -> tuple[plans.Plan, NewEvent]:
             writers.require_plan_writer(actor, state.lease)
             current = await self._current_plan(conn, task_id, etag)
@@ -88,7 +89,7 @@ class WorkspaceStore:
 
         return await self._tasks.locked_write(actor, task_id, write)
 
-    def seeder(self, steps: Sequence[plans.Step], variables: dict[str, JSON]) -> Seeder | None:
+    def seeder(self, steps: Sequence[PlanStep], variables: dict[str, JSON]) -> Seeder | None:
         """Writes a new task's first plan and variables (version 1) inside the transaction that
         creates the task, so no worker can claim the task before they exist."""
         if not steps and not variables:
@@ -119,9 +120,7 @@ class WorkspaceStore:
         return current
 
     @staticmethod
-    async def _save_plan(
-        conn: AsyncConnection, task_id: str, steps: tuple[plans.Step, ...], version: int
-    ) -> plans.Plan:
+    async def _save_plan(conn: AsyncConnection, task_id: str, steps: tuple[PlanStep, ...], version: int) -> plans.Plan:
         values = {
             "steps": plans.steps_json(steps),
             "current_step_index": plans.current_step_index(steps),

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from nexus.kit.stepgraph import MAX_STEP_TITLE
+from nexus.contract.stepgraph import MAX_STEP_TITLE
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import workspace_pb2
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import os
 import signal
 import subprocess
@@ -23,22 +22,16 @@ from typing import Any, TypeVar
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from launch.registry import OWNING, SERVICES
 from nexus.kit import config, migrations, postgres
 from nexus.kit.channels import open_channel
 from nexus.kit.config import Settings
-from nexus.kit.server import SERVICE_MODULES
+from nexus.kit.spec import ServiceSpec
 from nexus.kit.tokens import TokenSigner, ensure_signing_key
 from worker import health
 from worker import options as worker_options
 
 T = TypeVar("T")
-
-# Start order: each service may call the ones before it.
-PLATFORM_SERVICES = ("user", "ontology", "runtime", "gateway")
-# The worker drives tasks (runtime.worker) and reads the skill of a task that reaches it without a
-# plan, which may be its owner's private skill (ontology.read: reads every skill and team, writes
-# nothing).
-WORKER_SCOPES = ("runtime.worker", "ontology.read")
 
 
 def with_database(settings: Settings, run: Callable[[Settings], T]) -> T:
@@ -54,24 +47,22 @@ def with_database(settings: Settings, run: Callable[[Settings], T]) -> T:
         embedded.stop()
 
 
-def migrate(settings: Settings, service: str | None = None, *, downgrade_to: str | None = None) -> None:
-    postgres.bootstrap(settings)
-    for name in [service] if service else list(config.SCHEMAS):
+def migrate(settings: Settings, service: ServiceSpec | None = None, *, downgrade_to: str | None = None) -> None:
+    postgres.bootstrap(settings, OWNING)
+    for spec in [service] if service else OWNING:
         if downgrade_to:
-            migrations.downgrade(settings, name, downgrade_to)
+            migrations.downgrade(settings, spec, downgrade_to)
         else:
-            migrations.upgrade(settings, name)
+            migrations.upgrade(settings, spec)
 
 
 async def prepare_local(settings: Settings) -> None:
     """First-run set-up for a single machine: keys in the data dir, then each service's own
-    preparation (a service module may define `async def prepare_local(settings)`)."""
+    preparation (its spec's `prepare_local`)."""
     ensure_signing_key(settings.resolved_signing_keys_dir)
-    for name in PLATFORM_SERVICES:
-        module = importlib.import_module(SERVICE_MODULES[name])
-        prepare = getattr(module, "prepare_local", None)
-        if prepare is not None:
-            await prepare(settings)
+    for spec in SERVICES:
+        if spec.prepare_local is not None:
+            await spec.prepare_local(settings)
 
 
 @dataclass
@@ -89,7 +80,7 @@ def _spawn(name: str, args: list[str], settings: Settings) -> Child:
     env = {**os.environ, **config.to_env(settings)}
     with open(log_path, "ab") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "nexus", *args],
+            [sys.executable, "-m", "launch", *args],
             env=env,
             stdout=log_file,
             stderr=subprocess.STDOUT,
@@ -172,16 +163,18 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
     try:
         migrate(settings)
         await prepare_local(settings)
-        for name in PLATFORM_SERVICES:
-            child = _spawn(name, ["serve", name], settings)
+        for spec in SERVICES:
+            child = _spawn(spec.name, ["serve", spec.name], settings)
             children.append(child)
-            await _wait_serving(settings, child, settings.address(name))
+            await _wait_serving(settings, child, settings.address(spec.name))
         if with_worker:
             keys_dir = settings.resolved_signing_keys_dir
             signer = TokenSigner(
                 ensure_signing_key(keys_dir), issuer=settings.token_issuer, audience=settings.token_audience
             )
-            token = signer.mint("service:worker", kind="service", scopes=WORKER_SCOPES, ttl_s=30 * 24 * 3600)
+            token = signer.mint(
+                "service:worker", kind="service", scopes=worker_options.REQUIRED_SCOPES, ttl_s=30 * 24 * 3600
+            )
             worker = _spawn("worker", ["worker"], settings.with_overrides(service_token=token))
             children.append(worker)
             await _wait_working(worker, _heartbeat_path(settings))

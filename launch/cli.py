@@ -11,6 +11,7 @@ import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from launch import registry
 from nexus.kit import config, logs
 from nexus.kit.config import Settings
 
@@ -18,7 +19,7 @@ Command = Callable[[argparse.Namespace, Settings], int]
 
 
 def _settings(args: argparse.Namespace) -> Settings:
-    settings = config.from_env().with_overrides(
+    settings = config.from_env(services=registry.SERVICES).with_overrides(
         data_dir=args.data_dir, database_url=args.database_url, host=getattr(args, "host", None)
     )
     logs.configure(settings.log_level)
@@ -26,20 +27,21 @@ def _settings(args: argparse.Namespace) -> Settings:
 
 
 def cmd_up(args: argparse.Namespace, settings: Settings) -> int:
-    from nexus import platform
+    from launch import platform
 
     return asyncio.run(platform.up(settings, with_worker=not args.no_worker))
 
 
 def cmd_migrate(args: argparse.Namespace, settings: Settings) -> int:
-    from nexus import platform
+    from launch import platform
 
-    platform.with_database(settings, lambda s: platform.migrate(s, args.service, downgrade_to=args.downgrade))
+    only = registry.BY_NAME[args.service] if args.service else None
+    platform.with_database(settings, lambda s: platform.migrate(s, only, downgrade_to=args.downgrade))
     return 0
 
 
 def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
-    from nexus import platform
+    from launch import platform
 
     def run(s: Settings) -> None:
         platform.migrate(s)
@@ -51,11 +53,11 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
-    from nexus import platform
+    from launch import platform
     from nexus.kit.server import serve_forever
 
     def run(s: Settings) -> None:
-        asyncio.run(serve_forever(args.service, s, port=args.port))
+        asyncio.run(serve_forever(registry.BY_NAME[args.service], s, port=args.port))
 
     platform.with_database(settings, run)
     return 0
@@ -111,7 +113,7 @@ def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_health(args: argparse.Namespace, settings: Settings) -> int:
     """Exit 0 when the server at ADDRESS reports SERVING (container health checks use it)."""
-    from nexus.platform import check_health
+    from launch.platform import check_health
 
     status = asyncio.run(check_health(settings, args.address, args.service))
     print(status)
@@ -131,7 +133,7 @@ def cmd_keys_add_credential(args: argparse.Namespace, settings: Settings) -> int
 
 
 def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
-    from nexus import platform
+    from launch import platform
     from services.user import rotation
 
     def run(s: Settings) -> int:
@@ -147,7 +149,7 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
     import sqlalchemy.exc
 
-    from nexus import platform
+    from launch import platform
     from services.ontology import catalog
 
     try:
@@ -201,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.set_defaults(run=cmd_up)
 
     migrate = sub.add_parser("migrate", help="apply every service's migrations")
-    migrate.add_argument("--service", choices=list(config.SCHEMAS), help="only this service")
+    migrate.add_argument("--service", choices=[spec.name for spec in registry.OWNING], help="only this service")
     migrate.add_argument("--downgrade", metavar="REVISION", help="downgrade to REVISION (e.g. base) instead")
     migrate.set_defaults(run=cmd_migrate)
 
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     init.set_defaults(run=cmd_init)
 
     serve = sub.add_parser("serve", help="run one service in this process")
-    serve.add_argument("service", choices=list(config.SERVICE_NAMES))
+    serve.add_argument("service", choices=list(registry.BY_NAME))
     serve.add_argument("--port", type=int, help="listen port (default: the service's NEXUS_<SERVICE>_PORT)")
     serve.add_argument("--host", help="listen host (NEXUS_HOST, default 127.0.0.1)")
     serve.set_defaults(run=cmd_serve)

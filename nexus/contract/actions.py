@@ -1,4 +1,5 @@
-"""The step actions the reference worker executes: the contract between skills and the worker.
+"""The step actions the reference worker executes, and the template syntax of their args: the
+contract between skills and the worker.
 
 `catalog/ACTIONS.md` documents the same vocabulary for people. Skill validation does not restrict
 actions (the worker fails an unknown one at run time); the catalog is held to this list by a test
@@ -8,11 +9,11 @@ and by the loader, so everything shipped in the repository runs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 
+from nexus.contract.steps import SkillStep
 from nexus.kit.validation import JSON
-from services.ontology.domain.definition import SkillDefinition, Step
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ ACTIONS: Mapping[str, Action] = {
 TEMPLATE = re.compile(r"\{\{\s*([a-z]+)\.([A-Za-z0-9_]+)\s*\}\}")
 
 
-def step_problems(step: Step) -> list[str]:
+def step_problems(step: SkillStep) -> list[str]:
     """Why a step does not follow the worker's vocabulary (empty when it does)."""
     action = ACTIONS.get(step.action)
     if action is None:
@@ -80,13 +81,12 @@ def _strings(value: JSON) -> list[str]:
     return []
 
 
-def template_problems(definition: SkillDefinition) -> list[str]:
+def template_problems(inputs: Collection[str], steps: Sequence[SkillStep]) -> list[str]:
     """Templates that name an undeclared input, a variable no earlier step can have set, or an
     unknown namespace."""
-    inputs = {i.name for i in definition.inputs}
-    by_id = {s.id: s for s in definition.steps}
+    by_id = {s.id: s for s in steps}
     problems = []
-    for step in definition.steps:
+    for step in steps:
         known_vars = {_sets(by_id[d]) for d in _ancestors(step, by_id)} - {None}
         for text in _strings(step.args):
             for space, name in TEMPLATE.findall(text):
@@ -99,14 +99,14 @@ def template_problems(definition: SkillDefinition) -> list[str]:
     return problems
 
 
-def _sets(step: Step) -> str | None:
+def _sets(step: SkillStep) -> str | None:
     """The variable a step sets, if any."""
     key = {"set_variable": "name", "ask_user": "variable"}.get(step.action)
     value = step.args.get(key) if key else None
     return value if isinstance(value, str) else None
 
 
-def _ancestors(step: Step, by_id: Mapping[str, Step]) -> set[str]:
+def _ancestors(step: SkillStep, by_id: Mapping[str, SkillStep]) -> set[str]:
     seen: set[str] = set()
     todo = list(step.depends_on)
     while todo:

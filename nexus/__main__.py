@@ -1,3 +1,0 @@
-from nexus.cli import main
-
-main()

@@ -1,0 +1,28 @@
+"""The Runtime service as the platform sees it: its name, port, schema and migrations, and how to build it.
+Light on purpose: the service's own modules load only in a process that builds or prepares it."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from migrations import history
+from nexus.kit.spec import ServiceSpec
+
+if TYPE_CHECKING:
+    from nexus.kit.server import Resources, ServiceDefinition
+
+
+async def build(resources: Resources) -> ServiceDefinition:
+    from services.runtime.app import build
+
+    return await build(resources)
+
+
+SPEC = ServiceSpec(
+    name="runtime",
+    default_port=50053,
+    build=build,
+    schema="runtime",
+    extensions=("pg_trgm",),
+    migrations=history("runtime"),
+)
