@@ -31,6 +31,7 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	cd protos && ../$(BIN)/buf lint
 
 # Re-pin the whole dependency tree after editing pyproject.toml.

@@ -147,9 +147,8 @@ def cmd_keys_rotate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
-    import sqlalchemy.exc
-
     from launch import platform
+    from nexus.kit.errors import from_database
     from services.ontology import catalog
 
     try:
@@ -159,9 +158,11 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
         for problem in err.problems:
             print(f"  {problem}", file=sys.stderr)
         return 2
-    except sqlalchemy.exc.DBAPIError as err:
-        reason = str(err.orig).strip().splitlines()[0] if err.orig else type(err).__name__
-        print(f"nexus: cannot load the catalog ({reason}); has `nexus migrate` run?", file=sys.stderr)
+    except Exception as err:
+        failure = from_database(err)
+        if failure is None:
+            raise
+        print(f"nexus: cannot load the catalog ({failure.reason}: {failure}); has `nexus migrate` run?", file=sys.stderr)
         return 1
     print(f"catalog: {catalog.describe(changes)}")
     return 0

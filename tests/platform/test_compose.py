@@ -101,4 +101,6 @@ def test_dockerfile_installs_the_pinned_runtime_and_runs_nexus() -> None:
     assert "FROM python:3.11" in dockerfile
     assert "pip install -r requirements.lock" in dockerfile
     assert 'ENTRYPOINT ["nexus"]' in dockerfile
+    # The image runs the installed wheel, never the source tree (tests/platform/test_wheel.py).
+    assert "pip wheel" in dockerfile and "-e ." not in dockerfile
     assert "USER nexus" in dockerfile
