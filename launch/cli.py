@@ -162,7 +162,8 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
         failure = from_database(err)
         if failure is None:
             raise
-        print(f"nexus: cannot load the catalog ({failure.reason}: {failure}); has `nexus migrate` run?", file=sys.stderr)
+        why = f"{failure.reason}: {failure}"
+        print(f"nexus: cannot load the catalog ({why}); has `nexus migrate` run?", file=sys.stderr)
         return 1
     print(f"catalog: {catalog.describe(changes)}")
     return 0
