@@ -30,7 +30,7 @@ from nexus.kit.errors import (
 )
 from nexus.kit.protos import etag as kit_etag
 from nexus.kit.validation import JSON
-from services.ontology.domain import access, command_line, snapshot
+from services.ontology.domain import access, capabilities, command_line, snapshot
 from services.ontology.domain.access import Viewer
 from services.ontology.domain.definition import SkillDefinition
 from services.ontology.domain.models import (
@@ -351,7 +351,7 @@ class OntologyStore:
                     sa.select(command_t).where(command_t.c.agent_id == agent_id, command_t.c.owner_user_id.is_(None))
                 )
             ).all()
-            snap = snapshot.build([_skill(r) for r in skills], [_command(r) for r in commands])
+            snap = capabilities.build([_skill(r) for r in skills], [_command(r) for r in commands])
             await conn.execute(
                 agent_t.update()
                 .where(agent_t.c.id == agent_id)

@@ -1,22 +1,17 @@
 """An agent's capabilities snapshot: what everyone can use the agent for.
 
-Everyone reads agents, so the snapshot holds only what everyone may see: system skills, public
-user skills, and system commands. Private user skills and every user command stay out; a user
-sees their own through ListSkills and ListCommands.
+The snapshot's shape and stored form; which skills and commands go into it is
+`capabilities.py`'s rule.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from nexus.kit.validation import JSON
 from services.ontology.domain.definition import InputField
-
-if TYPE_CHECKING:
-    from services.ontology.domain.models import Command, Skill
 
 
 @dataclass(frozen=True)
@@ -83,27 +78,3 @@ class Snapshot:
             ),
             compute_time=compute_time,
         )
-
-
-def skill_in_snapshot(skill: Skill) -> bool:
-    return skill.created_by_user_id is None or skill.is_public
-
-
-def command_in_snapshot(command: Command) -> bool:
-    return command.owner_user_id is None
-
-
-def build(skills: Iterable[Skill], commands: Iterable[Command]) -> Snapshot:
-    """The snapshot of one agent's skills and commands (any others are left out)."""
-    return Snapshot(
-        skills=tuple(
-            SkillCapability(s.id, s.name, s.description, s.definition.inputs)
-            for s in sorted(skills, key=lambda s: s.id)
-            if skill_in_snapshot(s)
-        ),
-        commands=tuple(
-            CommandCapability(c.trigger, c.target_skill_id, c.description)
-            for c in sorted(commands, key=lambda c: c.trigger)
-            if command_in_snapshot(c)
-        ),
-    )
