@@ -13,9 +13,31 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nexus.kit.spec import ServiceSpec
-
 MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServiceLayout:
+    """What configuration, bootstrap and migrations need to know of a service. A service's full
+    description, with how to build it, is `nexus.kit.server.ServiceSpec`, which extends this."""
+
+    # The service's name in settings, environment variables (`NEXUS_<NAME>_PORT`) and logs.
+    name: str
+    default_port: int
+    # The one schema the service owns, or None for a service without a database (the gateway).
+    schema: str | None = None
+    # Extensions the admin creates into the schema (the service's role cannot).
+    extensions: tuple[str, ...] = ()
+    # The service's Alembic history (script location); required with a schema.
+    migrations: Path | None = None
+
+    def __post_init__(self) -> None:
+        if (self.schema is None) != (self.migrations is None):
+            raise ValueError(f"service {self.name!r}: a schema and a migration history go together")
+
+    @property
+    def env_name(self) -> str:
+        return self.name.upper()
 
 
 class ConfigError(Exception):
@@ -112,7 +134,7 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw) if raw else None
 
 
-def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[ServiceSpec] = ()) -> Settings:
+def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[ServiceLayout] = ()) -> Settings:
     """Reads every `NEXUS_*` variable, the per-service ones for `services`; unset ones keep their
     defaults."""
     env = os.environ if env is None else env

@@ -10,12 +10,11 @@ from alembic.config import Config
 from sqlalchemy import create_engine
 from sqlalchemy.pool import NullPool
 
-from nexus.kit.config import Settings
+from nexus.kit.config import ServiceLayout, Settings
 from nexus.kit.postgres import service_url
-from nexus.kit.spec import ServiceSpec
 
 
-def alembic_config(settings: Settings, spec: ServiceSpec) -> Config:
+def alembic_config(settings: Settings, spec: ServiceLayout) -> Config:
     if spec.migrations is None or spec.schema is None:
         raise ValueError(f"service {spec.name!r} owns no schema and has no migrations")
     config = Config()
@@ -26,15 +25,15 @@ def alembic_config(settings: Settings, spec: ServiceSpec) -> Config:
     return config
 
 
-def upgrade(settings: Settings, spec: ServiceSpec, revision: str = "head") -> None:
+def upgrade(settings: Settings, spec: ServiceLayout, revision: str = "head") -> None:
     command.upgrade(alembic_config(settings, spec), revision)
 
 
-def downgrade(settings: Settings, spec: ServiceSpec, revision: str = "base") -> None:
+def downgrade(settings: Settings, spec: ServiceLayout, revision: str = "base") -> None:
     command.downgrade(alembic_config(settings, spec), revision)
 
 
-def upgrade_all(settings: Settings, services: Iterable[ServiceSpec]) -> None:
+def upgrade_all(settings: Settings, services: Iterable[ServiceLayout]) -> None:
     for spec in services:
         if spec.schema:
             upgrade(settings, spec)

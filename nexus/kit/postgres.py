@@ -12,8 +12,7 @@ import psycopg
 from psycopg import sql
 from sqlalchemy.engine import URL, make_url
 
-from nexus.kit.config import Settings
-from nexus.kit.spec import ServiceSpec
+from nexus.kit.config import ServiceLayout, Settings
 
 log = logging.getLogger("nexus.postgres")
 
@@ -91,11 +90,11 @@ def role_password(settings: Settings, service: str) -> str | None:
     return settings.db_role_password
 
 
-def _owning(services: Iterable[ServiceSpec]) -> list[ServiceSpec]:
+def _owning(services: Iterable[ServiceLayout]) -> list[ServiceLayout]:
     return [spec for spec in services if spec.schema]
 
 
-def bootstrap(settings: Settings, services: Iterable[ServiceSpec]) -> None:
+def bootstrap(settings: Settings, services: Iterable[ServiceLayout]) -> None:
     """Idempotently creates the database, and per service that owns a schema a role, the schema
     owned by that role, and the extensions it needs. The admin keeps no grants to give away:
     nothing is granted to PUBLIC, so one service's role cannot read another's schema."""
@@ -147,7 +146,7 @@ def bootstrap(settings: Settings, services: Iterable[ServiceSpec]) -> None:
     log.info("bootstrapped database %s", settings.database_name)
 
 
-def drop(settings: Settings, services: Iterable[ServiceSpec]) -> None:
+def drop(settings: Settings, services: Iterable[ServiceLayout]) -> None:
     """Removes the database and the roles (tests use it to clean up after themselves)."""
     admin = make_url(admin_url(settings))
     with psycopg.connect(_libpq(admin), autocommit=True) as conn:

@@ -1,9 +1,9 @@
 """Server bootstrap shared by every Nexus service (DESIGN §2).
 
-A service's spec (`nexus.kit.spec.ServiceSpec`) names its `build(resources) -> ServiceDefinition`.
-The kit adds everything else: the interceptor chain, health, reflection, keepalive and size limits, TLS
-when configured, and graceful shutdown (NOT_SERVING, streams told to resume elsewhere, in-flight
-calls given a grace period).
+A service describes itself with a `ServiceSpec` (its `spec.py`), which names its
+`build(resources) -> ServiceDefinition`. The kit adds everything else: the interceptor chain,
+health, reflection, keepalive and size limits, TLS when configured, and graceful shutdown
+(NOT_SERVING, streams told to resume elsewhere, in-flight calls given a grace period).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -28,7 +29,6 @@ from nexus.kit.interceptors import (
     RequestLogInterceptor,
     StreamDrainInterceptor,
 )
-from nexus.kit.spec import ServiceSpec
 from nexus.kit.tokens import FetchedKeySet, KeySet, LocalKeySet, TokenVerifier
 
 log = logging.getLogger("nexus.server")
@@ -94,6 +94,13 @@ class Resources:
         self._databases.clear()
 
 
+class Servable(Protocol):
+    """What the kit needs to serve a service; a `nexus.kit.spec.ServiceSpec` is one."""
+
+    @property
+    def build(self) -> Callable[[Resources], Awaitable[ServiceDefinition]]: ...
+
+
 class NexusServer:
     def __init__(self, definition: ServiceDefinition, resources: Resources) -> None:
         self.definition = definition
@@ -157,13 +164,13 @@ class NexusServer:
         log.info("stopped", extra={"fields": {"service": self.definition.name}})
 
 
-async def build(spec: ServiceSpec, resources: Resources) -> NexusServer:
+async def build(spec: Servable, resources: Resources) -> NexusServer:
     return NexusServer(await spec.build(resources), resources)
 
 
 @asynccontextmanager
 async def running(
-    spec: ServiceSpec, settings: Settings, *, port: int = 0, verifier: TokenVerifier | None = None
+    spec: Servable, settings: Settings, *, port: int = 0, verifier: TokenVerifier | None = None
 ) -> AsyncIterator[NexusServer]:
     """A started server for the duration of the block (tests use port 0: any free port)."""
     server = await build(spec, Resources(settings, verifier))
@@ -174,11 +181,11 @@ async def running(
         await server.stop(grace=1.0)
 
 
-async def serve_forever(spec: ServiceSpec, settings: Settings, *, port: int | None = None) -> None:
+async def serve_forever(spec: Servable, settings: Settings, *, port: int | None = None) -> None:
     """`nexus serve <name>`: runs until SIGINT or SIGTERM, then shuts down gracefully."""
     server = await build(spec, Resources(settings))
     await server.start(port)
-    print(f"{spec.name} serving on {server.address}", flush=True)
+    print(f"{server.definition.name} serving on {server.address}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

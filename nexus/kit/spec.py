@@ -1,46 +1,31 @@
-"""What a service tells the kit about itself.
+"""What a service tells the platform about itself.
 
-Each service package exports one `ServiceSpec` (in its `spec.py`); the composition root lists
-them (`launch/registry.py`). The kit takes specs and names no service: configuration reads each
+Each service package exports one `ServiceSpec` (its `spec.py`); the composition root lists them
+(`launch/registry.py`). The kit takes specs and names no service: configuration reads each
 spec's port, bootstrap creates each owned schema with its extensions, migrations run each
-history, and the server builds what `build` returns.
+history (all three need only the `ServiceLayout` part), and the server builds what `build`
+returns.
 
-A spec module stays light: `build` and `prepare_local` import the service's own modules when they
-are called, so a command that only needs names and ports (`nexus health`, `nexus token mint`)
-does not load every service.
+A spec module stays light: `build` and `prepare_local` import the service's own modules when
+called, so a command that needs only names and ports (`nexus health`, `nexus token mint`) does not
+load every service, nor the server machinery.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
+
+from nexus.kit.config import ServiceLayout
 
 if TYPE_CHECKING:
     from nexus.kit.config import Settings
     from nexus.kit.server import Resources, ServiceDefinition
 
 
-@dataclass(frozen=True)
-class ServiceSpec:
-    # The service's name in settings, environment variables (`NEXUS_<NAME>_PORT`) and logs.
-    name: str
-    default_port: int
+@dataclass(frozen=True, kw_only=True)
+class ServiceSpec(ServiceLayout):
     build: Callable[[Resources], Awaitable[ServiceDefinition]]
-    # The one schema the service owns, or None for a service without a database (the gateway).
-    schema: str | None = None
-    # Extensions the admin creates into the schema (the service's role cannot).
-    extensions: tuple[str, ...] = ()
-    # The service's Alembic history (script location); required with a schema.
-    migrations: Path | None = None
     # First-run set-up on a single machine (`nexus up`, `nexus init`), after migrations.
     prepare_local: Callable[[Settings], Awaitable[None]] | None = None
-
-    def __post_init__(self) -> None:
-        if (self.schema is None) != (self.migrations is None):
-            raise ValueError(f"service {self.name!r}: a schema and a migration history go together")
-
-    @property
-    def env_name(self) -> str:
-        return self.name.upper()

@@ -1,5 +1,5 @@
-"""The Ontology service as the platform sees it: its name, port, schema and migrations, and how to build it.
-Light on purpose: the service's own modules load only in a process that builds or prepares it."""
+"""The Ontology service as the platform sees it: its name, port, schema and migrations, and how to
+build it. Light on purpose: its own modules load only in a process that builds or prepares it."""
 
 from __future__ import annotations
 
