@@ -6,6 +6,7 @@ from __future__ import annotations
 import grpc
 
 from nexus.kit.config import Settings
+from nexus.kit.ratelimit import ClientAddresses
 from nexus.kit.server import Resources, ServiceDefinition
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user import keys
@@ -38,6 +39,7 @@ async def build(resources: Resources) -> ServiceDefinition:
         credential_keys,
         signing,
         AgentDirectory(resources),
+        ClientAddresses(settings.trusted_relays),
     )
 
     def register(server: grpc.aio.Server) -> None:

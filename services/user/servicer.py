@@ -10,6 +10,7 @@ from google.protobuf import empty_pb2
 from nexus.kit import paging
 from nexus.kit.auth import caller
 from nexus.kit.errors import FailedPrecondition, NotFound
+from nexus.kit.ratelimit import ClientAddresses
 from nexus.kit.validation import JSON
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user import convert
@@ -37,23 +38,25 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         credential_keys: CredentialKeys,
         signing: SigningKeys,
         agents: AgentDirectory,
+        clients: ClientAddresses,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.keys = credential_keys
         self.signing = signing
         self.agents = agents
+        self.clients = clients
 
     # -- authentication ------------------------------------------------------------------------
 
     async def SignUp(self, request: user_pb2.SignUpRequest, context: Context) -> user_pb2.SignUpResponse:
         new = convert.sign_up(request)
-        record, issued = await self.accounts.sign_up(new.email, new.password, new.nickname)
+        record, issued = await self.accounts.sign_up(new.email, new.password, new.nickname, self.clients.of(context))
         return user_pb2.SignUpResponse(user=convert.user(record), tokens=_tokens(issued))
 
     async def SignIn(self, request: user_pb2.SignInRequest, context: Context) -> user_pb2.AuthTokens:
         email, password = convert.sign_in(request)
-        return _tokens(await self.accounts.sign_in(email, password))
+        return _tokens(await self.accounts.sign_in(email, password, self.clients.of(context)))
 
     async def Refresh(self, request: user_pb2.RefreshRequest, context: Context) -> user_pb2.AuthTokens:
         return _tokens(await self.accounts.refresh(convert.refresh_token(request.refresh_token)))
