@@ -72,18 +72,21 @@ class Accounts:
         )
         if result is None:
             raise sessions.reused_refresh_token()
-        user_id, expires_at = result
-        return self._tokens(user_id, IssuedRefresh(following, expires_at))
+        user_id, family_id, expires_at = result
+        return self._tokens(user_id, IssuedRefresh(following, expires_at, family_id))
 
     async def sign_out(self, token: str) -> None:
         await self.store.sign_out(sessions.token_hash(token))
 
     async def _start(self, user_id: str) -> IssuedTokens:
         token = sessions.new_refresh_token()
-        expires_at = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
-        return self._tokens(user_id, IssuedRefresh(token, expires_at))
+        family_id, expires_at = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
+        return self._tokens(user_id, IssuedRefresh(token, expires_at, family_id))
 
     def _tokens(self, user_id: str, refresh: IssuedRefresh) -> IssuedTokens:
-        access = self.signing.signer.mint(user_id, kind="user", scopes=(), ttl_s=self.access_ttl_s)
+        # `sid` ties the access token to its sign-in, so ending the sign-in revokes it everywhere.
+        access = self.signing.signer.mint(
+            user_id, kind="user", scopes=(), ttl_s=self.access_ttl_s, extra={"sid": refresh.family_id}
+        )
         expires = jwt.decode(access, options={"verify_signature": False})["exp"]
         return IssuedTokens(user_id, access, datetime.fromtimestamp(expires, UTC), refresh)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -21,6 +22,7 @@ from services.user.domain.connections import revealable
 from services.user.domain.envelope import RowBinding, Sealed
 from services.user.domain.records import ConnectionRecord, IssuedTokens, StoredCredentials
 from services.user.keys import CredentialKeys, SigningKeys
+from services.user.revocations import RevocationFeed
 from services.user.store import Sealer, UserStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -39,6 +41,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         signing: SigningKeys,
         agents: AgentDirectory,
         clients: ClientAddresses,
+        revocations: RevocationFeed,
     ) -> None:
         self.store = store
         self.accounts = accounts
@@ -46,6 +49,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         self.signing = signing
         self.agents = agents
         self.clients = clients
+        self.revocations = revocations
 
     # -- authentication ------------------------------------------------------------------------
 
@@ -64,6 +68,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     async def SignOut(self, request: user_pb2.SignOutRequest, context: Context) -> empty_pb2.Empty:
         await self.accounts.sign_out(convert.refresh_token(request.refresh_token))
         return empty_pb2.Empty()
+
+    async def WatchRevocations(
+        self, request: user_pb2.WatchRevocationsRequest, context: Context
+    ) -> AsyncIterator[user_pb2.WatchRevocationsResponse]:
+        cursor = convert.revocation_cursor(request.after_seq)
+        async for batch in self.revocations.follow(cursor):
+            cursor = batch[-1].seq if batch else cursor
+            yield convert.revocations(batch, cursor)
 
     async def GetKeySet(self, request: user_pb2.GetKeySetRequest, context: Context) -> user_pb2.GetKeySetResponse:
         keys = await self.signing.published()

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Callable
-from typing import TYPE_CHECKING
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 
@@ -22,13 +22,15 @@ from tests.loopbacks import on_both_loopbacks
 if TYPE_CHECKING:
     from nexus.gateway.v1.gateway_pb2_grpc import GatewayServiceAsyncStub as Stub
 
+T = TypeVar("T")
 DEFAULTS = Settings()
 FLOOD = 800
 
 
-async def outcome(call: object) -> grpc.aio.AioRpcError | object:
+async def outcome(call: Awaitable[T]) -> T | grpc.aio.AioRpcError:
+    """The reply, or the error the call failed with."""
     try:
-        return await call  # type: ignore[misc]
+        return await call
     except grpc.aio.AioRpcError as err:
         return err
 
@@ -38,7 +40,7 @@ async def flood_while_signing_in(flooder: Stub, here: Stub, email: str) -> list[
     the real user signs in from `here`, which must succeed. Returns the flood's errors."""
     first_answered = asyncio.Event()
 
-    async def wrong_guess(i: int) -> grpc.aio.AioRpcError | object:
+    async def wrong_guess(i: int) -> object:
         guess = pb.SignInRequest(email=f"{unique('victim')}-{i}@example.com", password="wrong password 1")
         try:
             return await outcome(flooder.SignIn(guess))

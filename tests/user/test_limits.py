@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import uuid
-from collections.abc import AsyncIterator, Callable
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
 
 import grpc
 import pytest
@@ -23,6 +23,7 @@ from tests.user.conftest import PASSWORD
 if TYPE_CHECKING:
     from nexus.user.v1.user_pb2_grpc import UserServiceAsyncStub
 
+T = TypeVar("T")
 DEFAULTS = Settings()
 FLOOD = 800
 
@@ -51,9 +52,10 @@ def fresh_email() -> str:
     return f"limits-{uuid.uuid4().hex[:12]}@example.com"
 
 
-async def outcome(call: object) -> grpc.aio.AioRpcError | object:
+async def outcome(call: Awaitable[T]) -> T | grpc.aio.AioRpcError:
+    """The reply, or the error the call failed with."""
     try:
-        return await call  # type: ignore[misc]
+        return await call
     except grpc.aio.AioRpcError as err:
         return err
 
@@ -67,7 +69,7 @@ async def test_a_flood_of_wrong_passwords_from_one_address_does_not_lock_out_a_s
 
     first_answered = asyncio.Event()
 
-    async def wrong_guess(i: int) -> grpc.aio.AioRpcError | object:
+    async def wrong_guess(i: int) -> object:
         # A different account each time: only the per-address limit can stop this flood.
         guess = user_pb2.SignInRequest(email=f"victim-{i}@example.com", password="wrong password 1")
         try:
@@ -101,7 +103,7 @@ async def test_a_client_address_in_metadata_is_ignored_from_a_peer_that_is_no_tr
 ) -> None:
     _, flooder = stubs(limited, open_channel)
 
-    async def spoofed(i: int) -> grpc.aio.AioRpcError | object:
+    async def spoofed(i: int) -> object:
         guess = user_pb2.SignInRequest(email=f"spoof-{i}@example.com", password="wrong password 1")
         return await outcome(flooder.SignIn(guess, metadata=((CLIENT_ADDRESS_KEY, f"203.0.113.{i % 250}"),)))
 
@@ -152,7 +154,9 @@ async def test_sign_up_is_limited_per_address_so_taken_emails_cannot_be_listed_q
         here, prober = stubs(servers, open_channel)
         taken = fresh_email()
         await here.SignUp(user_pb2.SignUpRequest(email=taken, password=PASSWORD))
-        probes = [await outcome(prober.SignUp(user_pb2.SignUpRequest(email=taken, password=PASSWORD))) for _ in range(3)]
+        probes = [
+            await outcome(prober.SignUp(user_pb2.SignUpRequest(email=taken, password=PASSWORD))) for _ in range(3)
+        ]
         assert [p.code() for p in probes if isinstance(p, grpc.aio.AioRpcError)] == [grpc.StatusCode.ALREADY_EXISTS] * 3
         refused = await outcome(prober.SignUp(user_pb2.SignUpRequest(email=fresh_email(), password=PASSWORD)))
         assert isinstance(refused, grpc.aio.AioRpcError) and refused.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
