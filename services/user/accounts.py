@@ -80,7 +80,11 @@ class Accounts:
 
     async def _start(self, user_id: str) -> IssuedTokens:
         token = sessions.new_refresh_token()
-        family_id, expires_at = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
+        started = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
+        if started is None:
+            # Deactivated while the password was being checked.
+            raise sessions.user_deactivated()
+        family_id, expires_at = started
         return self._tokens(user_id, IssuedRefresh(token, expires_at, family_id))
 
     def _tokens(self, user_id: str, refresh: IssuedRefresh) -> IssuedTokens:

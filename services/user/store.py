@@ -314,10 +314,17 @@ class UserStore:
 
     # -- refresh tokens ------------------------------------------------------------------------
 
-    async def start_family(self, user_id: str, token_hash: bytes, ttl_s: int) -> tuple[str, datetime]:
+    async def start_family(self, user_id: str, token_hash: bytes, ttl_s: int) -> tuple[str, datetime] | None:
         """A new sign-in with its first refresh token; returns the family id and the token's
-        expiry."""
+        expiry, or None when the user is not active (any more)."""
         async with self.db.transaction() as conn:
+            # Locked against a concurrent deactivation: either it commits first and this sees
+            # it, or it waits and then revokes this family with the others.
+            active = (
+                await conn.execute(sa.select(user.c.is_active).where(user.c.id == user_id).with_for_update(read=True))
+            ).scalar_one_or_none()
+            if not active:
+                return None
             family_id = str(uuid.uuid4())
             await conn.execute(refresh_family.insert().values(id=family_id, user_id=user_id))
             return family_id, await self._issue(conn, family_id, token_hash, ttl_s)

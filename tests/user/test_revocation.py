@@ -161,3 +161,32 @@ def test_the_local_set_forgets_revocations_once_their_tokens_have_expired() -> N
     now[0] = 1011.0
     revoked.prune()
     assert b"a" * 32 not in revoked and b"b" * 32 in revoked
+
+
+async def test_a_sign_in_that_races_a_deactivation_gets_no_tokens(
+    stub: UserServiceAsyncStub, sign_up: SignUp, settings: Settings
+) -> None:
+    """The password check takes a while; a deactivation committed meanwhile must not be followed
+    by a fresh sign-in (its tokens would be issued after the revocations were published)."""
+    account = await sign_up()
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
+        " AND application_name = 'nexus-user' AND wait_event_type = 'Lock'"
+    )
+    with db(settings) as watcher, db(settings) as deactivation:
+        deactivation.autocommit = False
+        # The deactivation holds the account's row while the sign-in runs.
+        deactivation.execute("SELECT 1 FROM users.user WHERE id = %s FOR UPDATE", [account.user_id])
+        sign_in = asyncio.ensure_future(
+            stub.SignIn(user_pb2.SignInRequest(email=account.email, password=account.password))
+        )
+        deadline = time.monotonic() + 10
+        while not sign_in.done() and watcher.execute(waiting).fetchone() == (0,):
+            assert time.monotonic() < deadline, "the sign-in neither finished nor waited for the account"
+            await asyncio.sleep(0.02)
+        deactivation.execute(
+            "UPDATE users.user SET is_active = false, deactivated_at = now() WHERE id = %s", [account.user_id]
+        )
+        deactivation.commit()
+    failure = await rpc_error(sign_in)
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "USER_DEACTIVATED")
