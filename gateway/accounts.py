@@ -3,10 +3,14 @@ the user service without a token) and GetMe (three concurrent reads as the calle
 
 from __future__ import annotations
 
+from typing import Any
+
 from google.protobuf import empty_pb2
 
 from gateway.downstream import Peers, Scope, together
 from nexus.gateway.v1 import gateway_pb2 as pb
+from nexus.kit.config import Settings
+from nexus.kit.ratelimit import AttemptLimiter, ClientAddresses
 from nexus.user.v1 import user_pb2
 
 # GetMe returns one page of settings: a user keeps a handful, and the user service's maximum page
@@ -14,14 +18,37 @@ from nexus.user.v1 import user_pb2
 MAX_SETTINGS = 1000
 
 
-async def sign_up(peers: Peers, scope: Scope, request: pb.SignUpRequest) -> user_pb2.SignUpResponse:
+class EdgeLimits:
+    """The gateway is where clients arrive, so it limits sign-in and sign-up attempts per client
+    address before any downstream call; a flood from one client never reaches the user service.
+    Per account is the user service's limit, which covers every caller. The gateway's peers
+    are the clients themselves: no forwarded address is believed here."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.sign_up = AttemptLimiter(settings)
+        self.sign_in = AttemptLimiter(settings)
+        self._clients = ClientAddresses(())
+
+    def client(self, context: Any) -> str | None:
+        return self._clients.of(context)
+
+
+async def sign_up(
+    peers: Peers, scope: Scope, limits: EdgeLimits, client: str | None, request: pb.SignUpRequest
+) -> user_pb2.SignUpResponse:
+    limits.sign_up.admit(address=client, account=None)
     downstream = user_pb2.SignUpRequest(email=request.email, password=request.password, nickname=request.nickname)
     return await peers.user.SignUp(downstream, metadata=scope.metadata, timeout=scope.timeout)
 
 
-async def sign_in(peers: Peers, scope: Scope, request: pb.SignInRequest) -> user_pb2.AuthTokens:
+async def sign_in(
+    peers: Peers, scope: Scope, limits: EdgeLimits, client: str | None, request: pb.SignInRequest
+) -> user_pb2.AuthTokens:
+    admission = limits.sign_in.admit(address=client, account=None)
     downstream = user_pb2.SignInRequest(email=request.email, password=request.password)
-    return await peers.user.SignIn(downstream, metadata=scope.metadata, timeout=scope.timeout)
+    tokens = await peers.user.SignIn(downstream, metadata=scope.metadata, timeout=scope.timeout)
+    admission.refund()  # as the user service does: successes do not use up a client's attempts
+    return tokens
 
 
 async def refresh(peers: Peers, scope: Scope, refresh_token: str) -> user_pb2.AuthTokens:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import grpc
 
+from gateway.accounts import EdgeLimits
 from gateway.downstream import Peers
 from gateway.servicer import GatewayServicer
 from nexus.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -17,7 +18,7 @@ PUBLIC_METHODS = tuple(f"/{SERVICE_NAME}/{name}" for name in ("SignUp", "SignIn"
 
 
 async def build(resources: Resources) -> ServiceDefinition:
-    servicer = GatewayServicer(Peers.connect(resources))
+    servicer = GatewayServicer(Peers.connect(resources), EdgeLimits(resources.settings))
 
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)

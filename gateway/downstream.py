@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from nexus.kit.auth import forwarded_metadata
+from nexus.kit.ratelimit import forwarded_address
 from nexus.kit.server import Resources
 from nexus.ontology.v1 import ontology_pb2_grpc
 from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2_grpc, workspace_pb2_grpc
@@ -50,10 +51,12 @@ class Scope:
 
     @classmethod
     def of(cls, context: Any, *, public: bool = False) -> Scope:
-        """The scope of the current call; public methods call downstream without a token."""
+        """The scope of the current call. Public methods (sign-in…) call downstream without a
+        token, naming the client's address instead: the user service limits attempts per client,
+        and believes the address only from a trusted relay (NEXUS_TRUSTED_RELAYS)."""
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
-        return cls(() if public else forwarded_metadata(), deadline)
+        return cls(forwarded_address(context) if public else forwarded_metadata(), deadline)
 
     def _remaining(self) -> float | None:
         return None if self.deadline is None else self.deadline - time.monotonic()

@@ -20,18 +20,21 @@ Context = Any
 
 
 class GatewayServicer(pb_grpc.GatewayServiceServicer):
-    def __init__(self, peers: Peers) -> None:
+    def __init__(self, peers: Peers, limits: accounts.EdgeLimits) -> None:
         self._peers = peers
+        self._limits = limits
 
     # -- accounts (public) ----------------------------------------------------------------------
 
     async def SignUp(self, request: pb.SignUpRequest, context: Context) -> user_pb2.SignUpResponse:
         convert.sign_up(request)
-        return await accounts.sign_up(self._peers, Scope.of(context, public=True), request)
+        scope, client = Scope.of(context, public=True), self._limits.client(context)
+        return await accounts.sign_up(self._peers, scope, self._limits, client, request)
 
     async def SignIn(self, request: pb.SignInRequest, context: Context) -> user_pb2.AuthTokens:
         convert.sign_in(request)
-        return await accounts.sign_in(self._peers, Scope.of(context, public=True), request)
+        scope, client = Scope.of(context, public=True), self._limits.client(context)
+        return await accounts.sign_in(self._peers, scope, self._limits, client, request)
 
     async def Refresh(self, request: pb.RefreshRequest, context: Context) -> user_pb2.AuthTokens:
         token = convert.refresh_token(request.refresh_token)

@@ -8,6 +8,7 @@ database URLs) are read for the services the caller names by their specs; the ki
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -79,6 +80,20 @@ class Settings:
     # How often each runtime replica looks for due schedules (cron has minute resolution).
     scheduler_poll_s: float = 1.0
     log_level: str = "INFO"
+    # -- sign-in limits and revocations (services/user README, "Limits" and "Revocation") --------
+    # Token buckets in front of password hashing, for SignIn and for SignUp each: per client
+    # address and per account (email). `burst` attempts at once, refilled at `per_minute`.
+    auth_address_burst: int = 20
+    auth_address_per_minute: float = 30.0
+    auth_account_burst: int = 10
+    auth_account_per_minute: float = 6.0
+    # Buckets kept per limit; past it the least recently used is forgotten (bounded memory).
+    auth_limiter_keys: int = 50_000
+    # Peers (IPs or CIDRs) that relay clients' sign-ins, i.e. the gateways: their own traffic is
+    # not one "address", and only their `x-nexus-client-address` metadata is believed.
+    trusted_relays: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
+    # How often the user service reads revocations committed by its other replicas.
+    revocation_poll_s: float = 0.5
 
     @property
     def embedded(self) -> bool:
@@ -134,6 +149,19 @@ def _path(env: Mapping[str, str], name: str) -> Path | None:
     return Path(raw) if raw else None
 
 
+def _networks(env: Mapping[str, str], name: str, default: tuple[str, ...]) -> tuple[str, ...]:
+    raw = env.get(name)
+    if raw is None:
+        return default
+    networks = tuple(part.strip() for part in raw.split(",") if part.strip())
+    for network in networks:
+        try:
+            ipaddress.ip_network(network, strict=False)
+        except ValueError:
+            raise ConfigError(f"{name} must be comma-separated IP addresses or CIDRs, got {network!r}") from None
+    return networks
+
+
 def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[ServiceLayout] = ()) -> Settings:
     """Reads every `NEXUS_*` variable, the per-service ones for `services`; unset ones keep their
     defaults."""
@@ -173,6 +201,13 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
         artifact_max_bytes=_int(env, "NEXUS_ARTIFACT_MAX_BYTES", 100 * MiB),
         scheduler_poll_s=_float(env, "NEXUS_SCHEDULER_POLL_S", 1.0),
         log_level=env.get("NEXUS_LOG_LEVEL") or "INFO",
+        auth_address_burst=_int(env, "NEXUS_AUTH_ADDRESS_BURST", Settings.auth_address_burst),
+        auth_address_per_minute=_float(env, "NEXUS_AUTH_ADDRESS_PER_MINUTE", Settings.auth_address_per_minute),
+        auth_account_burst=_int(env, "NEXUS_AUTH_ACCOUNT_BURST", Settings.auth_account_burst),
+        auth_account_per_minute=_float(env, "NEXUS_AUTH_ACCOUNT_PER_MINUTE", Settings.auth_account_per_minute),
+        auth_limiter_keys=_int(env, "NEXUS_AUTH_LIMITER_KEYS", Settings.auth_limiter_keys),
+        trusted_relays=_networks(env, "NEXUS_TRUSTED_RELAYS", Settings.trusted_relays),
+        revocation_poll_s=_float(env, "NEXUS_REVOCATION_POLL_S", Settings.revocation_poll_s),
     )
 
 
@@ -195,6 +230,13 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_LOG_LEVEL": settings.log_level,
         "NEXUS_SIGNING_KEYS_DIR": str(settings.resolved_signing_keys_dir),
         "NEXUS_CREDENTIAL_KEYS_FILE": str(settings.resolved_credential_keys_file),
+        "NEXUS_AUTH_ADDRESS_BURST": str(settings.auth_address_burst),
+        "NEXUS_AUTH_ADDRESS_PER_MINUTE": str(settings.auth_address_per_minute),
+        "NEXUS_AUTH_ACCOUNT_BURST": str(settings.auth_account_burst),
+        "NEXUS_AUTH_ACCOUNT_PER_MINUTE": str(settings.auth_account_per_minute),
+        "NEXUS_AUTH_LIMITER_KEYS": str(settings.auth_limiter_keys),
+        "NEXUS_TRUSTED_RELAYS": ",".join(settings.trusted_relays),
+        "NEXUS_REVOCATION_POLL_S": str(settings.revocation_poll_s),
     }
     for name, port in settings.ports.items():
         env[f"NEXUS_{name.upper()}_PORT"] = str(port)

@@ -8,6 +8,7 @@ servicer maps errors by hand.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
@@ -15,7 +16,8 @@ from typing import ClassVar
 import grpc
 import psycopg
 import sqlalchemy.exc
-from google.protobuf import any_pb2
+from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -42,12 +44,15 @@ class NexusError(Exception):
         reason: str | None = None,
         violations: Sequence[FieldViolation] = (),
         metadata: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.code.name
         self.violations = tuple(violations)
         self.metadata = dict(metadata or {})
+        # When waiting helps (rate limits, overload): sent as a RetryInfo detail.
+        self.retry_after_s = retry_after_s
 
 
 class InvalidArgument(NexusError):
@@ -206,9 +211,15 @@ def bounded_violations(violations: Sequence[FieldViolation]) -> list[FieldViolat
 
 
 def to_status(err: NexusError, domain: str) -> grpc.Status:
-    """A `google.rpc.Status` with one ErrorInfo and, when fields are bad, one BadRequest."""
+    """A `google.rpc.Status` with one ErrorInfo, one BadRequest when fields are bad, and one
+    RetryInfo when the error says how long to wait."""
     info = error_details_pb2.ErrorInfo(reason=err.reason, domain=domain, metadata=err.metadata)
     details = [_pack(info)]
+    if err.retry_after_s is not None:
+        delay = duration_pb2.Duration()
+        # Whole milliseconds, at least one: a zero delay would read as "retry at once".
+        delay.FromMilliseconds(max(1, math.ceil(err.retry_after_s * 1000)))
+        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     if err.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -226,7 +237,7 @@ def upstream_status(up: _Upstream) -> tuple[grpc.StatusCode, str, tuple[tuple[st
     return up.code, up.details, trailing
 
 
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -252,6 +263,17 @@ def details_of(
     return info, violations
 
 
+def retry_delay_of(error: grpc.aio.AioRpcError) -> float | None:
+    """Client side: the seconds a failed call's RetryInfo asks to wait, or None without one."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            retry = error_details_pb2.RetryInfo()
+            detail.Unpack(retry)
+            return float(retry.retry_delay.ToMilliseconds()) / 1000
+    return None
+
+
 __all__ = [
     "Aborted",
     "AlreadyExists",
@@ -274,5 +296,6 @@ __all__ = [
     "from_database",
     "invalid",
     "not_found",
+    "retry_delay_of",
     "to_status",
 ]

@@ -23,11 +23,13 @@ from nexus.kit.errors import (
     FieldViolation,
     InvalidArgument,
     NexusError,
+    Unauthenticated,
     Unavailable,
     classify,
     to_status,
     upstream_status,
 )
+from nexus.kit.revocations import RevokedSessions
 from nexus.kit.tokens import TokenVerifier
 from nexus.kit.wire import find_invalid_field
 
@@ -301,12 +303,16 @@ class AuthInterceptor(_Wrapping):
     """Verifies `authorization: Bearer <jwt>` and publishes the principal via `auth.caller()`.
 
     Methods in `public` (sign-in, health, reflection…) run without a token; a token sent to them
-    anyway is still verified, so a bad one is never silently ignored.
+    anyway is still verified, so a bad one is never silently ignored. A token whose sign-in was
+    ended (`revoked`, followed from the user service) is refused like an invalid one.
     """
 
-    def __init__(self, verifier: TokenVerifier, public: Collection[str]) -> None:
+    def __init__(
+        self, verifier: TokenVerifier, public: Collection[str], revoked: RevokedSessions | None = None
+    ) -> None:
         super().__init__()
         self._verifier = verifier
+        self._revoked = revoked
         # Entries ending in "/" or "." are prefixes: a whole service or package is public.
         self._public = frozenset(p for p in public if not p.endswith(("/", ".")))
         self._public_prefixes = tuple(p for p in public if p.endswith(("/", ".")))
@@ -322,6 +328,9 @@ class AuthInterceptor(_Wrapping):
             if principal is None:
                 auth.set_caller(None)
                 principal = await self._verifier.verify(token)
+            if self._revoked is not None and self._revoked.revoked(principal):
+                auth.set_caller(None)
+                raise Unauthenticated("this sign-in was ended; sign in again", reason="TOKEN_REVOKED")
             auth.set_caller(principal)
             return
         auth.set_caller(None)

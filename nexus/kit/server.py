@@ -29,6 +29,7 @@ from nexus.kit.interceptors import (
     RequestLogInterceptor,
     StreamDrainInterceptor,
 )
+from nexus.kit.revocations import RevocationFollower
 from nexus.kit.tokens import FetchedKeySet, KeySet, LocalKeySet, TokenVerifier
 
 log = logging.getLogger("nexus.server")
@@ -107,12 +108,15 @@ class NexusServer:
         self.resources = resources
         settings = resources.settings
         self._drain = StreamDrainInterceptor()
+        self.revocations = RevocationFollower(lambda: resources.channel("user"))
         self.server = grpc.aio.server(
             interceptors=[
                 RequestLogInterceptor(definition.name),
                 ErrorInterceptor(definition.domain),
                 self._drain,
-                AuthInterceptor(resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC]),
+                AuthInterceptor(
+                    resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC], self.revocations.revoked
+                ),
             ],
             options=[
                 *channel_options(settings),
@@ -144,6 +148,7 @@ class NexusServer:
         else:
             self.port = self.server.add_insecure_port(target)
         await self.server.start()
+        self.revocations.start()
         for hook in self.definition.on_start:
             await hook()
         for name in ["", *self.definition.service_names]:
@@ -158,6 +163,7 @@ class NexusServer:
         await asyncio.sleep(min(0.5, grace / 2))
         self._drain.drain()
         await self.server.stop(grace)
+        await self.revocations.stop()
         for hook in self.definition.on_stop:
             await hook()
         await self.resources.close()

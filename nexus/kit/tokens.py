@@ -38,6 +38,9 @@ class Principal:
     token: str
     token_id: str
     expires_at: float
+    # The sign-in (refresh-token family) a user's access token belongs to: its `sid` claim. What
+    # a revocation names, so sign-out reaches every service (nexus.kit.revocations).
+    session_id: str | None = None
 
     @property
     def user_id(self) -> str:
@@ -256,7 +259,12 @@ class TokenVerifier:
         except jwt.PyJWTError:
             raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID") from None
         kind = claims.get("typ")
-        if kind not in ("user", "service") or not isinstance(claims.get("scope", ""), str):
+        session_id = claims.get("sid")
+        if (
+            kind not in ("user", "service")
+            or not isinstance(claims.get("scope", ""), str)
+            or not isinstance(session_id, str | None)
+        ):
             raise Unauthenticated("the token is not valid", reason="TOKEN_INVALID")
         return Principal(
             subject=str(claims["sub"]),
@@ -265,4 +273,5 @@ class TokenVerifier:
             token=token,
             token_id=str(claims["jti"]),
             expires_at=float(claims["exp"]),
+            session_id=session_id,
         )

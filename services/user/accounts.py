@@ -1,6 +1,8 @@
 """Sign-up, sign-in, refresh and sign-out: passwords, access tokens and refresh-token families.
 
-No SQL and no protos here; it composes the store, the bounded password hasher and the signer.
+No SQL and no protos here; it composes the store, the bounded password hasher, the signer and the
+attempt limits. The limits come first, before any hashing: a flood is turned away for the price
+of a dict lookup and cannot fill the hashing slots that everyone's sign-in needs.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from datetime import UTC, datetime
 import jwt
 
 from nexus.kit.config import Settings
+from nexus.kit.ratelimit import AttemptLimiter
 from services.user.domain import passwords, sessions
 from services.user.domain.emails import Email
 from services.user.domain.records import IssuedRefresh, IssuedTokens, UserRecord
@@ -25,15 +28,25 @@ class Accounts:
         self.signing = signing
         self.access_ttl_s = settings.access_token_ttl_s
         self.refresh_ttl_s = settings.refresh_token_ttl_s
+        self.sign_up_limits = AttemptLimiter(settings)
+        self.sign_in_limits = AttemptLimiter(settings)
 
-    async def sign_up(self, email: Email, password: str, nickname: str) -> tuple[UserRecord, IssuedTokens]:
+    async def sign_up(
+        self, email: Email, password: str, nickname: str, client: str | None
+    ) -> tuple[UserRecord, IssuedTokens]:
+        """`client` is the caller's address (None: a relay's own traffic, limited upstream).
+        Every attempt counts, successful or not: each answer tells whether an email is taken."""
+        self.sign_up_limits.admit(address=client, account=email.key)
         password_hash = await self.hasher.hash(password)
         record = await self.store.create_user(
             email=email.address, email_key=email.key, password_hash=password_hash, nickname=nickname
         )
         return record, await self._start(record.id)
 
-    async def sign_in(self, email: Email, password: str) -> IssuedTokens:
+    async def sign_in(self, email: Email, password: str, client: str | None) -> IssuedTokens:
+        """The same limits apply to an unknown email as to a known one, so a refusal tells
+        nothing either; a sign-in that succeeds gives its tokens back."""
+        admission = self.sign_in_limits.admit(address=client, account=email.key)
         candidate = await self.store.sign_in_candidate(email.key)
         if candidate is None:
             await self.hasher.verify_unknown(password)
@@ -41,6 +54,7 @@ class Accounts:
         if not await self.hasher.verify(password, candidate.password_hash):
             raise sessions.invalid_credentials()
         # Only a caller who knows the password learns that the account is deactivated.
+        admission.refund()
         if not candidate.active:
             raise sessions.user_deactivated()
         if passwords.needs_rehash(candidate.password_hash):
@@ -58,18 +72,25 @@ class Accounts:
         )
         if result is None:
             raise sessions.reused_refresh_token()
-        user_id, expires_at = result
-        return self._tokens(user_id, IssuedRefresh(following, expires_at))
+        user_id, family_id, expires_at = result
+        return self._tokens(user_id, IssuedRefresh(following, expires_at, family_id))
 
     async def sign_out(self, token: str) -> None:
         await self.store.sign_out(sessions.token_hash(token))
 
     async def _start(self, user_id: str) -> IssuedTokens:
         token = sessions.new_refresh_token()
-        expires_at = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
-        return self._tokens(user_id, IssuedRefresh(token, expires_at))
+        started = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
+        if started is None:
+            # Deactivated while the password was being checked.
+            raise sessions.user_deactivated()
+        family_id, expires_at = started
+        return self._tokens(user_id, IssuedRefresh(token, expires_at, family_id))
 
     def _tokens(self, user_id: str, refresh: IssuedRefresh) -> IssuedTokens:
-        access = self.signing.signer.mint(user_id, kind="user", scopes=(), ttl_s=self.access_ttl_s)
+        # `sid` ties the access token to its sign-in, so ending the sign-in revokes it everywhere.
+        access = self.signing.signer.mint(
+            user_id, kind="user", scopes=(), ttl_s=self.access_ttl_s, extra={"sid": refresh.family_id}
+        )
         expires = jwt.decode(access, options={"verify_signature": False})["exp"]
         return IssuedTokens(user_id, access, datetime.fromtimestamp(expires, UTC), refresh)

@@ -6,18 +6,22 @@ from __future__ import annotations
 import grpc
 
 from nexus.kit.config import Settings
+from nexus.kit.ratelimit import ClientAddresses
 from nexus.kit.server import Resources, ServiceDefinition
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user import keys
 from services.user.accounts import Accounts
 from services.user.agents import AgentDirectory
 from services.user.hashing import PasswordHasher
+from services.user.revocations import RevocationFeed
 from services.user.servicer import UserServicer
 from services.user.store import UserStore
 
 SERVICE = user_pb2.DESCRIPTOR.services_by_name["UserService"].full_name
 DOMAIN = "nexus.user.v1"
-PUBLIC_METHODS = tuple(f"/{SERVICE}/{name}" for name in ("SignUp", "SignIn", "Refresh", "SignOut", "GetKeySet"))
+PUBLIC_METHODS = tuple(
+    f"/{SERVICE}/{name}" for name in ("SignUp", "SignIn", "Refresh", "SignOut", "GetKeySet", "WatchRevocations")
+)
 
 
 async def prepare_local(settings: Settings) -> None:
@@ -30,7 +34,9 @@ async def build(resources: Resources) -> ServiceDefinition:
     # Both raise ConfigError, so a service without its keys refuses to start.
     credential_keys = keys.CredentialKeys(settings.resolved_credential_keys_file)
     signing = keys.SigningKeys(settings)
-    store = UserStore(resources.database("user"))
+    store = UserStore(resources.database("user"), access_token_ttl_s=settings.access_token_ttl_s)
+    revocations = RevocationFeed(store, settings.revocation_poll_s)
+    store.on_revoked = revocations.wake
     hasher = PasswordHasher()
     servicer = UserServicer(
         store,
@@ -38,12 +44,15 @@ async def build(resources: Resources) -> ServiceDefinition:
         credential_keys,
         signing,
         AgentDirectory(resources),
+        ClientAddresses(settings.trusted_relays),
+        revocations,
     )
 
     def register(server: grpc.aio.Server) -> None:
         user_pb2_grpc.add_UserServiceServicer_to_server(servicer, server)
 
     async def stop() -> None:
+        await revocations.stop()
         hasher.close()
 
     return ServiceDefinition(
@@ -53,6 +62,6 @@ async def build(resources: Resources) -> ServiceDefinition:
         service_names=[SERVICE],
         public_methods=PUBLIC_METHODS,
         # The dummy hash for unknown emails is made before the first sign-in, not during it.
-        on_start=[hasher.warm_up],
+        on_start=[hasher.warm_up, revocations.start],
         on_stop=[stop],
     )

@@ -23,6 +23,7 @@ from services.user.domain.records import (
     IssuedRefresh,
     ProfileRecord,
     RevealRecord,
+    RevocationRecord,
     SettingRecord,
     UserRecord,
 )
@@ -99,6 +100,22 @@ def refresh_token(value: str) -> str:
         # Shaped wrong: no such token can exist, so it is refused like an unknown one.
         raise sessions.invalid_refresh_token()
     return value
+
+
+def revocation_cursor(after_seq: int) -> int:
+    if after_seq < 0:
+        raise invalid("after_seq", "must be 0 or a cursor from an earlier response")
+    return after_seq
+
+
+def revocations(batch: list[RevocationRecord], cursor: int) -> user_pb2.WatchRevocationsResponse:
+    return user_pb2.WatchRevocationsResponse(
+        revocations=[
+            user_pb2.Revocation(seq=r.seq, session_digest=r.session_digest, expire_time=timestamp(r.expires_at))
+            for r in batch
+        ],
+        cursor=cursor,
+    )
 
 
 def auth_tokens(

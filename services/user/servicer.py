@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -10,6 +11,7 @@ from google.protobuf import empty_pb2
 from nexus.kit import paging
 from nexus.kit.auth import caller
 from nexus.kit.errors import FailedPrecondition, NotFound
+from nexus.kit.ratelimit import ClientAddresses
 from nexus.kit.validation import JSON
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user import convert
@@ -20,6 +22,7 @@ from services.user.domain.connections import revealable
 from services.user.domain.envelope import RowBinding, Sealed
 from services.user.domain.records import ConnectionRecord, IssuedTokens, StoredCredentials
 from services.user.keys import CredentialKeys, SigningKeys
+from services.user.revocations import RevocationFeed
 from services.user.store import Sealer, UserStore
 
 Context = grpc.aio.ServicerContext[Any, Any]
@@ -37,23 +40,27 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         credential_keys: CredentialKeys,
         signing: SigningKeys,
         agents: AgentDirectory,
+        clients: ClientAddresses,
+        revocations: RevocationFeed,
     ) -> None:
         self.store = store
         self.accounts = accounts
         self.keys = credential_keys
         self.signing = signing
         self.agents = agents
+        self.clients = clients
+        self.revocations = revocations
 
     # -- authentication ------------------------------------------------------------------------
 
     async def SignUp(self, request: user_pb2.SignUpRequest, context: Context) -> user_pb2.SignUpResponse:
         new = convert.sign_up(request)
-        record, issued = await self.accounts.sign_up(new.email, new.password, new.nickname)
+        record, issued = await self.accounts.sign_up(new.email, new.password, new.nickname, self.clients.of(context))
         return user_pb2.SignUpResponse(user=convert.user(record), tokens=_tokens(issued))
 
     async def SignIn(self, request: user_pb2.SignInRequest, context: Context) -> user_pb2.AuthTokens:
         email, password = convert.sign_in(request)
-        return _tokens(await self.accounts.sign_in(email, password))
+        return _tokens(await self.accounts.sign_in(email, password, self.clients.of(context)))
 
     async def Refresh(self, request: user_pb2.RefreshRequest, context: Context) -> user_pb2.AuthTokens:
         return _tokens(await self.accounts.refresh(convert.refresh_token(request.refresh_token)))
@@ -61,6 +68,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
     async def SignOut(self, request: user_pb2.SignOutRequest, context: Context) -> empty_pb2.Empty:
         await self.accounts.sign_out(convert.refresh_token(request.refresh_token))
         return empty_pb2.Empty()
+
+    async def WatchRevocations(
+        self, request: user_pb2.WatchRevocationsRequest, context: Context
+    ) -> AsyncIterator[user_pb2.WatchRevocationsResponse]:
+        cursor = convert.revocation_cursor(request.after_seq)
+        async for batch in self.revocations.follow(cursor):
+            cursor = batch[-1].seq if batch else cursor
+            yield convert.revocations(batch, cursor)
 
     async def GetKeySet(self, request: user_pb2.GetKeySetRequest, context: Context) -> user_pb2.GetKeySetResponse:
         keys = await self.signing.published()

@@ -15,9 +15,11 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from nexus.kit.config import Settings
 from nexus.kit.db import Database
 from nexus.kit.errors import Aborted, AlreadyExists, FailedPrecondition, NexusError, NotFound
 from nexus.kit.protos import etag
+from nexus.kit.revocations import COVER_MARGIN_S, session_digest
 from nexus.kit.validation import JSON
 from services.user.domain.envelope import RowBinding, Sealed
 from services.user.domain.records import (
@@ -25,6 +27,7 @@ from services.user.domain.records import (
     ProfileRecord,
     RefreshTokenState,
     RevealRecord,
+    RevocationRecord,
     SettingRecord,
     SignInCandidate,
     StoredCredentials,
@@ -118,6 +121,15 @@ refresh_token = sa.Table(
     sa.Column("issued_at", TS, nullable=False, server_default=_now()),
     sa.Column("expires_at", TS, nullable=False),
     sa.Column("used_at", TS),
+)
+
+revocation = sa.Table(
+    "revocation",
+    metadata,
+    sa.Column("seq", sa.BigInteger, sa.Identity(always=True), primary_key=True),
+    sa.Column("session_digest", sa.LargeBinary, nullable=False),
+    sa.Column("revoked_at", TS, nullable=False, server_default=_now()),
+    sa.Column("expires_at", TS, nullable=False),
 )
 
 credential_reveal = sa.Table(
@@ -235,8 +247,12 @@ Sealer = Callable[[RowBinding], Sealed]
 
 
 class UserStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, access_token_ttl_s: int = Settings.access_token_ttl_s) -> None:
         self.db = db
+        # A revocation is in force while a token issued before it may be unexpired.
+        self._revocation_lifetime = timedelta(seconds=access_token_ttl_s + COVER_MARGIN_S)
+        # Called after a transaction that published revocations commits (the feed wakes up).
+        self.on_revoked: Callable[[], None] = lambda: None
 
     # -- accounts ------------------------------------------------------------------------------
 
@@ -289,18 +305,29 @@ class UserStore:
             row = (
                 await conn.execute(user.update().where(user.c.id == user_id).values(**values).returning(*user.c))
             ).one_or_none()
+            published = False
             if row is not None and not active:
-                await self._revoke_families(conn, refresh_family.c.user_id == user_id, "user_deactivated")
-            return None if row is None else _user(row)
+                published = await self._revoke_families(conn, refresh_family.c.user_id == user_id, "user_deactivated")
+        if published:
+            self.on_revoked()
+        return None if row is None else _user(row)
 
     # -- refresh tokens ------------------------------------------------------------------------
 
-    async def start_family(self, user_id: str, token_hash: bytes, ttl_s: int) -> datetime:
-        """A new sign-in with its first refresh token; returns the token's expiry."""
+    async def start_family(self, user_id: str, token_hash: bytes, ttl_s: int) -> tuple[str, datetime] | None:
+        """A new sign-in with its first refresh token; returns the family id and the token's
+        expiry, or None when the user is not active (any more)."""
         async with self.db.transaction() as conn:
+            # Locked against a concurrent deactivation: either it commits first and this sees
+            # it, or it waits and then revokes this family with the others.
+            active = (
+                await conn.execute(sa.select(user.c.is_active).where(user.c.id == user_id).with_for_update(read=True))
+            ).scalar_one_or_none()
+            if not active:
+                return None
             family_id = str(uuid.uuid4())
             await conn.execute(refresh_family.insert().values(id=family_id, user_id=user_id))
-            return await self._issue(conn, family_id, token_hash, ttl_s)
+            return family_id, await self._issue(conn, family_id, token_hash, ttl_s)
 
     @staticmethod
     async def _issue(conn: AsyncConnection, family_id: str, token_hash: bytes, ttl_s: int) -> datetime:
@@ -319,10 +346,22 @@ class UserStore:
         decide: Callable[[RefreshTokenState | None], bool],
         next_hash: bytes,
         ttl_s: int,
-    ) -> tuple[str, datetime] | None:
+    ) -> tuple[str, str, datetime] | None:
         """Locks the presented token and asks `decide` what to do. True: use it up and issue
-        `next_hash` in its family, returning (user id, expiry). False: revoke the family and
-        commit, returning None. `decide` raises to refuse without changing anything."""
+        `next_hash` in its family, returning (user id, family id, expiry). False: revoke the
+        family and commit, returning None. `decide` raises to refuse without changing anything."""
+        issued = await self._refresh(token_hash, decide, next_hash, ttl_s)
+        if issued is None:
+            self.on_revoked()
+        return issued
+
+    async def _refresh(
+        self,
+        token_hash: bytes,
+        decide: Callable[[RefreshTokenState | None], bool],
+        next_hash: bytes,
+        ttl_s: int,
+    ) -> tuple[str, str, datetime] | None:
         async with self.db.transaction() as conn:
             row = (
                 await conn.execute(
@@ -362,21 +401,71 @@ class UserStore:
             await conn.execute(
                 refresh_family.update().where(refresh_family.c.id == state.family_id).values(last_used_at=_now())
             )
-            return state.user_id, await self._issue(conn, state.family_id, next_hash, ttl_s)
+            return state.user_id, state.family_id, await self._issue(conn, state.family_id, next_hash, ttl_s)
 
     async def sign_out(self, token_hash: bytes) -> None:
         """Revokes the family of the token, whether or not the token was already used."""
         async with self.db.transaction() as conn:
             family = sa.select(refresh_token.c.family_id).where(refresh_token.c.token_hash == token_hash)
-            await self._revoke_families(conn, refresh_family.c.id.in_(family.scalar_subquery()), "signed_out")
+            published = await self._revoke_families(
+                conn, refresh_family.c.id.in_(family.scalar_subquery()), "signed_out"
+            )
+        if published:
+            self.on_revoked()
 
-    @staticmethod
-    async def _revoke_families(conn: AsyncConnection, where: sa.ColumnElement[bool], reason: str) -> None:
+    async def _revoke_families(self, conn: AsyncConnection, where: sa.ColumnElement[bool], reason: str) -> bool:
+        """Revokes the families not yet revoked, and publishes those whose access tokens may
+        still be unexpired (a family's newest token was issued when it was last used). Returns
+        whether anything was published."""
+        recent = refresh_family.c.last_used_at > _now() - sa.literal(self._revocation_lifetime, sa.Interval)
+        rows = (
+            await conn.execute(
+                refresh_family.update()
+                .where(where, refresh_family.c.revoked_at.is_(None))
+                .values(revoked_at=_now(), revoked_reason=reason)
+                .returning(refresh_family.c.id, recent.label("recent"))
+            )
+        ).all()
+        families = [row.id for row in rows if row.recent]
+        if not families:
+            return False
+        # Revocations are rare; serialising their inserts makes seq order commit order, so a
+        # follower's cursor never passes a row that commits later with a smaller seq. Whoever
+        # holds this lock waits for nothing else: it cannot deadlock with the row locks above.
+        await conn.execute(sa.text(f"LOCK TABLE {SCHEMA}.revocation IN SHARE ROW EXCLUSIVE MODE"))
+        expires = _now() + sa.literal(self._revocation_lifetime, sa.Interval)
         await conn.execute(
-            refresh_family.update()
-            .where(where, refresh_family.c.revoked_at.is_(None))
-            .values(revoked_at=_now(), revoked_reason=reason)
+            revocation.insert().values(
+                [{"session_digest": session_digest(family), "expires_at": expires} for family in families]
+            )
         )
+        return True
+
+    # -- revocations ---------------------------------------------------------------------------
+
+    async def revocations_after(self, after_seq: int, limit: int) -> list[RevocationRecord]:
+        """Revocations still in force with a seq above `after_seq`, in seq order."""
+        async with self.db.connection() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(revocation.c.seq, revocation.c.session_digest, revocation.c.expires_at)
+                    .where(revocation.c.seq > after_seq, revocation.c.expires_at > _now())
+                    .order_by(revocation.c.seq)
+                    .limit(limit)
+                )
+            ).all()
+        return [RevocationRecord(r.seq, bytes(r.session_digest), r.expires_at) for r in rows]
+
+    async def last_revocation_seq(self) -> int:
+        async with self.db.connection() as conn:
+            last = (await conn.execute(sa.select(sa.func.max(revocation.c.seq)))).scalar_one_or_none()
+        return int(last or 0)
+
+    async def prune_revocations(self) -> int:
+        """Forgets revocations whose tokens have all expired; returns how many."""
+        async with self.db.transaction() as conn:
+            result = await conn.execute(revocation.delete().where(revocation.c.expires_at <= _now()))
+        return int(result.rowcount)
 
     # -- profile -------------------------------------------------------------------------------
 

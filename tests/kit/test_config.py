@@ -51,3 +51,17 @@ def test_a_service_connects_with_its_own_url_when_configured_else_derives_its_ro
     assert service_url(own, "user") == "postgresql+psycopg://nexus_user:u-pw@db:5432/nexus"
     assert role_password(own, "user") == "u-pw"
     assert role_password(own, "ontology") is None
+
+
+def test_sign_in_limits_and_trusted_relays_round_trip_and_are_checked() -> None:
+    settings = config.Settings(
+        auth_address_burst=3, auth_account_per_minute=0.5, trusted_relays=("10.0.0.0/8", "::1"), revocation_poll_s=0.2
+    )
+    again = config.from_env(config.to_env(settings))
+    assert (again.auth_address_burst, again.auth_account_per_minute) == (3, 0.5)
+    assert again.trusted_relays == ("10.0.0.0/8", "::1")
+    assert again.revocation_poll_s == 0.2
+    assert config.from_env({"NEXUS_TRUSTED_RELAYS": ""}).trusted_relays == ()  # trust nobody
+    assert config.from_env({}).trusted_relays == ("127.0.0.0/8", "::1/128")
+    with pytest.raises(config.ConfigError, match="NEXUS_TRUSTED_RELAYS"):
+        config.from_env({"NEXUS_TRUSTED_RELAYS": "10.0.0.0/8, gateway.internal"})

@@ -36,3 +36,20 @@ def test_hundreds_of_violations_are_cut_to_a_prefix_and_a_count() -> None:
 def test_a_single_huge_violation_is_summarised() -> None:
     sent = _violations_sent(InvalidArgument("bad", violations=[FieldViolation("x", "y" * 20_000)]))
     assert sent == [FieldViolation("", "and 1 more violations not listed")]
+
+
+def test_an_error_that_says_how_long_to_wait_carries_retry_info() -> None:
+    status = errors.to_status(
+        errors.ResourceExhausted("slow down", reason="RATE_LIMITED", retry_after_s=1.2345), "nexus.testing.v1"
+    )
+    decoded = status_pb2.Status.FromString(dict(status.trailing_metadata)[errors.STATUS_DETAILS_KEY])
+    retry = error_details_pb2.RetryInfo()
+    assert [d.Unpack(retry) for d in decoded.details if d.Is(error_details_pb2.RetryInfo.DESCRIPTOR)] == [True]
+    # Rounded up to whole milliseconds: a client that waits the delay is never early.
+    assert retry.retry_delay.ToMilliseconds() == 1235
+
+
+def test_an_error_without_a_wait_has_no_retry_info() -> None:
+    status = errors.to_status(errors.ResourceExhausted("full", reason="FULL"), "nexus.testing.v1")
+    decoded = status_pb2.Status.FromString(dict(status.trailing_metadata)[errors.STATUS_DETAILS_KEY])
+    assert not any(d.Is(error_details_pb2.RetryInfo.DESCRIPTOR) for d in decoded.details)

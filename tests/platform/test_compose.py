@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 
 from launch.cli import build_parser
+from nexus.kit import config
+from nexus.kit.ratelimit import ClientAddresses, parse_ip
 from worker.options import REQUIRED_SCOPES as WORKER_SCOPES
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -104,3 +106,14 @@ def test_dockerfile_installs_the_pinned_runtime_and_runs_nexus() -> None:
     # The image runs the installed wheel, never the source tree (tests/platform/test_wheel.py).
     assert "pip wheel" in dockerfile and "-e ." not in dockerfile
     assert "USER nexus" in dockerfile
+
+
+def test_the_user_service_believes_the_gateway_on_the_compose_network_about_its_clients(
+    compose: dict[str, Any],
+) -> None:
+    """Else the gateway's sign-ins, everyone's, would share one per-address limit."""
+    relays = config.from_env(compose["services"]["user"]["environment"]).trusted_relays
+    limits = ClientAddresses(relays)
+    for docker_pool_address in ("172.17.0.5", "172.28.3.4", "192.168.16.2", "10.0.1.9"):
+        ip = parse_ip(docker_pool_address)
+        assert ip is not None and limits.is_relay(ip)

@@ -181,9 +181,11 @@ async def test_deactivation_blocks_sign_in_and_refresh(
     assert failure.reason == "INVALID_CREDENTIALS"
     failure = await rpc_error(stub.Refresh(user_pb2.RefreshRequest(refresh_token=spare.refresh_token)))
     assert failure.code == grpc.StatusCode.UNAUTHENTICATED
-    # Only an admin service token reactivates; old sign-ins stay revoked.
+    # Only an admin service token reactivates; old sign-ins stay revoked. (The account's own
+    # access token is being revoked everywhere by now; a user token of no sign-in stands in.)
+    _, own_token = tokens.user(account.user_id)
     failure = await rpc_error(
-        stub.ReactivateUser(user_pb2.ReactivateUserRequest(user_id=account.user_id), metadata=account.metadata)
+        stub.ReactivateUser(user_pb2.ReactivateUserRequest(user_id=account.user_id), metadata=own_token)
     )
     assert failure.code == grpc.StatusCode.PERMISSION_DENIED
     admin = tokens.service("user.admin", name="ops")

@@ -43,6 +43,10 @@ def fill(conn: psycopg.Connection) -> None:
         "INSERT INTO users.credential_reveal (connection_id, user_id, actor, token_id) VALUES (%s, %s, 's', 'j')",
         [connection, user_id],
     )
+    conn.execute(
+        "INSERT INTO users.revocation (session_digest, expires_at) VALUES (sha256(%s::bytea), now())",
+        [family.encode()],
+    )
 
 
 def tables(conn: psycopg.Connection) -> list[str]:
@@ -63,6 +67,19 @@ def test_upgrade_downgrade_upgrade_with_data(scratch_settings: Settings) -> None
     with connect(scratch_settings) as conn:
         assert tables(conn) == TABLES
         fill(conn)
+
+
+def test_revocations_downgrade_alone_and_come_back(scratch_settings: Settings) -> None:
+    migrations.upgrade(scratch_settings, USER)
+    with connect(scratch_settings) as conn:
+        fill(conn)
+    migrations.downgrade(scratch_settings, USER, "user_0001")
+    with connect(scratch_settings) as conn:
+        assert "revocation" not in tables(conn)
+        assert conn.execute("SELECT count(*) FROM users.refresh_family").fetchone() == (1,)
+    migrations.upgrade(scratch_settings, USER)
+    with connect(scratch_settings) as conn:
+        assert "revocation" in tables(conn)
 
 
 def test_the_store_tables_match_the_migrated_schema(settings: Settings) -> None:

@@ -29,7 +29,7 @@ if _version_not_supported:
 class UserServiceStub:
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
 
-    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    Authorization: SignUp, SignIn, Refresh, SignOut, GetKeySet and WatchRevocations need no token. Everything else
     acts on the caller's own data (a user access token); a few methods also accept a service
     token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
     Wherever a request has a `user_id`, it may be empty or "me" for the caller.
@@ -65,6 +65,11 @@ class UserServiceStub:
                 '/nexus.user.v1.UserService/GetKeySet',
                 request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetRequest.SerializeToString,
                 response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetResponse.FromString,
+                _registered_method=True)
+        self.WatchRevocations = channel.unary_stream(
+                '/nexus.user.v1.UserService/WatchRevocations',
+                request_serializer=nexus_dot_user_dot_v1_dot_user__pb2.WatchRevocationsRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.WatchRevocationsResponse.FromString,
                 _registered_method=True)
         self.GetUser = channel.unary_unary(
                 '/nexus.user.v1.UserService/GetUser',
@@ -156,7 +161,7 @@ class UserServiceStub:
 class UserServiceServicer:
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
 
-    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    Authorization: SignUp, SignIn, Refresh, SignOut, GetKeySet and WatchRevocations need no token. Everything else
     acts on the caller's own data (a user access token); a few methods also accept a service
     token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
     Wherever a request has a `user_id`, it may be empty or "me" for the caller.
@@ -195,6 +200,18 @@ class UserServiceServicer:
     def GetKeySet(self, request, context):
         """Publishes the public keys that verify access and service tokens. Verifiers accept any key
         in the set, so the signing key can be rotated without downtime.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRevocations(self, request, context):
+        """Follows the ended sign-ins whose access tokens every service must refuse: first every
+        revocation still in force after `after_seq`, then each new one as it commits. Every service
+        follows it from start to stop and checks a local set on each call. It names sign-ins only
+        by the SHA-256 of their session id (the `sid` claim of their access tokens), which is
+        useless without the token, so it needs no token. A follower that falls far behind is ended
+        with UNAVAILABLE and resumes from its cursor.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -353,6 +370,11 @@ def add_UserServiceServicer_to_server(servicer, server):
                     request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetRequest.FromString,
                     response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetResponse.SerializeToString,
             ),
+            'WatchRevocations': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRevocations,
+                    request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.WatchRevocationsRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.WatchRevocationsResponse.SerializeToString,
+            ),
             'GetUser': grpc.unary_unary_rpc_method_handler(
                     servicer.GetUser,
                     request_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.GetUserRequest.FromString,
@@ -449,7 +471,7 @@ def add_UserServiceServicer_to_server(servicer, server):
 class UserService:
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
 
-    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    Authorization: SignUp, SignIn, Refresh, SignOut, GetKeySet and WatchRevocations need no token. Everything else
     acts on the caller's own data (a user access token); a few methods also accept a service
     token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
     Wherever a request has a `user_id`, it may be empty or "me" for the caller.
@@ -580,6 +602,33 @@ class UserService:
             '/nexus.user.v1.UserService/GetKeySet',
             nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetRequest.SerializeToString,
             nexus_dot_user_dot_v1_dot_user__pb2.GetKeySetResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRevocations(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nexus.user.v1.UserService/WatchRevocations',
+            nexus_dot_user_dot_v1_dot_user__pb2.WatchRevocationsRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.WatchRevocationsResponse.FromString,
             options,
             channel_credentials,
             insecure,

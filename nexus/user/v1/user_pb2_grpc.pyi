@@ -30,7 +30,7 @@ GRPC_VERSION: str
 class UserServiceStub:
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
 
-    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    Authorization: SignUp, SignIn, Refresh, SignOut, GetKeySet and WatchRevocations need no token. Everything else
     acts on the caller's own data (a user access token); a few methods also accept a service
     token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
     Wherever a request has a `user_id`, it may be empty or "me" for the caller.
@@ -55,6 +55,14 @@ class UserServiceStub:
     GetKeySet: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetKeySetRequest, _user_pb2.GetKeySetResponse]
     """Publishes the public keys that verify access and service tokens. Verifiers accept any key
     in the set, so the signing key can be rotated without downtime.
+    """
+    WatchRevocations: _grpc.UnaryStreamMultiCallable[_user_pb2.WatchRevocationsRequest, _user_pb2.WatchRevocationsResponse]
+    """Follows the ended sign-ins whose access tokens every service must refuse: first every
+    revocation still in force after `after_seq`, then each new one as it commits. Every service
+    follows it from start to stop and checks a local set on each call. It names sign-ins only
+    by the SHA-256 of their session id (the `sid` claim of their access tokens), which is
+    useless without the token, so it needs no token. A follower that falls far behind is ended
+    with UNAVAILABLE and resumes from its cursor.
     """
     GetUser: _grpc.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]
     """Returns an account: the caller's own, or any with a service token of scope `user.admin`."""
@@ -107,7 +115,7 @@ class UserServiceStub:
 class UserServiceAsyncStub(UserServiceStub):
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
 
-    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    Authorization: SignUp, SignIn, Refresh, SignOut, GetKeySet and WatchRevocations need no token. Everything else
     acts on the caller's own data (a user access token); a few methods also accept a service
     token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
     Wherever a request has a `user_id`, it may be empty or "me" for the caller.
@@ -129,6 +137,14 @@ class UserServiceAsyncStub(UserServiceStub):
     GetKeySet: _aio.UnaryUnaryMultiCallable[_user_pb2.GetKeySetRequest, _user_pb2.GetKeySetResponse]  # type: ignore[assignment]
     """Publishes the public keys that verify access and service tokens. Verifiers accept any key
     in the set, so the signing key can be rotated without downtime.
+    """
+    WatchRevocations: _aio.UnaryStreamMultiCallable[_user_pb2.WatchRevocationsRequest, _user_pb2.WatchRevocationsResponse]  # type: ignore[assignment]
+    """Follows the ended sign-ins whose access tokens every service must refuse: first every
+    revocation still in force after `after_seq`, then each new one as it commits. Every service
+    follows it from start to stop and checks a local set on each call. It names sign-ins only
+    by the SHA-256 of their session id (the `sid` claim of their access tokens), which is
+    useless without the token, so it needs no token. A follower that falls far behind is ended
+    with UNAVAILABLE and resumes from its cursor.
     """
     GetUser: _aio.UnaryUnaryMultiCallable[_user_pb2.GetUserRequest, _user_pb2.User]  # type: ignore[assignment]
     """Returns an account: the caller's own, or any with a service token of scope `user.admin`."""
@@ -180,7 +196,7 @@ class UserServiceAsyncStub(UserServiceStub):
 class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     """UserService owns accounts, profiles, settings and encrypted third-party credentials.
 
-    Authorization: SignUp, SignIn, Refresh, SignOut and GetKeySet need no token. Everything else
+    Authorization: SignUp, SignIn, Refresh, SignOut, GetKeySet and WatchRevocations need no token. Everything else
     acts on the caller's own data (a user access token); a few methods also accept a service
     token with an explicit scope, named on the method. Another user's object answers NOT_FOUND.
     Wherever a request has a `user_id`, it may be empty or "me" for the caller.
@@ -230,6 +246,20 @@ class UserServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_user_pb2.GetKeySetResponse, _abc.Awaitable[_user_pb2.GetKeySetResponse]]:
         """Publishes the public keys that verify access and service tokens. Verifiers accept any key
         in the set, so the signing key can be rotated without downtime.
+        """
+
+    @_abc_1.abstractmethod
+    def WatchRevocations(
+        self,
+        request: _user_pb2.WatchRevocationsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_user_pb2.WatchRevocationsResponse], _abc.AsyncIterator[_user_pb2.WatchRevocationsResponse]]:
+        """Follows the ended sign-ins whose access tokens every service must refuse: first every
+        revocation still in force after `after_seq`, then each new one as it commits. Every service
+        follows it from start to stop and checks a local set on each call. It names sign-ins only
+        by the SHA-256 of their session id (the `sid` claim of their access tokens), which is
+        useless without the token, so it needs no token. A follower that falls far behind is ended
+        with UNAVAILABLE and resumes from its cursor.
         """
 
     @_abc_1.abstractmethod

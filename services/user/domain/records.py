@@ -114,6 +114,17 @@ class RefreshTokenState:
 class IssuedRefresh:
     token: str
     expires_at: datetime
+    # The sign-in (refresh family) the token belongs to: the access tokens' `sid`.
+    family_id: str
+
+
+@dataclass(frozen=True)
+class RevocationRecord:
+    """An ended sign-in as WatchRevocations publishes it."""
+
+    seq: int
+    session_digest: bytes
+    expires_at: datetime
 
 
 @dataclass(frozen=True)
