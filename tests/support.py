@@ -1,11 +1,14 @@
-"""Helpers shared by tests: minting tokens with the real signer, and reading error details."""
+"""Helpers shared by tests: minting tokens with the real signer, reading error details, and
+waiting for a condition (never for a fixed time)."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import grpc
 import pytest
@@ -13,6 +16,30 @@ import pytest
 from nexus.kit.auth import bearer_metadata
 from nexus.kit.errors import FieldViolation, details_of
 from nexus.kit.tokens import TokenSigner
+
+T = TypeVar("T")
+
+# Long enough for a loaded 2-core machine; a condition that holds returns at once anyway.
+WITHIN_S = 20.0
+POLL_S = 0.02
+
+
+async def eventually(
+    condition: Callable[[], T | Awaitable[T | None] | None], what: str, *, within_s: float = WITHIN_S
+) -> T:
+    """Polls `condition` (a plain or an async function) until it returns a truthy value, and
+    returns that value; fails naming `what` if it does not within `within_s` seconds."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within_s
+    while True:
+        value = condition()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value
+        if loop.time() > deadline:
+            pytest.fail(f"timed out after {within_s:g} s waiting for {what}")
+        await asyncio.sleep(POLL_S)
 
 
 @dataclass

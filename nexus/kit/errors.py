@@ -16,6 +16,7 @@ import grpc
 import psycopg
 import sqlalchemy.exc
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -42,12 +43,15 @@ class NexusError(Exception):
         reason: str | None = None,
         violations: Sequence[FieldViolation] = (),
         metadata: Mapping[str, str] | None = None,
+        retry_delay_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.reason = reason or self.code.name
         self.violations = tuple(violations)
         self.metadata = dict(metadata or {})
+        # Set where waiting helps (overload, shutdown, rate limits): sent as a RetryInfo detail.
+        self.retry_delay_s = retry_delay_s
 
 
 class InvalidArgument(NexusError):
@@ -217,6 +221,8 @@ def to_status(err: NexusError, domain: str) -> grpc.Status:
             ]
         )
         details.append(_pack(bad))
+    if err.retry_delay_s is not None:
+        details.append(_pack(retry_info(err.retry_delay_s)))
     status = status_pb2.Status(code=err.code.value[0], message=err.message, details=details)
     return rpc_status.to_status(status)
 
@@ -226,7 +232,14 @@ def upstream_status(up: _Upstream) -> tuple[grpc.StatusCode, str, tuple[tuple[st
     return up.code, up.details, trailing
 
 
-def _pack(message: error_details_pb2.ErrorInfo | error_details_pb2.BadRequest) -> any_pb2.Any:
+def retry_info(delay_s: float) -> error_details_pb2.RetryInfo:
+    """The RetryInfo detail: how long a client should wait before it tries again."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromNanoseconds(round(delay_s * 1e9))
+    return info
+
+
+def _pack(message: Message) -> any_pb2.Any:
     packed = any_pb2.Any()
     packed.Pack(message)
     return packed
@@ -252,6 +265,17 @@ def details_of(
     return info, violations
 
 
+def retry_delay_of(error: grpc.aio.AioRpcError) -> float | None:
+    """Client side: the wait a failed call's RetryInfo asks for, in seconds; None without one."""
+    status = rpc_status.from_call(error)  # type: ignore[arg-type]
+    for detail in status.details if status is not None else ():
+        if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToNanoseconds() / 1e9)
+    return None
+
+
 __all__ = [
     "Aborted",
     "AlreadyExists",
@@ -274,5 +298,7 @@ __all__ = [
     "from_database",
     "invalid",
     "not_found",
+    "retry_delay_of",
+    "retry_info",
     "to_status",
 ]

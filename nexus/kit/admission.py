@@ -1,0 +1,190 @@
+"""Admission: which calls a server starts, and how it refuses the others (DESIGN §2, §5 Limits).
+
+gRPC core answers CANCELLED to every call it cannot hand to the application: a call still waiting
+in its backlog when the server stops, or one that arrives with the backlog past
+`grpc.server.max_pending_requests`. CANCELLED reads as the client's own doing, and clients resume
+only on UNAVAILABLE. So the kit refuses first, with a status that says what to do:
+
+- **Overload.** At most `max_inflight_calls` unary (and client-streaming) calls run at once, and at
+  most `max_open_streams` response streams are open. Past either budget a call is answered
+  RESOURCE_EXHAUSTED with RetryInfo at once, before authentication or any work. The budgets are
+  separate so that long-lived event streams never eat the budget of unary calls. (grpc.aio's own
+  `maximum_concurrent_rpcs` counts both together and answers without RetryInfo.) The server sets
+  core's backlog limit far above these budgets, so core never refuses before the kit does.
+- **Shutdown.** `close()` makes every new call answer UNAVAILABLE with RetryInfo, and ends the open
+  streams with UNAVAILABLE so their clients resume elsewhere, while the unary calls in flight
+  finish. `settled()` waits for those calls and for arrivals to stop; only then does the server
+  stop the gRPC server, whose backlog is empty by then. A call still running when the grace ends is
+  interrupted (`interrupt()`) and answers UNAVAILABLE: it may have taken effect, so clients retry
+  with the same request id or client key.
+
+Health is exempt: a probe must see NOT_SERVING during a shutdown, and be answered under overload.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator, Collection, Iterator
+from typing import Any
+
+import grpc
+
+from nexus.kit.errors import ResourceExhausted, Unavailable
+from nexus.kit.interceptors import StreamBehavior, UnaryBehavior, _Wrapping
+
+# After the last call arrived, how long a closing server waits for more before it stops. Calls a
+# client sent before it learnt of the shutdown keep arriving for a moment; each one that arrives
+# while the gRPC server still runs is answered UNAVAILABLE instead of being cancelled by core.
+QUIET_S = 0.1
+# How long calls interrupted at the end of the grace get to send their UNAVAILABLE.
+INTERRUPT_S = 0.5
+# Never refused (see the module's documentation).
+EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+
+
+class AdmissionInterceptor(_Wrapping):
+    def __init__(
+        self,
+        *,
+        max_inflight_calls: int,
+        max_open_streams: int,
+        retry_after_s: float,
+        exempt_prefixes: Collection[str] = EXEMPT_PREFIXES,
+    ) -> None:
+        super().__init__()
+        self._max_calls = max_inflight_calls
+        self._max_streams = max_open_streams
+        self._retry_after_s = retry_after_s
+        self._exempt = tuple(exempt_prefixes)
+        self._calls: set[asyncio.Task[Any]] = set()
+        self._streams: set[asyncio.Task[Any]] = set()
+        # Tasks this interceptor cancelled itself: their CancelledError is not the client's.
+        self._interrupted: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._last_arrival = time.monotonic()
+        self._idle = asyncio.Event()
+
+    @property
+    def inflight_calls(self) -> int:
+        return len(self._calls)
+
+    @property
+    def open_streams(self) -> int:
+        return len(self._streams)
+
+    # -- shutdown ---------------------------------------------------------------------------------
+
+    async def drain(self, deadline: float) -> None:
+        """Closes, then waits for the calls in flight until `deadline` (time.monotonic()); those
+        still running then are interrupted."""
+        self.close()
+        if not await self.settled(deadline):
+            self.interrupt()
+            await self.settled(time.monotonic() + INTERRUPT_S)
+
+    def close(self) -> None:
+        """From now on every call is refused with UNAVAILABLE; open streams end with UNAVAILABLE."""
+        self._closed = True
+        self._cancel(self._streams)
+
+    def interrupt(self) -> None:
+        """Ends the unary calls still running (the grace is over) with UNAVAILABLE."""
+        self._cancel(self._calls)
+
+    def _cancel(self, tasks: set[asyncio.Task[Any]]) -> None:
+        for task in list(tasks):
+            self._interrupted.add(task)
+            task.cancel()
+
+    async def settled(self, deadline: float) -> bool:
+        """After `close()`: waits until no call or stream is running and none has arrived for
+        QUIET_S, or until `deadline` (time.monotonic()). True when it settled in time."""
+        while True:
+            now = time.monotonic()
+            if self._calls or self._streams:
+                if now >= deadline:
+                    return False
+                self._idle.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._idle.wait(), deadline - now)
+                continue
+            quiet_for = now - self._last_arrival
+            if quiet_for >= QUIET_S:
+                return True
+            if now >= deadline:
+                return False
+            await asyncio.sleep(min(QUIET_S - quiet_for, deadline - now))
+
+    # -- admission --------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _admitted(self, running: set[asyncio.Task[Any]], budget: int, what: str) -> Iterator[None]:
+        self._last_arrival = time.monotonic()
+        if self._closed:
+            raise Unavailable(
+                "the server is shutting down; retry on another replica",
+                reason="SHUTTING_DOWN",
+                retry_delay_s=self._retry_after_s,
+            )
+        if len(running) >= budget:
+            raise ResourceExhausted(
+                f"the server has too many {what} in progress; retry after the delay",
+                reason="OVERLOADED",
+                retry_delay_s=self._retry_after_s,
+            )
+        task = asyncio.current_task()
+        assert task is not None
+        running.add(task)
+        try:
+            yield
+        except asyncio.CancelledError:
+            if task not in self._interrupted:
+                raise  # the client cancelled
+            task.uncancel()
+            raise Unavailable(
+                "the server stopped before this call finished; retry (a retry with the same request id "
+                "or client key is safe)",
+                reason="SHUTTING_DOWN",
+                retry_delay_s=self._retry_after_s,
+            ) from None
+        finally:
+            running.discard(task)
+            self._interrupted.discard(task)
+            if not self._calls and not self._streams:
+                self._idle.set()
+
+    def _is_exempt(self, method: str) -> bool:
+        return method.startswith(self._exempt)
+
+    def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        if self._is_exempt(method):
+            return behavior
+
+        async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            with self._admitted(self._calls, self._max_calls, "calls"):
+                return await behavior(request, context)
+
+        return admitted
+
+    def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
+        if self._is_exempt(method):
+            return behavior
+
+        async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            with self._admitted(self._streams, self._max_streams, "open streams"):
+                async for item in behavior(request, context):
+                    yield item
+
+        return admitted
+
+    def wrap_writer_stream(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
+        if self._is_exempt(method):
+            return behavior
+
+        async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            with self._admitted(self._streams, self._max_streams, "open streams"):
+                return await behavior(request, context)
+
+        return admitted
