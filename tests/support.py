@@ -5,15 +5,21 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import os
+import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, overload
 
 import grpc
 import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from nexus.kit import config
 from nexus.kit.auth import bearer_metadata
+from nexus.kit.config import Settings
 from nexus.kit.errors import FieldViolation, details_of
 from nexus.kit.tokens import TokenSigner
 
@@ -24,9 +30,15 @@ WITHIN_S = 20.0
 POLL_S = 0.02
 
 
-async def eventually(
-    condition: Callable[[], T | Awaitable[T | None] | None], what: str, *, within_s: float = WITHIN_S
-) -> T:
+@overload
+async def eventually(condition: Callable[[], Awaitable[T | None]], what: str, *, within_s: float = ...) -> T: ...
+
+
+@overload
+async def eventually(condition: Callable[[], T | None], what: str, *, within_s: float = ...) -> T: ...
+
+
+async def eventually(condition: Callable[[], Any], what: str, *, within_s: float = WITHIN_S) -> Any:
     """Polls `condition` (a plain or an async function) until it returns a truthy value, and
     returns that value; fails naming `what` if it does not within `within_s` seconds."""
     loop = asyncio.get_running_loop()
@@ -85,3 +97,73 @@ async def rpc_error(call: Awaitable[Any]) -> RpcFailure:
         domain=info.domain if info else None,
         violations=violations,
     )
+
+
+# -- servers in processes of their own ----------------------------------------------------------
+
+
+@dataclass
+class ServerProcess:
+    """A server running as `nexus serve <service>`, as a container or a replica runs it."""
+
+    service: str
+    address: str
+    process: asyncio.subprocess.Process
+
+    def terminate(self) -> None:
+        """SIGTERM: the graceful shutdown."""
+        self.process.terminate()
+
+    def kill(self) -> None:
+        """SIGKILL: the process dies mid-call, as on a crash or an OOM kill."""
+        self.process.kill()
+
+    async def exited(self, within_s: float = WITHIN_S) -> int:
+        return await asyncio.wait_for(self.process.wait(), within_s)
+
+
+async def serving(address: str, process: asyncio.subprocess.Process | None = None) -> bool:
+    """Whether the server at `address` answers its health check with SERVING."""
+    if process is not None:
+        assert process.returncode is None, f"the server at {address} exited with {process.returncode}"
+    async with grpc.aio.insecure_channel(address) as channel:
+        health: Any = health_pb2_grpc.HealthStub(channel)
+        try:
+            reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
+        except grpc.aio.AioRpcError:
+            return False
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
+@asynccontextmanager
+async def server_process(service: str, settings: Settings, port: int) -> AsyncIterator[ServerProcess]:
+    """Starts `service` in a process of its own on `port`, with `settings` in its environment,
+    and yields it once it is SERVING; at the end stops it (SIGTERM, then SIGKILL) unless the test
+    already did. The one place that knows how a server process is spawned. Its log goes to
+    `<data_dir>/<service>-<port>.log`."""
+    log = (settings.data_dir / f"{service}-{port}.log").open("ab")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "nexus",
+        "serve",
+        service,
+        "--port",
+        str(port),
+        env={**os.environ, **config.to_env(settings)},
+        stdout=log,
+        stderr=log,
+    )
+    address = f"{settings.host}:{port}"
+    try:
+        await eventually(lambda: serving(address, process), f"{service} on {address} to be SERVING")
+        yield ServerProcess(service, address, process)
+    finally:
+        if process.returncode is None:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), WITHIN_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+        log.close()
