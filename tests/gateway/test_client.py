@@ -21,7 +21,7 @@ from nexus.runtime.v1 import task_pb2
 from nexus.user.v1 import user_pb2
 from tests.conftest import free_port
 from tests.gateway.conftest import PASSWORD, Account, Platform, Scan, SignUp, Worker, extra_server
-from tests.support import Tokens, rpc_error
+from tests.support import Tokens, eventually, rpc_error
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ async def produce(worker: Worker, scan: Scan, batches: int, restart: Callable[[]
     claimed = await worker.claim(scan.agent_id)
     for n in range(batches):
         await worker.say(claimed, *(f"m{n}.{i}" for i in range(3)))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # paced like a model's output, so the stream outlives the restart
         if n == at:
             await restart()
     await worker.finish(claimed)
@@ -185,7 +185,8 @@ async def test_a_stream_resumes_across_a_runtime_restart_with_each_event_once(
     async def restart() -> None:
         context, _ = runtimes.pop()
         await context.__aexit__(None, None, None)
-        await asyncio.sleep(0.2)  # down for a moment: reconnects fail meanwhile
+        # Down for a moment: the drain's UNAVAILABLE, then at least one reconnect that fails.
+        await eventually(lambda: len(resumes(caplog)) >= 2, "a reconnect to fail while the runtime is down")
         await start_runtime()
 
     await start_runtime()
