@@ -212,6 +212,42 @@ async def test_a_stream_resumes_across_a_runtime_restart_with_each_event_once(
     assert resumes(caplog)[:1] == ["UNAVAILABLE"]
 
 
+async def test_a_stream_refused_by_a_full_stream_budget_is_retried_after_the_wait(
+    settings: Settings, alice: Account, scan: Scan, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose one stream slot is taken answers RESOURCE_EXHAUSTED with RetryInfo: the
+    client waits and tries again, and gets the whole stream once the slot is free."""
+    caplog.set_level(logging.INFO, logger="nexus.client")
+    async with (
+        extra_server("gateway", settings.with_overrides(max_open_streams=1, retry_after_s=0.1)) as gateway,
+        NexusClient(gateway.address) as client,
+    ):
+        client.use_tokens(alice.tokens)
+        task = await client.run_command(f"{scan.trigger} https://acme.com")
+        hog = client.stub.StreamTask(pb.StreamTaskRequest(task_id=task.task_id), metadata=alice.md)
+        first = await hog.read()  # holds the one slot
+        assert isinstance(first, task_pb2.TaskEvent) and first.seq == 1
+
+        async def consume() -> list[int]:
+            return [event.seq async for event in client.stream_task(task.task_id)]
+
+        consumer = asyncio.ensure_future(consume())
+
+        def refused_and_waiting() -> bool:
+            if consumer.done():
+                consumer.result()  # a client that gave up on the refusal fails the test here
+            return "RESOURCE_EXHAUSTED" in resumes(caplog)
+
+        await eventually(refused_and_waiting, "the client to be refused and to wait")
+        hog.cancel()
+        claimed = await worker.claim(scan.agent_id)
+        await worker.say(claimed, "done")
+        await worker.finish(claimed)
+        seen = await asyncio.wait_for(consumer, 30)
+        final = (await client.get_task(task.task_id)).last_seq
+    assert seen == list(range(1, final + 1))
+
+
 async def test_resuming_from_a_seq_yields_only_later_events(
     platform: Platform, alice: Account, scan: Scan, worker: Worker
 ) -> None:
