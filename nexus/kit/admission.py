@@ -18,7 +18,8 @@ only on UNAVAILABLE. So the kit refuses first, with a status that says what to d
   interrupted (`interrupt()`) and answers UNAVAILABLE: it may have taken effect, so clients retry
   with the same request id or client key.
 
-Health is exempt: a probe must see NOT_SERVING during a shutdown, and be answered under overload.
+Health is never refused: a probe must see NOT_SERVING during a shutdown, and be answered under
+overload. Its watches still end with the other streams once the server closes.
 """
 
 from __future__ import annotations
@@ -40,8 +41,12 @@ from nexus.kit.interceptors import StreamBehavior, UnaryBehavior, _Wrapping
 QUIET_S = 0.1
 # How long calls interrupted at the end of the grace get to send their UNAVAILABLE.
 INTERRUPT_S = 0.5
-# Never refused (see the module's documentation).
+# Never refused (see the module's documentation); their streams still end on shutdown.
 EXEMPT_PREFIXES = ("/grpc.health.v1.Health/",)
+INTERRUPTED_STREAM = "the server is shutting down; reconnect (to another replica) and resume"
+INTERRUPTED_CALL = (
+    "the server stopped before this call finished; retry (a retry with the same request id or client key is safe)"
+)
 
 
 class AdmissionInterceptor(_Wrapping):
@@ -60,6 +65,8 @@ class AdmissionInterceptor(_Wrapping):
         self._exempt = tuple(exempt_prefixes)
         self._calls: set[asyncio.Task[Any]] = set()
         self._streams: set[asyncio.Task[Any]] = set()
+        # Exempt streams (health watches): never refused, but ended like the others on shutdown.
+        self._watches: set[asyncio.Task[Any]] = set()
         # Tasks this interceptor cancelled itself: their CancelledError is not the client's.
         self._interrupted: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -87,23 +94,26 @@ class AdmissionInterceptor(_Wrapping):
     def close(self) -> None:
         """From now on every call is refused with UNAVAILABLE; open streams end with UNAVAILABLE."""
         self._closed = True
-        self._cancel(self._streams)
+        self._cancel(self._streams | self._watches)
 
     def interrupt(self) -> None:
         """Ends the unary calls still running (the grace is over) with UNAVAILABLE."""
         self._cancel(self._calls)
 
     def _cancel(self, tasks: set[asyncio.Task[Any]]) -> None:
-        for task in list(tasks):
+        for task in tasks:
             self._interrupted.add(task)
             task.cancel()
 
+    def _busy(self) -> bool:
+        return bool(self._calls or self._streams or self._watches)
+
     async def settled(self, deadline: float) -> bool:
-        """After `close()`: waits until no call or stream is running and none has arrived for
-        QUIET_S, or until `deadline` (time.monotonic()). True when it settled in time."""
+        """After `close()`: waits until nothing runs and no call has arrived for QUIET_S, or until
+        `deadline` (time.monotonic()). True when it settled in time."""
         while True:
             now = time.monotonic()
-            if self._calls or self._streams:
+            if self._busy():
                 if now >= deadline:
                     return False
                 self._idle.clear()
@@ -119,8 +129,7 @@ class AdmissionInterceptor(_Wrapping):
 
     # -- admission --------------------------------------------------------------------------------
 
-    @contextlib.contextmanager
-    def _admitted(self, running: set[asyncio.Task[Any]], budget: int, what: str) -> Iterator[None]:
+    def _admit(self, running: set[asyncio.Task[Any]], budget: int, what: str) -> None:
         self._last_arrival = time.monotonic()
         if self._closed:
             raise Unavailable(
@@ -134,6 +143,11 @@ class AdmissionInterceptor(_Wrapping):
                 reason="OVERLOADED",
                 retry_delay_s=self._retry_after_s,
             )
+
+    @contextlib.contextmanager
+    def _running(self, running: set[asyncio.Task[Any]], interrupted: str) -> Iterator[None]:
+        """Tracks the current task in `running`; if this interceptor cancels it, the call ends with
+        UNAVAILABLE saying `interrupted`."""
         task = asyncio.current_task()
         assert task is not None
         running.add(task)
@@ -143,16 +157,11 @@ class AdmissionInterceptor(_Wrapping):
             if task not in self._interrupted:
                 raise  # the client cancelled
             task.uncancel()
-            raise Unavailable(
-                "the server stopped before this call finished; retry (a retry with the same request id "
-                "or client key is safe)",
-                reason="SHUTTING_DOWN",
-                retry_delay_s=self._retry_after_s,
-            ) from None
+            raise Unavailable(interrupted, reason="SHUTTING_DOWN", retry_delay_s=self._retry_after_s) from None
         finally:
             running.discard(task)
             self._interrupted.discard(task)
-            if not self._calls and not self._streams:
+            if not self._busy():
                 self._idle.set()
 
     def _is_exempt(self, method: str) -> bool:
@@ -163,28 +172,31 @@ class AdmissionInterceptor(_Wrapping):
             return behavior
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with self._admitted(self._calls, self._max_calls, "calls"):
+            self._admit(self._calls, self._max_calls, "calls")
+            with self._running(self._calls, INTERRUPTED_CALL):
                 return await behavior(request, context)
 
         return admitted
 
     def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
-        if self._is_exempt(method):
-            return behavior
+        exempt = self._is_exempt(method)
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            with self._admitted(self._streams, self._max_streams, "open streams"):
+            if not exempt:
+                self._admit(self._streams, self._max_streams, "open streams")
+            with self._running(self._watches if exempt else self._streams, INTERRUPTED_STREAM):
                 async for item in behavior(request, context):
                     yield item
 
         return admitted
 
     def wrap_writer_stream(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
-        if self._is_exempt(method):
-            return behavior
+        exempt = self._is_exempt(method)
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with self._admitted(self._streams, self._max_streams, "open streams"):
+            if not exempt:
+                self._admit(self._streams, self._max_streams, "open streams")
+            with self._running(self._watches if exempt else self._streams, INTERRUPTED_STREAM):
                 return await behavior(request, context)
 
         return admitted

@@ -224,6 +224,10 @@ async def test_shutdown_goes_not_serving_finishes_unary_and_ends_streams_unavail
             await stream.read()
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert (await slow).fields["caller"].string_value  # the in-flight unary call finished
+        # Health watches end too, once they have seen NOT_SERVING: the stop need not wait them out.
+        with pytest.raises(grpc.aio.AioRpcError) as watch_ended:
+            await watch.read()
+        assert watch_ended.value.code() == grpc.StatusCode.UNAVAILABLE
         await stopping
 
 
