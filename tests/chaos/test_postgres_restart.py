@@ -11,9 +11,9 @@ import grpc
 import pytest
 
 from nexus.kit.config import Settings
-from tests.chaos.conftest import ChaosPostgres, Reader, Writer, cancel_tasks, create_tasks, stored_events, stub_at
+from tests.chaos.conftest import Reader, Writer, cancel_tasks, create_tasks, in_background, stored_events, stub_at
 from tests.conftest import free_port
-from tests.support import Tokens, eventually, server_process
+from tests.support import PrivatePostgres, Tokens, eventually, server_process
 
 TASKS = 4
 READERS_PER_TASK = 4
@@ -25,7 +25,7 @@ HANG_UP_EVERY = 7
 
 @pytest.mark.parametrize("mode", ["fast", "immediate"])
 async def test_a_postgres_restart_loses_no_acknowledged_event_and_streams_resume_exactly(
-    mode: str, chaos_postgres: ChaosPostgres, chaos_settings: Settings, chaos_tokens: Tokens, agent: str
+    mode: str, chaos_postgres: PrivatePostgres, chaos_settings: Settings, chaos_tokens: Tokens, agent: str
 ) -> None:
     _, user = chaos_tokens.user()
     async with (
@@ -46,31 +46,24 @@ async def test_a_postgres_restart_loses_no_acknowledged_event_and_streams_resume
         writers = [
             Writer([stubs[n % 2]], user, t, f"w{i}") for n, t in enumerate(tasks) for i in range(WRITERS_PER_TASK)
         ]
-        reading = [asyncio.ensure_future(r.run()) for r in readers]
-        writing = [asyncio.ensure_future(w.run()) for w in writers]
 
         def acked() -> int:
             return sum(len(w.acked) for w in writers)
 
-        await eventually(lambda: acked() >= 300, "the writers to be in full swing")
-        await chaos_postgres.restart(mode)
-        after_restart = acked()
-        await eventually(lambda: acked() >= after_restart + 300, "appends to succeed again after the restart")
-        for writer in writers:
-            writer.stopping = True
-        await asyncio.gather(*writing)
-        await cancel_tasks(stubs[0], user, tasks)
-        await asyncio.wait_for(asyncio.gather(*reading), 60)
+        async with (
+            in_background(r.run() for r in readers) as reading,
+            in_background(w.run() for w in writers) as writing,
+        ):
+            await eventually(lambda: acked() >= 300, "the writers to be in full swing")
+            await chaos_postgres.restart(mode)
+            after_restart = acked()
+            await eventually(lambda: acked() >= after_restart + 300, "appends to succeed again after the restart")
+            for writer in writers:
+                writer.stopping = True
+            await asyncio.gather(*writing)
+            await cancel_tasks(stubs[0], user, tasks)
+            await asyncio.wait_for(asyncio.gather(*reading), 60)
         stored = {t: await stored_events(stubs[1], user, t) for t in tasks}
-    print(
-        "STATS",
-        mode,
-        acked(),
-        sum(w.retries for w in writers),
-        sum(r.resumes for r in readers),
-        sum(r.hang_ups for r in readers),
-        [len(r.seen) for r in readers][:4],
-    )
     assert sum(w.retries for w in writers) > 0  # the restart did fail some appends
     for reader in readers:
         assert reader.seen == [e.seq for e in stored[reader.task_id]] == list(range(1, len(reader.seen) + 1))

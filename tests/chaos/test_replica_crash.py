@@ -9,7 +9,7 @@ import asyncio
 import grpc
 
 from nexus.kit.config import Settings
-from tests.chaos.conftest import Reader, Writer, cancel_tasks, create_tasks, stored_events, stub_at
+from tests.chaos.conftest import Reader, Writer, cancel_tasks, create_tasks, in_background, stored_events, stub_at
 from tests.conftest import free_port
 from tests.support import Tokens, eventually, server_process
 
@@ -33,22 +33,24 @@ async def test_streams_of_a_killed_replica_resume_on_the_other_exactly_once(
         # Readers start on either replica; writers alternate between them.
         readers = [Reader(stubs, user, t, first=i) for t in tasks for i in range(READERS_PER_TASK)]
         writers = [Writer(stubs, user, t, f"w{i}") for t in tasks for i in range(WRITERS_PER_TASK)]
-        reading = [asyncio.ensure_future(r.run()) for r in readers]
-        writing = [asyncio.ensure_future(w.run()) for w in writers]
 
         def acked() -> int:
             return sum(len(w.acked) for w in writers)
 
-        await eventually(lambda: acked() >= 300, "the writers to be in full swing")
-        doomed.kill()
-        assert await doomed.exited() == -9
-        before = acked()
-        await eventually(lambda: acked() >= before + 300, "the writers to carry on through the survivor")
-        for writer in writers:
-            writer.stopping = True
-        await asyncio.gather(*writing)
-        await cancel_tasks(stubs[1], user, tasks)
-        await asyncio.wait_for(asyncio.gather(*reading), 60)
+        async with (
+            in_background(r.run() for r in readers) as reading,
+            in_background(w.run() for w in writers) as writing,
+        ):
+            await eventually(lambda: acked() >= 300, "the writers to be in full swing")
+            doomed.kill()
+            assert await doomed.exited() == -9
+            before = acked()
+            await eventually(lambda: acked() >= before + 300, "the writers to carry on through the survivor")
+            for writer in writers:
+                writer.stopping = True
+            await asyncio.gather(*writing)
+            await cancel_tasks(stubs[1], user, tasks)
+            await asyncio.wait_for(asyncio.gather(*reading), 60)
         stored = {t: await stored_events(stubs[1], user, t) for t in tasks}
     assert sum(r.resumes for r in readers) >= TASKS * READERS_PER_TASK // 2  # the doomed replica's streams
     for reader in readers:

@@ -10,7 +10,7 @@ import grpc
 
 from nexus.kit.config import Settings
 from nexus.runtime.v1 import runtime_pb2
-from tests.chaos.conftest import create_tasks, keyed, stored_events, stub_at
+from tests.chaos.conftest import create_tasks, in_background, keyed, stored_events, stub_at
 from tests.conftest import free_port
 from tests.support import Tokens, eventually, server_process
 
@@ -47,10 +47,10 @@ async def test_appends_around_a_sigterm_are_ok_and_stored_or_unavailable_and_not
                     answers[task_id, key] = grpc.StatusCode.OK
                     acked += 1
 
-            clients = [asyncio.ensure_future(client(i)) for i in range(CLIENTS)]
-            await eventually(lambda: acked >= 1000, "the clients to be in full swing")
-            replica.terminate()
-            await asyncio.gather(*clients)
+            async with in_background(client(i) for i in range(CLIENTS)) as clients:
+                await eventually(lambda: acked >= 1000, "the clients to be in full swing")
+                replica.terminate()
+                await asyncio.gather(*clients)
             assert await replica.exited() == 0
         finally:
             for channel in channels:
