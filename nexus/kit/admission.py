@@ -27,7 +27,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Collection, Iterator
+from collections.abc import AsyncIterator, Collection
 from typing import Any
 
 import grpc
@@ -50,6 +50,8 @@ INTERRUPTED_CALL = (
 
 
 class AdmissionInterceptor(_Wrapping):
+    """The gate every call passes after the error interceptor and before auth (see above)."""
+
     def __init__(
         self,
         *,
@@ -129,7 +131,8 @@ class AdmissionInterceptor(_Wrapping):
 
     # -- admission --------------------------------------------------------------------------------
 
-    def _admit(self, running: set[asyncio.Task[Any]], budget: int, what: str) -> None:
+    def _admit(self, running: set[asyncio.Task[Any]], budget: int, what: str) -> asyncio.Task[Any]:
+        """Refuses the call, or tracks its task in `running` (the caller must `_done` it)."""
         self._last_arrival = time.monotonic()
         if self._closed:
             raise Unavailable(
@@ -143,26 +146,26 @@ class AdmissionInterceptor(_Wrapping):
                 reason="OVERLOADED",
                 retry_delay_s=self._retry_after_s,
             )
+        return self._track(running)
 
-    @contextlib.contextmanager
-    def _running(self, running: set[asyncio.Task[Any]], interrupted: str) -> Iterator[None]:
-        """Tracks the current task in `running`; if this interceptor cancels it, the call ends with
-        UNAVAILABLE saying `interrupted`."""
+    @staticmethod
+    def _track(running: set[asyncio.Task[Any]]) -> asyncio.Task[Any]:
         task = asyncio.current_task()
         assert task is not None
         running.add(task)
-        try:
-            yield
-        except asyncio.CancelledError:
-            if task not in self._interrupted:
-                raise  # the client cancelled
-            task.uncancel()
-            raise Unavailable(interrupted, reason="SHUTTING_DOWN", retry_delay_s=self._retry_after_s) from None
-        finally:
-            running.discard(task)
+        return task
+
+    def _instead_of_cancelled(self, task: asyncio.Task[Any], message: str) -> Unavailable:
+        """What a call this interceptor cancelled itself answers instead of CANCELLED."""
+        task.uncancel()
+        return Unavailable(message, reason="SHUTTING_DOWN", retry_delay_s=self._retry_after_s)
+
+    def _done(self, running: set[asyncio.Task[Any]], task: asyncio.Task[Any]) -> None:
+        running.discard(task)
+        if self._interrupted:
             self._interrupted.discard(task)
-            if not self._busy():
-                self._idle.set()
+        if self._closed and not self._busy():
+            self._idle.set()
 
     def _is_exempt(self, method: str) -> bool:
         return method.startswith(self._exempt)
@@ -170,33 +173,52 @@ class AdmissionInterceptor(_Wrapping):
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         if self._is_exempt(method):
             return behavior
+        calls = self._calls
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            self._admit(self._calls, self._max_calls, "calls")
-            with self._running(self._calls, INTERRUPTED_CALL):
+            task = self._admit(calls, self._max_calls, "calls")
+            try:
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                if task not in self._interrupted:
+                    raise  # the client cancelled
+                raise self._instead_of_cancelled(task, INTERRUPTED_CALL) from None
+            finally:
+                self._done(calls, task)
 
         return admitted
 
     def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
         exempt = self._is_exempt(method)
+        running = self._watches if exempt else self._streams
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            if not exempt:
-                self._admit(self._streams, self._max_streams, "open streams")
-            with self._running(self._watches if exempt else self._streams, INTERRUPTED_STREAM):
+            task = self._track(running) if exempt else self._admit(running, self._max_streams, "open streams")
+            try:
                 async for item in behavior(request, context):
                     yield item
+            except asyncio.CancelledError:
+                if task not in self._interrupted:
+                    raise  # the client cancelled
+                raise self._instead_of_cancelled(task, INTERRUPTED_STREAM) from None
+            finally:
+                self._done(running, task)
 
         return admitted
 
     def wrap_writer_stream(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         exempt = self._is_exempt(method)
+        running = self._watches if exempt else self._streams
 
         async def admitted(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            if not exempt:
-                self._admit(self._streams, self._max_streams, "open streams")
-            with self._running(self._watches if exempt else self._streams, INTERRUPTED_STREAM):
+            task = self._track(running) if exempt else self._admit(running, self._max_streams, "open streams")
+            try:
                 return await behavior(request, context)
+            except asyncio.CancelledError:
+                if task not in self._interrupted:
+                    raise  # the client cancelled
+                raise self._instead_of_cancelled(task, INTERRUPTED_STREAM) from None
+            finally:
+                self._done(running, task)
 
         return admitted
