@@ -23,18 +23,17 @@ from nexus.kit import migrations, postgres
 from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, running
 from nexus.kit.tokens import TokenSigner, ensure_signing_key
-from tests.support import Tokens
+from tests.support import Tokens, private_postgres
 
 
 @pytest.fixture(scope="session")
-def pg_admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_admin_url() -> Iterator[str]:
     url = os.environ.get("NEXUS_TEST_DATABASE_URL")
     if url:
         yield url
         return
-    embedded = postgres.EmbeddedPostgres(tmp_path_factory.mktemp("pg"))
-    yield embedded.start()
-    embedded.stop()
+    with private_postgres() as server:
+        yield server.url
 
 
 def free_port() -> int:

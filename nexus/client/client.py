@@ -10,10 +10,11 @@ a refresh is refused (the sign-in was revoked, or a refresh answer was lost in t
 token was spent) and the client was given the password (`remember=True`), it signs in again.
 
 Streams. `stream_task` yields a task's events exactly once each, in seq order. When the stream
-drops with UNAVAILABLE (a restarting gateway or runtime, a server's shutdown drain) it reconnects
-with the last seq it yielded, with backoff, for up to `reconnect_timeout_s` of consecutive
-failure; an event at or below that seq is skipped and a gap makes it reconnect from that seq, so
-the caller never sees a duplicate or a gap.
+drops with UNAVAILABLE (a restarting gateway or runtime, a server's shutdown drain) or is refused
+with RESOURCE_EXHAUSTED and RetryInfo (a server's stream budget is spent), it reconnects with the
+last seq it yielded, with backoff and never sooner than the RetryInfo asks, for up to
+`reconnect_timeout_s` of consecutive failure; an event at or below that seq is skipped and a gap
+makes it reconnect from that seq, so the caller never sees a duplicate or a gap.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from nexus.gateway.v1 import gateway_pb2_grpc
 from nexus.kit.auth import bearer_metadata
 from nexus.kit.channels import open_channel
 from nexus.kit.config import Settings
+from nexus.kit.errors import retry_delay_of
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import artifact_pb2, task_pb2, workspace_pb2
 from nexus.user.v1 import user_pb2
@@ -274,7 +276,10 @@ class NexusClient:
                     await self._refresh_after(token)
                     refreshed = True
                     continue
-                if code != grpc.StatusCode.UNAVAILABLE:
+                retry_after = retry_delay_of(err)
+                if code != grpc.StatusCode.UNAVAILABLE and not (
+                    code == grpc.StatusCode.RESOURCE_EXHAUSTED and retry_after is not None
+                ):
                     raise
                 now = time.monotonic()
                 failing_since = failing_since or now
@@ -284,7 +289,7 @@ class NexusClient:
                     "stream dropped; resuming",
                     extra={"fields": {"task_id": task_id, "after_seq": last, "code": code.name, "attempt": failures}},
                 )
-                await asyncio.sleep(_backoff(failures))
+                await asyncio.sleep(max(_backoff(failures), retry_after or 0.0))
                 failures += 1
             finally:
                 call.cancel()

@@ -75,6 +75,16 @@ class Settings:
     refresh_token_ttl_s: int = 30 * 24 * 3600
     service_token: str | None = None
     shutdown_grace_s: float = 5.0
+    # Admission (kit/admission.py): past these a server refuses a call at once with
+    # RESOURCE_EXHAUSTED and RetryInfo, instead of queueing without bound. Unary calls and streams
+    # have separate budgets, so long-lived streams never starve unary calls. gRPC core's own
+    # backlog of calls not yet started is raised to max_pending_calls, far above the others:
+    # core can only answer CANCELLED, so it must never be the one that refuses.
+    max_inflight_calls: int = 1000
+    max_open_streams: int = 10_000
+    max_pending_calls: int = 20_000
+    # The wait RetryInfo asks for when a call is refused for overload or shutdown.
+    retry_after_s: float = 0.25
     max_message_bytes: int = 8 * MiB
     artifact_max_bytes: int = 100 * MiB
     # How often each runtime replica looks for due schedules (cron has minute resolution).
@@ -197,6 +207,10 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
         refresh_token_ttl_s=_int(env, "NEXUS_REFRESH_TOKEN_TTL", 30 * 24 * 3600),
         service_token=env.get("NEXUS_TOKEN") or None,
         shutdown_grace_s=_float(env, "NEXUS_SHUTDOWN_GRACE", 5.0),
+        max_inflight_calls=_int(env, "NEXUS_MAX_INFLIGHT_CALLS", 1000),
+        max_open_streams=_int(env, "NEXUS_MAX_OPEN_STREAMS", 10_000),
+        max_pending_calls=_int(env, "NEXUS_MAX_PENDING_CALLS", 20_000),
+        retry_after_s=_float(env, "NEXUS_RETRY_AFTER_S", 0.25),
         max_message_bytes=_int(env, "NEXUS_MAX_MESSAGE_BYTES", 8 * MiB),
         artifact_max_bytes=_int(env, "NEXUS_ARTIFACT_MAX_BYTES", 100 * MiB),
         scheduler_poll_s=_float(env, "NEXUS_SCHEDULER_POLL_S", 1.0),
@@ -224,6 +238,10 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_ACCESS_TOKEN_TTL": str(settings.access_token_ttl_s),
         "NEXUS_REFRESH_TOKEN_TTL": str(settings.refresh_token_ttl_s),
         "NEXUS_SHUTDOWN_GRACE": str(settings.shutdown_grace_s),
+        "NEXUS_MAX_INFLIGHT_CALLS": str(settings.max_inflight_calls),
+        "NEXUS_MAX_OPEN_STREAMS": str(settings.max_open_streams),
+        "NEXUS_MAX_PENDING_CALLS": str(settings.max_pending_calls),
+        "NEXUS_RETRY_AFTER_S": str(settings.retry_after_s),
         "NEXUS_MAX_MESSAGE_BYTES": str(settings.max_message_bytes),
         "NEXUS_ARTIFACT_MAX_BYTES": str(settings.artifact_max_bytes),
         "NEXUS_SCHEDULER_POLL_S": str(settings.scheduler_poll_s),

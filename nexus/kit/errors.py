@@ -16,7 +16,7 @@ from typing import ClassVar
 import grpc
 import psycopg
 import sqlalchemy.exc
-from google.protobuf import any_pb2, duration_pb2
+from google.protobuf import any_pb2
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
@@ -51,7 +51,7 @@ class NexusError(Exception):
         self.reason = reason or self.code.name
         self.violations = tuple(violations)
         self.metadata = dict(metadata or {})
-        # When waiting helps (rate limits, overload): sent as a RetryInfo detail.
+        # Set where waiting helps (overload, shutdown, rate limits): sent as a RetryInfo detail.
         self.retry_after_s = retry_after_s
 
 
@@ -215,11 +215,6 @@ def to_status(err: NexusError, domain: str) -> grpc.Status:
     RetryInfo when the error says how long to wait."""
     info = error_details_pb2.ErrorInfo(reason=err.reason, domain=domain, metadata=err.metadata)
     details = [_pack(info)]
-    if err.retry_after_s is not None:
-        delay = duration_pb2.Duration()
-        # Whole milliseconds, at least one: a zero delay would read as "retry at once".
-        delay.FromMilliseconds(max(1, math.ceil(err.retry_after_s * 1000)))
-        details.append(_pack(error_details_pb2.RetryInfo(retry_delay=delay)))
     if err.violations:
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -228,6 +223,8 @@ def to_status(err: NexusError, domain: str) -> grpc.Status:
             ]
         )
         details.append(_pack(bad))
+    if err.retry_after_s is not None:
+        details.append(_pack(retry_info(err.retry_after_s)))
     status = status_pb2.Status(code=err.code.value[0], message=err.message, details=details)
     return rpc_status.to_status(status)
 
@@ -235,6 +232,14 @@ def to_status(err: NexusError, domain: str) -> grpc.Status:
 def upstream_status(up: _Upstream) -> tuple[grpc.StatusCode, str, tuple[tuple[str, bytes], ...]]:
     trailing = ((STATUS_DETAILS_KEY, up.status_details),) if up.status_details else ()
     return up.code, up.details, trailing
+
+
+def retry_info(delay_s: float) -> error_details_pb2.RetryInfo:
+    """The RetryInfo detail: how long a client should wait before it tries again, in whole
+    milliseconds and at least one (a zero delay would read as "retry at once")."""
+    info = error_details_pb2.RetryInfo()
+    info.retry_delay.FromMilliseconds(max(1, math.ceil(delay_s * 1000)))
+    return info
 
 
 def _pack(message: Message) -> any_pb2.Any:
@@ -264,13 +269,13 @@ def details_of(
 
 
 def retry_delay_of(error: grpc.aio.AioRpcError) -> float | None:
-    """Client side: the seconds a failed call's RetryInfo asks to wait, or None without one."""
+    """Client side: the wait a failed call's RetryInfo asks for, in seconds; None without one."""
     status = rpc_status.from_call(error)  # type: ignore[arg-type]
     for detail in status.details if status is not None else ():
         if detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-            retry = error_details_pb2.RetryInfo()
-            detail.Unpack(retry)
-            return float(retry.retry_delay.ToMilliseconds()) / 1000
+            info = error_details_pb2.RetryInfo()
+            detail.Unpack(info)
+            return float(info.retry_delay.ToNanoseconds() / 1e9)
     return None
 
 
@@ -297,5 +302,6 @@ __all__ = [
     "invalid",
     "not_found",
     "retry_delay_of",
+    "retry_info",
     "to_status",
 ]

@@ -1,4 +1,5 @@
-"""The interceptor chain every Nexus server runs: request log → errors → stream drain → auth.
+"""The interceptor chain every Nexus server runs: request log → errors → admission → auth.
+(Admission, kit/admission.py, refuses calls on overload and shutdown and ends streams on shutdown.)
 
 Each interceptor wraps a method's behaviour once and caches the wrapped handler by method name,
 so the per-call cost is one dict lookup per interceptor. Streaming handlers must be async
@@ -8,11 +9,10 @@ generators; they are wrapped the same way, so errors, auth and logs cover stream
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection
 from typing import Any, TypeAlias
 
 import grpc
@@ -24,7 +24,6 @@ from nexus.kit.errors import (
     InvalidArgument,
     NexusError,
     Unauthenticated,
-    Unavailable,
     classify,
     to_status,
     upstream_status,
@@ -156,54 +155,6 @@ class RequestLogInterceptor(_Wrapping):
                     self._emit(method, context, started, self._code(context, failed))
 
         return logged
-
-
-class StreamDrainInterceptor(_Wrapping):
-    """Lets shutdown end open streams with UNAVAILABLE, so clients reconnect and resume
-    elsewhere instead of waiting out the grace period (DESIGN §2)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self._draining = asyncio.Event()
-        self._streams: set[asyncio.Task[Any]] = set()
-
-    def drain(self) -> None:
-        self._draining.set()
-        for task in list(self._streams):
-            task.cancel()
-
-    @contextlib.contextmanager
-    def _tracked(self) -> Iterator[None]:
-        if self._draining.is_set():
-            raise Unavailable("the server is shutting down; reconnect", reason="SHUTTING_DOWN")
-        task = asyncio.current_task()
-        assert task is not None
-        self._streams.add(task)
-        try:
-            yield
-        except asyncio.CancelledError:
-            if not self._draining.is_set():
-                raise
-            # Our own drain cancelled this stream, not the client: tell the client to resume.
-            task.uncancel()
-            raise Unavailable("the server is shutting down; reconnect and resume", reason="SHUTTING_DOWN") from None
-        finally:
-            self._streams.discard(task)
-
-    def wrap_stream(self, method: str, behavior: StreamBehavior) -> StreamBehavior:
-        async def drained(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-            with self._tracked():
-                async for item in behavior(request, context):
-                    yield item
-
-        return drained
-
-    def wrap_writer_stream(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
-        async def drained(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-            with self._tracked():
-                return await behavior(request, context)
-
-        return drained
 
 
 _UNDECODABLE = object()

@@ -2,8 +2,9 @@
 
 A service describes itself with a `ServiceSpec` (its `spec.py`), which names its
 `build(resources) -> ServiceDefinition`. The kit adds everything else: the interceptor chain,
-health, reflection, keepalive and size limits, TLS when configured, and graceful shutdown
-(NOT_SERVING, streams told to resume elsewhere, in-flight calls given a grace period).
+health, reflection, keepalive and size limits, TLS when configured, admission limits, and graceful
+shutdown (NOT_SERVING; new calls refused with UNAVAILABLE and streams told to resume elsewhere,
+while in-flight calls finish within the grace).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,6 +22,7 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from nexus.kit.admission import AdmissionInterceptor
 from nexus.kit.channels import channel_options, open_channel
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
@@ -27,7 +30,6 @@ from nexus.kit.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
     RequestLogInterceptor,
-    StreamDrainInterceptor,
 )
 from nexus.kit.revocations import RevocationFollower
 from nexus.kit.tokens import FetchedKeySet, KeySet, LocalKeySet, TokenVerifier
@@ -107,13 +109,17 @@ class NexusServer:
         self.definition = definition
         self.resources = resources
         settings = resources.settings
-        self._drain = StreamDrainInterceptor()
         self.revocations = RevocationFollower(lambda: resources.channel("user"))
+        self.admission = AdmissionInterceptor(
+            max_inflight_calls=settings.max_inflight_calls,
+            max_open_streams=settings.max_open_streams,
+            retry_after_s=settings.retry_after_s,
+        )
         self.server = grpc.aio.server(
             interceptors=[
                 RequestLogInterceptor(definition.name),
                 ErrorInterceptor(definition.domain),
-                self._drain,
+                self.admission,
                 AuthInterceptor(
                     resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC], self.revocations.revoked
                 ),
@@ -123,6 +129,11 @@ class NexusServer:
                 ("grpc.http2.min_ping_interval_without_data_ms", 10_000),
                 # A second server on a taken port must fail, not silently share it.
                 ("grpc.so_reuseport", 0),
+                # Calls received but not yet started wait in core's backlog; past its limit (1,000
+                # by default) core answers CANCELLED. The kit's admission budgets refuse with
+                # RetryInfo long before this is reached.
+                ("grpc.server.max_pending_requests", settings.max_pending_calls),
+                ("grpc.server.max_pending_requests_hard_limit", settings.max_pending_calls),
             ],
         )
         definition.register(self.server)
@@ -157,12 +168,18 @@ class NexusServer:
         return self.address
 
     async def stop(self, grace: float | None = None) -> None:
+        """Stops within `grace` seconds (the setting by default) without answering CANCELLED.
+
+        grpc.aio's own `stop(grace)` cancels every call still in core's backlog, so the kit first
+        refuses new calls itself (UNAVAILABLE with RetryInfo) while the server still runs, lets the
+        calls in flight finish, and stops the gRPC server only once calls have stopped arriving."""
         grace = self.resources.settings.shutdown_grace_s if grace is None else grace
+        deadline = time.monotonic() + grace
         await self.health.enter_graceful_shutdown()
         # A moment for health watchers (load balancers) to see NOT_SERVING before streams end.
         await asyncio.sleep(min(0.5, grace / 2))
-        self._drain.drain()
-        await self.server.stop(grace)
+        await self.admission.drain(deadline)
+        await self.server.stop(max(deadline - time.monotonic(), 0.1))
         await self.revocations.stop()
         for hook in self.definition.on_stop:
             await hook()

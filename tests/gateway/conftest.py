@@ -3,7 +3,6 @@ per account, and builders for agents, skills and commands (created as an ontolog
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import uuid
@@ -35,7 +34,7 @@ from nexus.runtime.v1 import (
 )
 from nexus.user.v1 import user_pb2
 from services.user.keys import ensure_key_file
-from tests.support import Tokens
+from tests.support import Tokens, eventually
 
 Metadata = tuple[tuple[str, str], ...]
 PASSWORD = "correct horse battery"
@@ -203,12 +202,12 @@ class Worker:
     async def next_claim(self, agent_id: str, *, within_s: float = 10.0) -> runtime_pb2.ClaimedTask:
         """Claims the agent's next task as soon as one is queued (as a polling worker does)."""
         request = runtime_pb2.ClaimTasksRequest(agent_ids=[agent_id], max_tasks=1)
-        for _ in range(int(within_s / 0.02)):
+
+        async def claim() -> runtime_pb2.ClaimedTask | None:
             reply = await self.runtime.ClaimTasks(request, metadata=self.md)
-            if reply.claimed:
-                return reply.claimed[0]
-            await asyncio.sleep(0.02)
-        raise AssertionError(f"no task of {agent_id} was queued within {within_s}s")
+            return reply.claimed[0] if reply.claimed else None
+
+        return await eventually(claim, f"a task of {agent_id} to be queued", within_s=within_s)
 
     async def say(self, claimed: runtime_pb2.ClaimedTask, *texts: str) -> None:
         events = [

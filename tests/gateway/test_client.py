@@ -21,7 +21,7 @@ from nexus.runtime.v1 import task_pb2
 from nexus.user.v1 import user_pb2
 from tests.conftest import free_port
 from tests.gateway.conftest import PASSWORD, Account, Platform, Scan, SignUp, Worker, extra_server
-from tests.support import Tokens, rpc_error
+from tests.support import Tokens, eventually, rpc_error
 
 
 @pytest.fixture
@@ -110,7 +110,7 @@ async def produce(worker: Worker, scan: Scan, batches: int, restart: Callable[[]
     claimed = await worker.claim(scan.agent_id)
     for n in range(batches):
         await worker.say(claimed, *(f"m{n}.{i}" for i in range(3)))
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(0.02)  # paced like a model's output, so the stream outlives the restart
         if n == at:
             await restart()
     await worker.finish(claimed)
@@ -185,7 +185,8 @@ async def test_a_stream_resumes_across_a_runtime_restart_with_each_event_once(
     async def restart() -> None:
         context, _ = runtimes.pop()
         await context.__aexit__(None, None, None)
-        await asyncio.sleep(0.2)  # down for a moment: reconnects fail meanwhile
+        # Down for a moment: the drain's UNAVAILABLE, then at least one reconnect that fails.
+        await eventually(lambda: len(resumes(caplog)) >= 2, "a reconnect to fail while the runtime is down")
         await start_runtime()
 
     await start_runtime()
@@ -209,6 +210,42 @@ async def test_a_stream_resumes_across_a_runtime_restart_with_each_event_once(
     final = (await client_task(platform, alice, task.task_id)).last_seq
     assert seen == list(range(1, final + 1))
     assert resumes(caplog)[:1] == ["UNAVAILABLE"]
+
+
+async def test_a_stream_refused_by_a_full_stream_budget_is_retried_after_the_wait(
+    settings: Settings, alice: Account, scan: Scan, worker: Worker, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A gateway whose one stream slot is taken answers RESOURCE_EXHAUSTED with RetryInfo: the
+    client waits and tries again, and gets the whole stream once the slot is free."""
+    caplog.set_level(logging.INFO, logger="nexus.client")
+    async with (
+        extra_server("gateway", settings.with_overrides(max_open_streams=1, retry_after_s=0.1)) as gateway,
+        NexusClient(gateway.address) as client,
+    ):
+        client.use_tokens(alice.tokens)
+        task = await client.run_command(f"{scan.trigger} https://acme.com")
+        hog = client.stub.StreamTask(pb.StreamTaskRequest(task_id=task.task_id), metadata=alice.md)
+        first = await hog.read()  # holds the one slot
+        assert isinstance(first, task_pb2.TaskEvent) and first.seq == 1
+
+        async def consume() -> list[int]:
+            return [event.seq async for event in client.stream_task(task.task_id)]
+
+        consumer = asyncio.ensure_future(consume())
+
+        def refused_and_waiting() -> bool:
+            if consumer.done():
+                consumer.result()  # a client that gave up on the refusal fails the test here
+            return "RESOURCE_EXHAUSTED" in resumes(caplog)
+
+        await eventually(refused_and_waiting, "the client to be refused and to wait")
+        hog.cancel()
+        claimed = await worker.claim(scan.agent_id)
+        await worker.say(claimed, "done")
+        await worker.finish(claimed)
+        seen = await asyncio.wait_for(consumer, 30)
+        final = (await client.get_task(task.task_id)).last_seq
+    assert seen == list(range(1, final + 1))
 
 
 async def test_resuming_from_a_seq_yields_only_later_events(

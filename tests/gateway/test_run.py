@@ -17,7 +17,7 @@ from nexus.kit import config
 from nexus.kit.config import Settings
 from nexus.runtime.v1 import runtime_pb2, task_pb2
 from tests.gateway.conftest import Platform, Scan, Worker
-from tests.support import NEXUS_COMMAND
+from tests.support import NEXUS_COMMAND, eventually
 
 
 async def render_preview(worker: Worker, claimed: runtime_pb2.ClaimedTask) -> None:
@@ -36,11 +36,7 @@ async def render_preview(worker: Worker, claimed: runtime_pb2.ClaimedTask) -> No
 async def started(out: io.StringIO) -> None:
     """Until `nexus run` printed its task: RunCommand has returned, so the plan is seeded. (A
     worker that claims a task before that finds no plan yet; see the gateway's README.)"""
-    for _ in range(200):
-        if out.getvalue():
-            return
-        await asyncio.sleep(0.02)
-    raise AssertionError("nexus run printed nothing")
+    await eventually(out.getvalue, "nexus run to print its task")
 
 
 async def play_scan(worker: Worker, scan: Scan, *, fail: bool = False) -> str:
@@ -193,10 +189,7 @@ async def test_an_interrupted_run_cancels_its_task(
 ) -> None:
     local = settings.with_overrides(data_dir=tmp_path)
     running, out, _ = start(f"{scan.trigger} https://acme.com", platform, local, Answers([], io.StringIO()))
-    for _ in range(200):
-        if out.getvalue():
-            break
-        await asyncio.sleep(0.05)
+    await started(out)
     task_id = out.getvalue().split()[1]
     running.cancel()  # what Ctrl-C does to `asyncio.run`'s main task
     with pytest.raises(asyncio.CancelledError):

@@ -4,7 +4,6 @@ for every downstream call)."""
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator, Callable
 from typing import TYPE_CHECKING, Any
@@ -18,7 +17,7 @@ from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from nexus.kit.config import Settings
 from nexus.runtime.v1 import task_pb2
 from tests.gateway.conftest import Account, DeadlineRecorder, Scan, Worker, extra_server
-from tests.support import rpc_error
+from tests.support import eventually, rpc_error
 
 if TYPE_CHECKING:
     from nexus.gateway.v1.gateway_pb2_grpc import GatewayServiceAsyncStub as Stub
@@ -88,10 +87,7 @@ async def test_a_client_cancel_reaches_the_runtime(
     assert isinstance(first, task_pb2.TaskEvent) and first.seq == 1
     assert runtime_stream_ends(caplog.records) == []  # the runtime's stream is open
     call.cancel()
-    for _ in range(100):
-        if runtime_stream_ends(caplog.records):
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: runtime_stream_ends(caplog.records), "the runtime's stream to end")
     assert runtime_stream_ends(caplog.records) == ["CANCELLED"]
 
 

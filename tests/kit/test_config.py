@@ -34,8 +34,14 @@ def test_to_env_round_trips_through_from_env(tmp_path: Path) -> None:
         service_database_urls={"user": "postgresql://nexus_user:u-pw@db/nexus"},
         ports={**{spec.name: spec.default_port for spec in SERVICES}, "gateway": 7000},
         service_token="tok",
+        max_inflight_calls=7,
+        max_open_streams=8,
+        max_pending_calls=9,
+        retry_after_s=1.5,
     )
     again = config.from_env(config.to_env(settings), services=SERVICES)
+    assert (again.max_inflight_calls, again.max_open_streams, again.max_pending_calls) == (7, 8, 9)
+    assert again.retry_after_s == 1.5
     assert again.database_url == settings.database_url
     assert dict(again.service_database_urls) == dict(settings.service_database_urls)
     assert again.port("gateway") == 7000

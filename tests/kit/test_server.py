@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -20,20 +21,25 @@ from nexus.kit import auth, errors
 from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, Resources, ServiceDefinition
 from nexus.kit.tokens import ensure_signing_key
-from tests.support import Tokens, rpc_error
+from tests.support import Tokens, eventually, rpc_error
 
 SERVICE = "nexus.testing.Echo"
 Struct = struct_pb2.Struct
+# How many calls of each action the echo service has begun.
+begun: Counter[str] = Counter()
 
 
 async def unary(request: Struct, context: Any) -> Struct:
     action = request.fields["action"].string_value if "action" in request.fields else ""
+    begun[action] += 1
     if action == "invalid":
         raise errors.invalid("name", "must be lowercase")
     if action == "bug":
         raise RuntimeError("a bug that must not leak")
     if action == "slow":
-        await asyncio.sleep(0.5)
+        await asyncio.sleep(0.5)  # the behaviour under test: a call that takes a while
+    if action == "hang":
+        await asyncio.Event().wait()
     return Struct(fields={"caller": struct_pb2.Value(string_value=auth.caller().subject)})
 
 
@@ -214,13 +220,17 @@ async def test_shutdown_goes_not_serving_finishes_unary_and_ends_streams_unavail
         stream = stream_call(Struct(), metadata=metadata)
         assert (await stream.read()).fields["n"].number_value == 1
         slow = asyncio.ensure_future(unary_call(action("slow"), metadata=metadata))
-        await asyncio.sleep(0.1)
+        await eventually(lambda: server.admission.inflight_calls == 1, "the slow call to be in flight")
         stopping = asyncio.ensure_future(server.stop())
         assert (await watch.read()).status == health_pb2.HealthCheckResponse.NOT_SERVING
         with pytest.raises(grpc.aio.AioRpcError) as raised:
             await stream.read()
         assert raised.value.code() == grpc.StatusCode.UNAVAILABLE
         assert (await slow).fields["caller"].string_value  # the in-flight unary call finished
+        # Health watches end too, once they have seen NOT_SERVING: the stop need not wait them out.
+        with pytest.raises(grpc.aio.AioRpcError) as watch_ended:
+            await watch.read()
+        assert watch_ended.value.code() == grpc.StatusCode.UNAVAILABLE
         await stopping
 
 
@@ -233,10 +243,132 @@ async def test_request_log_has_method_code_duration_and_never_the_token(
     with caplog.at_level(logging.INFO, logger="nexus.rpc"):
         await unary_call(Struct(), metadata=metadata)
         await rpc_error(unary_call(action("invalid"), metadata=metadata))
-    entries = [getattr(r, "rpc") for r in caplog.records if hasattr(r, "rpc")]  # noqa: B009
+
+        def logged() -> list[Any]:
+            # The server writes its line as the call ends, which may be after the client has its
+            # status: wait for both lines rather than assume they are there.
+            entries = [getattr(r, "rpc") for r in caplog.records if hasattr(r, "rpc")]  # noqa: B009
+            return entries if len(entries) >= 2 else []
+
+        entries = await eventually(logged, "both calls' request-log lines")
     assert [(e["method"], e["code"]) for e in entries] == [
         (f"/{SERVICE}/Unary", "OK"),
         (f"/{SERVICE}/Unary", "INVALID_ARGUMENT"),
     ]
     assert all(e["duration_ms"] >= 0 for e in entries)
     assert token not in caplog.text and token not in json.dumps(entries)
+
+
+# -- overload and shutdown: refused with a status that says what to do, never CANCELLED ----------
+
+
+async def outcome(call: Awaitable[Any]) -> tuple[grpc.StatusCode, float | None]:
+    """A call's status code and the wait its RetryInfo asks for (None without one)."""
+    try:
+        await call
+    except grpc.aio.AioRpcError as err:
+        return err.code(), errors.retry_delay_of(err)
+    return grpc.StatusCode.OK, None
+
+
+async def test_a_burst_past_the_call_budget_is_refused_with_retry_info_and_never_cancelled(
+    kit_settings: Settings, tokens_here: Tokens
+) -> None:
+    """4,000 calls at once against a budget of 16: gRPC core alone would leave most waiting in its
+    backlog and answer about a thousand of them CANCELLED."""
+    settings = replace(kit_settings, max_inflight_calls=16, retry_after_s=0.3)
+    server = NexusServer(echo_definition(), Resources(settings))
+    address = await server.start(port=0)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            unary_call, _, _ = calls(channel)
+            _, metadata = tokens_here.user()
+            burst = [outcome(unary_call(action("slow"), metadata=metadata, timeout=60)) for _ in range(4000)]
+            outcomes = await asyncio.gather(*burst)
+            codes = Counter(code.name for code, _ in outcomes)
+            assert set(codes) == {"OK", "RESOURCE_EXHAUSTED"}, codes
+            refused = [delay for code, delay in outcomes if code == grpc.StatusCode.RESOURCE_EXHAUSTED]
+            assert set(refused) == {0.3}  # every refusal says how long to wait
+            # Still serving, and with its whole budget back.
+            assert (
+                await asyncio.gather(*[outcome(unary_call(Struct(), metadata=metadata)) for _ in range(16)])
+                == [(grpc.StatusCode.OK, None)] * 16
+            )
+            assert server.admission.inflight_calls == 0
+    finally:
+        await server.stop(grace=0.5)
+
+
+async def test_open_streams_have_a_budget_of_their_own_and_do_not_starve_unary_calls(
+    kit_settings: Settings, tokens_here: Tokens
+) -> None:
+    server = NexusServer(echo_definition(), Resources(replace(kit_settings, max_inflight_calls=2, max_open_streams=3)))
+    address = await server.start(port=0)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            unary_call, _, stream_call = calls(channel)
+            _, metadata = tokens_here.user()
+            streams = [stream_call(Struct(), metadata=metadata) for _ in range(3)]
+            for stream in streams:
+                assert (await stream.read()).fields["n"].number_value == 1
+            failure = await rpc_error(_first(stream_call(Struct(), metadata=metadata)))
+            assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "OVERLOADED")
+            # Three open streams, and unary calls still have their budget of two.
+            replies = await asyncio.gather(*[unary_call(Struct(), metadata=metadata) for _ in range(2)])
+            assert all(r.fields["caller"].string_value for r in replies)
+            health: Any = health_pb2_grpc.HealthStub(channel)
+            probe = await health.Check(health_pb2.HealthCheckRequest())
+            assert probe.status == health_pb2.HealthCheckResponse.SERVING
+            for stream in streams:
+                stream.cancel()
+            await eventually(lambda: server.admission.open_streams == 0, "the cancelled streams to close")
+            assert (await stream_call(Struct(), metadata=metadata).read()).fields["n"].number_value == 1
+    finally:
+        await server.stop(grace=0.5)
+
+
+async def test_calls_that_keep_arriving_during_a_shutdown_are_answered_ok_or_unavailable_never_cancelled(
+    kit_settings: Settings, tokens_here: Tokens
+) -> None:
+    """200 clients call back to back while the server stops; grpc.aio's own stop answers the
+    calls waiting in core's backlog CANCELLED."""
+    server = NexusServer(echo_definition(), Resources(replace(kit_settings, shutdown_grace_s=3.0)))
+    address = await server.start(port=0)
+    served = 0
+    async with grpc.aio.insecure_channel(address) as channel:
+        unary_call, _, _ = calls(channel)
+        _, metadata = tokens_here.user()
+
+        async def client() -> list[tuple[grpc.StatusCode, float | None]]:
+            nonlocal served
+            seen = []
+            while True:
+                seen.append(await outcome(unary_call(Struct(), metadata=metadata, timeout=30)))
+                if seen[-1][0] != grpc.StatusCode.OK:
+                    return seen
+                served += 1
+
+        clients = [asyncio.ensure_future(client()) for _ in range(200)]
+        await eventually(lambda: served >= 2000, "the clients to be in full swing")
+        await server.stop()
+        outcomes = [o for seen in await asyncio.gather(*clients) for o in seen]
+    codes = Counter(code.name for code, _ in outcomes)
+    assert set(codes) == {"OK", "UNAVAILABLE"}, codes
+    # The refusals made while the server still ran ask for a wait; later calls find no server.
+    assert 0.0 < max(delay or 0.0 for _, delay in outcomes) <= kit_settings.retry_after_s
+
+
+async def test_a_call_still_running_when_the_grace_ends_is_answered_unavailable(
+    kit_settings: Settings, tokens_here: Tokens
+) -> None:
+    server = NexusServer(echo_definition(), Resources(kit_settings))
+    address = await server.start(port=0)
+    async with grpc.aio.insecure_channel(address) as channel:
+        unary_call, _, _ = calls(channel)
+        _, metadata = tokens_here.user()
+        before = begun["hang"]
+        hung = asyncio.ensure_future(rpc_error(unary_call(action("hang"), metadata=metadata)))
+        await eventually(lambda: begun["hang"] > before, "the hanging call to be in flight")
+        await server.stop(grace=0.5)
+        failure = await hung
+    assert (failure.code, failure.reason) == (grpc.StatusCode.UNAVAILABLE, "SHUTTING_DOWN")

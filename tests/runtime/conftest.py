@@ -4,18 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
-import socket
-import subprocess
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from nexus.kit import config
 from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer
 from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
@@ -30,7 +26,8 @@ from nexus.runtime.v1 import (
     task_pb2,
     workspace_pb2_grpc,
 )
-from tests.support import NEXUS_COMMAND, Tokens
+from tests.conftest import free_port
+from tests.support import Tokens, server_process
 
 Metadata = tuple[tuple[str, str], ...]
 
@@ -56,42 +53,8 @@ def stub(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) 
 @pytest.fixture
 async def second_replica(settings: Settings) -> AsyncIterator[str]:
     """Another runtime process on the same database, as `nexus serve runtime` runs it."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    process = await asyncio.create_subprocess_exec(
-        *NEXUS_COMMAND,
-        "serve",
-        "runtime",
-        "--port",
-        str(port),
-        env={**os.environ, **config.to_env(settings)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    address = f"127.0.0.1:{port}"
-    try:
-        async with grpc.aio.insecure_channel(address) as channel:
-            health: Any = health_pb2_grpc.HealthStub(channel)
-            for _ in range(300):
-                assert process.returncode is None, "the second runtime exited"
-                try:
-                    reply = await health.Check(health_pb2.HealthCheckRequest(), timeout=1)
-                    if reply.status == health_pb2.HealthCheckResponse.SERVING:
-                        break
-                except grpc.aio.AioRpcError:
-                    pass
-                await asyncio.sleep(0.1)
-            else:
-                pytest.fail("the second runtime did not become SERVING")
-        yield address
-    finally:
-        process.terminate()  # SIGTERM: a graceful shutdown
-        try:
-            await asyncio.wait_for(process.wait(), 10)
-        except TimeoutError:
-            process.kill()
-            await process.wait()
+    async with server_process("runtime", settings, free_port()) as replica:
+        yield replica.address
 
 
 @pytest.fixture(scope="session")
@@ -215,6 +178,27 @@ async def collect(stub: Any, metadata: Metadata, task_id: str, after_seq: int = 
     """A whole stream, until the server ends it."""
     request = runtime_pb2.StreamTaskEventsRequest(task_id=task_id, after_seq=after_seq)
     return [event async for event in stub.StreamTaskEvents(request, metadata=metadata)]
+
+
+@dataclass
+class Following:
+    """A stream read in the background: `events` grows as they arrive; `done` ends with the stream
+    (its result is every event)."""
+
+    events: list[task_pb2.TaskEvent]
+    done: asyncio.Future[list[task_pb2.TaskEvent]]
+
+
+def follow(stub: Any, metadata: Metadata, task_id: str, after_seq: int = 0) -> Following:
+    events: list[task_pb2.TaskEvent] = []
+
+    async def read() -> list[task_pb2.TaskEvent]:
+        request = runtime_pb2.StreamTaskEventsRequest(task_id=task_id, after_seq=after_seq)
+        async for event in stub.StreamTaskEvents(request, metadata=metadata):
+            events.append(event)
+        return events
+
+    return Following(events, asyncio.ensure_future(read()))
 
 
 async def upload(artifacts: Any, metadata: Metadata, task_id: str, data: bytes, lease_id: str = "", **kw: Any) -> Any:

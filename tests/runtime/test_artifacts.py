@@ -20,7 +20,7 @@ from nexus.kit.config import Settings
 from nexus.kit.server import running
 from nexus.runtime.v1 import artifact_pb2, artifact_pb2_grpc, runtime_pb2, task_pb2
 from tests.runtime.conftest import Metadata, claim_one, create_task, upload
-from tests.support import Tokens, rpc_error
+from tests.support import Tokens, eventually, rpc_error
 
 MiB = 1 << 20
 
@@ -35,11 +35,7 @@ def staged_files(settings: Settings) -> list[Path]:
 
 async def no_staged_files(settings: Settings) -> None:
     """The server discards a failed upload's bytes as the call ends; wait for that."""
-    for _ in range(100):
-        if not staged_files(settings):
-            return
-        await asyncio.sleep(0.05)
-    pytest.fail(f"staged bytes left behind: {staged_files(settings)}")
+    await eventually(lambda: not staged_files(settings), "the failed upload's staged bytes to be discarded")
 
 
 async def listed(artifacts: Any, metadata: Metadata, **filters: Any) -> list[str]:
@@ -136,10 +132,7 @@ async def test_an_upload_cut_off_midway_leaves_nothing_visible(
 
     call = artifacts.CreateArtifact(messages(), metadata=user)
     await sent_some.wait()
-    for _ in range(100):  # the server has begun staging the bytes
-        if staged_files(settings):
-            break
-        await asyncio.sleep(0.02)
+    await eventually(lambda: staged_files(settings), "the server to begin staging the bytes")
     call.cancel()
     with pytest.raises(asyncio.CancelledError):
         await call

@@ -88,7 +88,7 @@ async def test_a_batch_is_atomic_and_a_bad_event_rejects_all_of_it(
 async def test_appends_bump_last_active_time(stub: Any, owner: tuple[str, Metadata], agent: str) -> None:
     _, user = owner
     task = await create_task(stub, user, agent)
-    await asyncio.sleep(0.01)
+    await asyncio.sleep(0.01)  # the behaviour under test: an append a moment later moves the time
     await append(stub, user, task.task_id, message("bump"))
     reread = await stub.GetTask(runtime_pb2.GetTaskRequest(task_id=task.task_id), metadata=user)
     assert reread.last_active_time.ToNanoseconds() > task.last_active_time.ToNanoseconds()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import grpc
 
 from nexus.runtime.v1 import runtime_pb2, task_pb2
 from tests.runtime.conftest import Metadata, all_events, append, claim_one, create_task, message, said
-from tests.support import Tokens, rpc_error
+from tests.support import Tokens, eventually, rpc_error
 
 
 def claim_request(agent: str, n: int, lease_s: float = 30.0) -> runtime_pb2.ClaimTasksRequest:
@@ -41,12 +42,12 @@ async def test_an_expired_lease_requeues_the_task_with_a_system_event_and_it_can
     first = tokens.service("runtime.worker", name="slow")
     second = tokens.service("runtime.worker", name="fast")
     claimed = await claim_one(stub, first, agent, lease_s=0.3)
-    for _ in range(50):  # the reaper runs every 0.5 s
-        await asyncio.sleep(0.1)
+
+    async def requeued() -> bool:
         reread = await stub.GetTask(runtime_pb2.GetTaskRequest(task_id=task.task_id), metadata=user)
-        if reread.status == task_pb2.TASK_STATUS_QUEUED:
-            break
-    assert reread.status == task_pb2.TASK_STATUS_QUEUED
+        return bool(reread.status == task_pb2.TASK_STATUS_QUEUED)
+
+    await eventually(requeued, "the reaper (every 0.5 s) to requeue the expired lease")
     events = await all_events(stub, user, task.task_id)
     assert events[-1].role == task_pb2.EVENT_ROLE_SYSTEM and events[-1].metadata["reason"] == "lease_expired"
     # The old holder can no longer write; the new one can.
@@ -62,8 +63,9 @@ async def test_a_claim_reclaims_an_expired_lease_without_waiting_for_the_reaper(
 ) -> None:
     _, user = owner
     task = await create_task(stub, user, agent)
-    await claim_one(stub, tokens.service("runtime.worker", name="gone"), agent, lease_s=0.1)
-    await asyncio.sleep(0.15)
+    gone = await claim_one(stub, tokens.service("runtime.worker", name="gone"), agent, lease_s=0.1)
+    expiry = gone.lease.expire_time.ToNanoseconds() / 1e9
+    await eventually(lambda: time.time() > expiry, "the lease to expire")
     reclaimed = await claim_one(stub, tokens.service("runtime.worker", name="next"), agent)
     assert reclaimed.task.task_id == task.task_id
     reasons = [e.metadata["reason"] for e in await all_events(stub, user, task.task_id)]
@@ -80,7 +82,7 @@ async def test_renewing_keeps_the_lease_past_its_first_expiry(
     request.lease_duration.FromSeconds(30)
     for _ in range(3):
         lease = await stub.RenewLease(request, metadata=worker)
-        await asyncio.sleep(0.25)
+        await asyncio.sleep(0.25)  # the behaviour under test: time passes beyond the first expiry
     assert lease.expire_time.ToNanoseconds() > claimed.lease.expire_time.ToNanoseconds()
     await append(stub, worker, task.task_id, said("still mine"), lease_id=claimed.lease.lease_id)
 

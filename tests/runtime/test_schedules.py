@@ -6,9 +6,7 @@ clock would, and the scheduler (polling every 0.2 s in tests) fires it."""
 
 from __future__ import annotations
 
-import asyncio
 from collections import Counter
-from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -20,7 +18,7 @@ from nexus.kit.postgres import service_url
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import runtime_pb2, schedule_pb2, task_pb2
 from tests.runtime.conftest import Metadata, create_agent, create_skill
-from tests.support import Tokens, rpc_error
+from tests.support import Tokens, eventually, rpc_error
 
 HOURLY = "0 * * * *"
 
@@ -67,13 +65,6 @@ async def sql(settings: Settings, statement: str, *params: Any) -> list[Any]:
 async def make_due(settings: Settings, schedule_ids: list[str], due: datetime) -> None:
     """What the clock does: the schedules' next time has come (at `due`, in the past)."""
     await sql(settings, "UPDATE runtime.schedule SET next_fire_at = %s WHERE id = ANY(%s::uuid[])", due, schedule_ids)
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], timeout_s: float = 15.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout_s
-    while not await check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def fired(settings: Settings, schedule_ids: list[str]) -> bool:
@@ -178,7 +169,7 @@ async def test_a_due_schedule_fires_a_cron_task_from_its_command_and_after_downt
     # The runtime was down for five hours: five hourly times were missed.
     due = (datetime.now(UTC) - timedelta(hours=5)).replace(minute=0, second=0, microsecond=0)
     await make_due(settings, [created.schedule_id], due)
-    await eventually(lambda: fired(settings, [created.schedule_id]))
+    await eventually(lambda: fired(settings, [created.schedule_id]), "the due schedule to fire")
     tasks = await fired_tasks(stub, user, agent)
     assert len(tasks) == 1
     task = tasks[0]
@@ -197,9 +188,12 @@ async def test_a_due_schedule_fires_a_cron_task_from_its_command_and_after_downt
     assert after.last_task_id == task.task_id and after.last_fire_time.ToDatetime(tzinfo=UTC) == due
     next_fire = after.next_fire_time.ToDatetime(tzinfo=UTC)
     assert datetime.now(UTC) < next_fire <= datetime.now(UTC) + timedelta(hours=1)
-    # A paused schedule does not fire, however overdue it is.
+    # A paused schedule does not fire: once a canary (another agent's) made due after the pause
+    # has fired, the scheduler has passed over the paused one.
     await schedules.PauseSchedule(schedule_pb2.PauseScheduleRequest(schedule_id=created.schedule_id), metadata=user)
-    await asyncio.sleep(0.6)
+    canary = await schedules.CreateSchedule(new_schedule(await create_agent(ontology, tokens)), metadata=user)
+    await make_due(settings, [canary.schedule_id], due)
+    await eventually(lambda: fired(settings, [canary.schedule_id]), "a scheduler round after the pause")
     assert len(await fired_tasks(stub, user, agent)) == 1
 
 
@@ -214,7 +208,7 @@ async def test_each_due_time_fires_exactly_once_with_two_replicas(
     rounds = 3
     for round_ in range(rounds):
         await make_due(settings, ids, base + timedelta(hours=round_))
-        await eventually(lambda: fired(settings, ids))
+        await eventually(lambda: fired(settings, ids), f"round {round_} of due schedules to fire")
     tasks = await fired_tasks(stub, user, agent)
     assert len(tasks) == len(ids) * rounds
     assert Counter(t.schedule_id for t in tasks) == dict.fromkeys(ids, rounds)

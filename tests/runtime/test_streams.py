@@ -15,7 +15,8 @@ from services.runtime.domain.tasks import Actor
 from services.runtime.hub import Hub
 from services.runtime.store.events import EventLog
 from services.runtime.store.notify import Listener
-from tests.runtime.conftest import Metadata, append, claim_one, collect, create_task, message, said
+from tests.runtime.conftest import Metadata, append, claim_one, collect, create_task, follow, message, said
+from tests.support import eventually
 
 
 async def finish(stub: Any, worker: Metadata, task_id: str, lease_id: str) -> None:
@@ -37,7 +38,7 @@ async def test_streams_resumed_at_random_points_get_each_event_once_in_order(
                 stub, worker, task.task_id, *[said(f"e{i}.{j}") for j in range(rng.randint(1, 4))], lease_id=lease
             )
             if i % 5 == 0:
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # paced, so readers resume while it still writes
         await finish(stub, worker, task.task_id, lease)
 
     async def resuming_reader(seed: int) -> list[int]:
@@ -77,13 +78,13 @@ async def test_a_stream_ends_when_the_task_becomes_terminal_and_after_it_at_once
 ) -> None:
     _, user = owner
     task = await create_task(stub, user, agent)
-    live = asyncio.ensure_future(collect(stub, user, task.task_id))
+    live = follow(stub, user, task.task_id)
     claimed = await claim_one(stub, worker, agent)
     await append(stub, worker, task.task_id, said("done soon"), lease_id=claimed.lease.lease_id)
-    await asyncio.sleep(0.05)
-    assert not live.done()
+    await eventually(lambda: len(live.events) == 3, "the stream to deliver the appended event")
+    assert not live.done.done()
     await finish(stub, worker, task.task_id, claimed.lease.lease_id)
-    events = await asyncio.wait_for(live, 5)
+    events = await asyncio.wait_for(live.done, 5)
     assert events[-1].metadata["status"] == "finished" and [e.seq for e in events] == [1, 2, 3, 4]
     # Replaying a finished task ends after its last event; resuming after it ends at once.
     assert len(await asyncio.wait_for(collect(stub, user, task.task_id, after_seq=2), 5)) == 2
@@ -93,11 +94,12 @@ async def test_a_stream_ends_when_the_task_becomes_terminal_and_after_it_at_once
 async def test_cancelling_ends_every_open_stream(stub: Any, owner: tuple[str, Metadata], agent: str) -> None:
     _, user = owner
     task = await create_task(stub, user, agent)
-    streams = [asyncio.ensure_future(collect(stub, user, task.task_id, after_seq=1)) for _ in range(5)]
-    await asyncio.sleep(0.1)
+    # A stream that has replayed seq 1 is live: it subscribed before it read the table.
+    streams = [follow(stub, user, task.task_id) for _ in range(5)]
+    await eventually(lambda: all(s.events for s in streams), "every stream to be live")
     await stub.CancelTask(runtime_pb2.CancelTaskRequest(task_id=task.task_id), metadata=user)
-    for events in await asyncio.wait_for(asyncio.gather(*streams), 5):
-        assert [e.metadata["status"] for e in events] == ["cancelled"]
+    for events in await asyncio.wait_for(asyncio.gather(*[s.done for s in streams]), 5):
+        assert [e.metadata["status"] for e in events[1:]] == ["cancelled"]
 
 
 async def test_append_through_one_replica_and_stream_from_the_other(
@@ -111,9 +113,8 @@ async def test_append_through_one_replica_and_stream_from_the_other(
     _, user = owner
     other = runtime_pb2_grpc.RuntimeServiceStub(open_channel(second_replica))
     task = await create_task(stub, user, agent)
-    here = asyncio.ensure_future(collect(stub, user, task.task_id))
-    there = asyncio.ensure_future(collect(other, user, task.task_id))
-    await asyncio.sleep(0.2)
+    here, there = follow(stub, user, task.task_id), follow(other, user, task.task_id)
+    await eventually(lambda: here.events and there.events, "both streams to be live")
     claimed = await claim_one(other, worker, agent)
     lease = claimed.lease.lease_id
     for i in range(20):
@@ -122,7 +123,7 @@ async def test_append_through_one_replica_and_stream_from_the_other(
     await append(stub, user, task.task_id, message("thanks"))
     await finish(stub, worker, task.task_id, lease)
     expected = list(range(1, 25))
-    for events in await asyncio.wait_for(asyncio.gather(here, there), 15):
+    for events in await asyncio.wait_for(asyncio.gather(here.done, there.done), 15):
         assert [e.seq for e in events] == expected
         assert events[-1].metadata["status"] == "finished"
 
@@ -152,17 +153,20 @@ async def test_many_subscribers_of_a_task_share_one_read_per_new_event(
         task = await create_task(stub, user, agent)
         subscribers = 40
 
-        async def subscriber() -> list[int]:
-            return [e.seq async for e in hub.follow(Actor(user_id=user_id), task.task_id, 0)]
+        async def subscriber(seqs: list[int]) -> list[int]:
+            async for event in hub.follow(Actor(user_id=user_id), task.task_id, 0):
+                seqs.append(event.seq)
+            return seqs
 
-        streams = [asyncio.ensure_future(subscriber()) for _ in range(subscribers)]
-        await asyncio.sleep(0.2)
+        seen: list[list[int]] = [[] for _ in range(subscribers)]
+        streams = [asyncio.ensure_future(subscriber(seqs)) for seqs in seen]
+        await eventually(lambda: all(seen), "every subscriber to have replayed seq 1")
         replay_reads = log.reads
         claimed = await claim_one(stub, worker, agent)
         appends = 15
         for i in range(appends):
             await append(stub, worker, task.task_id, said(f"m{i}"), lease_id=claimed.lease.lease_id)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0.01)  # paced: one commit, so one notification, per append
         await finish(stub, worker, task.task_id, claimed.lease.lease_id)
         for seqs in await asyncio.wait_for(asyncio.gather(*streams), 10):
             assert seqs == list(range(1, appends + 4))
@@ -192,23 +196,19 @@ async def test_events_this_process_commits_reach_its_streams_without_a_read(
     try:
         task = await create_task(stub, user, agent)
         appends = 30
-        seen: list[int] = []
-        live = asyncio.Event()
-
-        async def subscriber() -> None:
-            async for event in hub.follow(Actor(user_id=user_id), task.task_id, 0):
-                seen.append(event.seq)
-                live.set()  # the replay of seq 1 is done: the feed is live
-                if event.seq == 1 + appends:
-                    return
-
-        stream = asyncio.ensure_future(subscriber())
-        await asyncio.wait_for(live.wait(), 10)
+        stream = hub.follow(Actor(user_id=user_id), task.task_id, 0)
+        seen = [(await asyncio.wait_for(anext(stream), 10)).seq]  # the replay of seq 1: the feed is live
+        feed = hub.feed(task.task_id)
+        assert feed is not None
         before = log.reads
         for i in range(appends):
             await log.append(Actor(user_id=user_id), task.task_id, [NewEvent("user", "message", f"m{i}", None, {})])
-        await asyncio.wait_for(stream, 10)
-        await asyncio.sleep(0.3)  # late notifications have arrived and been weighed
+        while seen[-1] < 1 + appends:
+            seen.append((await asyncio.wait_for(anext(stream), 10)).seq)
+        # The stream stays open (so its feed does) until every commit's notification has come
+        # back over LISTEN and been weighed against what the feed already holds.
+        await eventually(lambda: feed.hint_seq == 1 + appends, "this replica's own notifications to arrive")
+        await stream.aclose()
         assert seen == list(range(1, appends + 2))
         assert log.reads == before
     finally:
@@ -235,7 +235,12 @@ async def test_a_group_too_large_to_name_in_one_notification_still_wakes_other_r
         watched = tasks[-1].task_id
         stream = hub.follow(Actor(user_id=user_id), watched, 1)
         first = asyncio.ensure_future(anext(stream))
-        await asyncio.sleep(0.2)
+
+        def waiting() -> bool:
+            feed = hub.feed(watched)  # seeded once the stream has read the tail: it now waits
+            return feed is not None and feed.read_seq == 1
+
+        await eventually(waiting, "the stream to wait for events after its replay")
         event = NewEvent(role="user", type="message", content_text="hi", render_payload=None, metadata={})
         actor = Actor(user_id=user_id)
         await asyncio.gather(*[writer.append(actor, t.task_id, [event]) for t in tasks])

@@ -33,7 +33,7 @@ from nexus.runtime.v1 import (
     workspace_pb2_grpc,
 )
 from services.ontology import catalog
-from tests.support import NEXUS_COMMAND, Tokens
+from tests.support import NEXUS_COMMAND, Tokens, eventually
 from worker.loop import Worker
 from worker.options import REQUIRED_SCOPES as WORKER_SCOPES
 from worker.options import Options
@@ -182,12 +182,7 @@ async def get_task(services: Services, owner: Owner, task_id: str) -> task_pb2.T
 
 async def wait_for(check: Callable[[], Awaitable[bool]], what: str, within_s: float = WAIT_S) -> None:
     """Polls `check` until it holds (no fixed sleeps: tests move as fast as the worker)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within_s
-    while not await check():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
+    await eventually(check, what, within_s=within_s)
 
 
 async def wait_status(
