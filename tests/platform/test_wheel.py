@@ -8,6 +8,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import zipfile
 from pathlib import Path
@@ -82,12 +83,15 @@ def test_the_installed_wheel_runs_the_platform_and_a_command_from_outside_the_re
     installed: Path, tmp_path: Path
 ) -> None:
     nexus = installed / "bin" / "nexus"
+    # The embedded Postgres runs as another user than root: its data dir must not be under pytest's
+    # temp root, which every new pytest session on the machine resets to mode 0700.
+    data = Path(tempfile.mkdtemp(prefix="nexus-wheel-"))
     env = _outside_env(tmp_path)
     where = _run(installed / "bin" / "python", "-c", "import launch; print(launch.__file__)", cwd=tmp_path, env=env)
     assert str(installed) in where.stdout and str(ROOT) not in where.stdout
 
     up = subprocess.Popen(
-        [str(nexus), "--data-dir", str(tmp_path / "data"), "up"],
+        [str(nexus), "--data-dir", str(data), "up"],
         cwd=tmp_path,
         env=env,
         stdout=subprocess.PIPE,
@@ -100,7 +104,7 @@ def test_the_installed_wheel_runs_the_platform_and_a_command_from_outside_the_re
         run = _run(
             nexus,
             "--data-dir",
-            tmp_path / "data",
+            data,
             "run",
             "/scan https://example.com",
             "--answer",
@@ -113,5 +117,6 @@ def test_the_installed_wheel_runs_the_platform_and_a_command_from_outside_the_re
     finally:
         up.send_signal(signal.SIGINT)
         out, _ = up.communicate(timeout=60)
+        shutil.rmtree(data, ignore_errors=True)
     assert up.returncode == 0, out[-3000:]
     assert "stopped." in out
