@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import difflib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -75,9 +76,47 @@ def cmd_token_mint(args: argparse.Namespace, settings: Settings) -> int:
         )
         return 2
     signer = TokenSigner(keys[-1], issuer=settings.token_issuer, audience=settings.token_audience)
-    subject = args.subject if args.subject.startswith("service:") else f"service:{args.subject}"
-    print(signer.mint(subject, kind="service", scopes=args.scope, ttl_s=args.ttl))
+    print(signer.mint(f"service:{args.subject}", kind="service", scopes=args.scope, ttl_s=args.ttl))
     return 0
+
+
+MAX_SUBJECT_CHARS = 128
+
+
+def _token_subject(text: str) -> str:
+    """Who a service token is for, without its `service:` prefix (given or not)."""
+    name = text.removeprefix("service:")
+    if not name:
+        raise argparse.ArgumentTypeError("the subject must not be empty (who is the token for? e.g. worker-1)")
+    if len(name) > MAX_SUBJECT_CHARS or any(c.isspace() or not c.isprintable() for c in name):
+        raise argparse.ArgumentTypeError(
+            f"the subject must be at most {MAX_SUBJECT_CHARS} printable characters without spaces, e.g. worker-1"
+        )
+    return name
+
+
+def _token_scope(name: str) -> str:
+    if name in registry.SCOPES:
+        return name
+    close = difflib.get_close_matches(name, list(registry.SCOPES), n=1)
+    hint = f" (did you mean {close[0]}?)" if close else ""
+    raise argparse.ArgumentTypeError(f"unknown scope {name!r}{hint}; `nexus token mint --help` lists the scopes")
+
+
+def _token_ttl(text: str) -> int:
+    try:
+        seconds = int(text)
+    except ValueError:
+        seconds = 0
+    if seconds < 1:
+        raise argparse.ArgumentTypeError(f"the lifetime must be a whole number of seconds, at least 1 (got {text!r})")
+    return seconds
+
+
+def _scopes_help() -> str:
+    width = max(len(name) for name in registry.SCOPES)
+    lines = [f"  {scope.name:<{width}}  {scope.description}" for scope in registry.SCOPES.values()]
+    return "scopes (each service checks its own):\n" + "\n".join(lines)
 
 
 def cmd_keys_add_signing(args: argparse.Namespace, settings: Settings) -> int:
@@ -274,10 +313,24 @@ def build_parser() -> argparse.ArgumentParser:
     worker.set_defaults(run=cmd_worker)
 
     token = sub.add_parser("token", help="service tokens").add_subparsers(dest="token_command", required=True)
-    mint = token.add_parser("mint", help="mint a service token and print it")
-    mint.add_argument("--subject", required=True, help="who the token is for, e.g. worker-1")
-    mint.add_argument("--scope", action="append", default=[], help="a scope; repeat for several")
-    mint.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds (default 1 day)")
+    mint = token.add_parser(
+        "mint",
+        help="mint a service token and print it",
+        description="Mints a service token signed with the newest signing key and prints it. A bad subject, "
+        "scope or lifetime exits 2.",
+        epilog=_scopes_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    mint.add_argument(
+        "--subject",
+        required=True,
+        type=_token_subject,
+        help="who the token is for, e.g. worker-1 (its sub claim is service:SUBJECT)",
+    )
+    mint.add_argument(
+        "--scope", action="append", default=[], type=_token_scope, help="a scope (below); repeat for several"
+    )
+    mint.add_argument("--ttl", type=_token_ttl, default=24 * 3600, help="lifetime in seconds (default 1 day)")
     mint.set_defaults(run=cmd_token_mint)
 
     catalog = sub.add_parser("catalog", help="the seed catalog").add_subparsers(dest="catalog_command", required=True)
