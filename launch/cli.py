@@ -288,7 +288,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--agent",
         dest="agents",
         action="append",
-        help="work for this agent; repeat for several (NEXUS_WORKER_AGENTS, comma-separated; default: every agent)",
+        help="work for this agent; repeat for several (NEXUS_WORKER_AGENTS, comma-separated; default: the seed "
+        "catalog's agents, the ones the reference worker implements)",
     )
     worker.add_argument("--concurrency", type=int, help="tasks driven at once (NEXUS_WORKER_CONCURRENCY, default 4)")
     worker.add_argument(
