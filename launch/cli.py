@@ -55,10 +55,14 @@ def cmd_init(args: argparse.Namespace, settings: Settings) -> int:
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from launch import platform
-    from nexus.kit.server import serve_forever
+    from nexus.kit.server import NexusServer, serve_forever
+
+    def serving(server: NexusServer) -> None:
+        if args.ready_fd is not None:
+            platform.report_ready(args.ready_fd)
 
     def run(s: Settings) -> None:
-        asyncio.run(serve_forever(registry.BY_NAME[args.service], s, port=args.port))
+        asyncio.run(serve_forever(registry.BY_NAME[args.service], s, port=args.port, on_serving=serving))
 
     platform.with_database(settings, run)
     return 0
@@ -239,7 +243,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--database-url", help="admin Postgres URL (NEXUS_DATABASE_URL; default: embedded)")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    up = sub.add_parser("up", help="run everything on this machine until Ctrl-C")
+    up = sub.add_parser(
+        "up",
+        help="run everything on this machine until Ctrl-C",
+        description="Runs Postgres (embedded unless NEXUS_DATABASE_URL is set), migrations, the catalog, every "
+        "service and the reference worker on this machine, on loopback, until Ctrl-C. Every port must be free "
+        "first. Exit status: 0 after Ctrl-C; 1 when something cannot start (a port in use, a process that "
+        "exits) or stops unexpectedly.",
+    )
     up.add_argument("--no-worker", action="store_true", help="do not start the reference worker")
     up.set_defaults(run=cmd_up)
 
@@ -257,6 +268,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("service", choices=list(registry.BY_NAME))
     serve.add_argument("--port", type=int, help="listen port (default: the service's NEXUS_<SERVICE>_PORT)")
     serve.add_argument("--host", help="listen host (NEXUS_HOST, default 127.0.0.1)")
+    # `nexus up` hands each child a pipe and waits for this process's own word that it serves.
+    serve.add_argument("--ready-fd", type=int, help=argparse.SUPPRESS)
     serve.set_defaults(run=cmd_serve)
 
     run = sub.add_parser(
