@@ -11,6 +11,7 @@ import difflib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from launch import registry
 from nexus.kit import config, logs
@@ -212,15 +213,23 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+def _client(args: argparse.Namespace, settings: Settings, name: str) -> tuple[str, Any, Any]:
+    """The gateway address, the console and the invocation of a task command (run, tail, answer, cancel)."""
     import os
 
-    from nexus.client.run import Answers, Console, run
+    from nexus.client.run import Console, Invocation
 
     if not os.environ.get("NEXUS_LOG_LEVEL"):
         logs.configure("WARNING")  # a client's terminal shows the task, not request logs
-    address = args.gateway or settings.address("gateway")
-    console = Console(sys.stdout, sys.stderr)
+    program = sys.argv[0] if Path(sys.argv[0]).name == "nexus" else "nexus"
+    invocation = Invocation(program=program, data_dir=args.data_dir, gateway=args.gateway)
+    return args.gateway or settings.address("gateway"), Console(sys.stdout, sys.stderr, name=name), invocation
+
+
+def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus.client.run import EXIT_INTERRUPTED, Answers, run
+
+    address, console, invocation = _client(args, settings, "nexus run")
     try:
         return asyncio.run(
             run(
@@ -230,11 +239,85 @@ def cmd_run(args: argparse.Namespace, settings: Settings) -> int:
                 answers=Answers(args.answer, sys.stdin),
                 console=console,
                 session_id=args.session or "",
+                invocation=invocation,
             )
         )
     except KeyboardInterrupt:
-        console.complain("nexus run: interrupted; the task was cancelled")
-        return 130
+        return EXIT_INTERRUPTED  # what became of the task has been said
+
+
+def cmd_tail(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus.client.run import EXIT_INTERRUPTED, tail
+
+    address, console, invocation = _client(args, settings, "nexus tail")
+    try:
+        return asyncio.run(
+            tail(
+                args.task,
+                address=address,
+                settings=settings,
+                console=console,
+                after_seq=args.after,
+                invocation=invocation,
+            )
+        )
+    except KeyboardInterrupt:
+        return EXIT_INTERRUPTED
+
+
+def cmd_answer(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus.client.run import answer
+
+    address, console, invocation = _client(args, settings, "nexus answer")
+    return asyncio.run(
+        answer(args.task, args.text, address=address, settings=settings, console=console, invocation=invocation)
+    )
+
+
+def cmd_cancel(args: argparse.Namespace, settings: Settings) -> int:
+    from nexus.client.run import cancel
+
+    address, console, _ = _client(args, settings, "nexus cancel")
+    return asyncio.run(cancel(args.task, address=address, settings=settings, console=console, reason=args.reason))
+
+
+def _seq(text: str) -> int:
+    try:
+        seq = int(text)
+    except ValueError:
+        seq = -1
+    if seq < 0:
+        raise argparse.ArgumentTypeError(f"must be a whole number, 0 or more (got {text!r})")
+    return seq
+
+
+def _add_gateway(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--gateway", metavar="ADDR", help="the gateway's host:port (default: NEXUS_GATEWAY_ADDR or 127.0.0.1:50050)"
+    )
+
+
+EXIT_STATUS_RUN = """exit status:
+  0    the task finished
+  1    the task failed or was cancelled, or the gateway refused the call
+  2    the command line does not resolve (the reasons, and the commands or the command's usage, are printed)
+  3    the task waits for an answer and none is left (no more --answer, standard input ended): the
+       message names the task and the `nexus answer` / `nexus cancel` commands; the task keeps waiting
+  4    the gateway cannot be reached, or stopped answering mid-run: the task goes on, `nexus tail` resumes it
+  130  interrupted (Ctrl-C): the task is cancelled, and the message says so"""
+
+EXIT_STATUS_TAIL = """exit status:
+  0    the task finished
+  1    the task failed or was cancelled, or the gateway refused the call (no such task, say)
+  2    a malformed task id or --after
+  4    the gateway cannot be reached, or stopped answering
+  130  interrupted (Ctrl-C): only the watching stops; the task goes on"""
+
+EXIT_STATUS_CALL = """exit status:
+  0    done
+  1    the gateway refused (no such task, or it does not wait for input / has already ended)
+  2    a malformed task id or answer
+  4    the gateway cannot be reached"""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -275,13 +358,14 @@ def build_parser() -> argparse.ArgumentParser:
     run = sub.add_parser(
         "run",
         help="sign in as the local demo account, run a slash command and show its events live",
-        description="Runs a command through the gateway and renders the task live. Exit status: 0 finished, "
-        "1 failed or cancelled, 2 the command does not resolve.",
+        description="Signs in as the local demo account (created on first use, kept in the data dir), runs a "
+        "command through the gateway and renders the task live until it ends. A question is answered with the "
+        "next --answer, else a line of standard input (a prompt on a terminal).",
+        epilog=EXIT_STATUS_RUN,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     run.add_argument("text", help='a command line, e.g. "/scan https://example.com"')
-    run.add_argument(
-        "--gateway", metavar="ADDR", help="the gateway's host:port (default: NEXUS_GATEWAY_ADDR or 127.0.0.1:50050)"
-    )
+    _add_gateway(run)
     run.add_argument(
         "--answer",
         action="append",
@@ -290,6 +374,44 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--session", metavar="ID", help="a session (UUID) for the task")
     run.set_defaults(run=cmd_run)
+
+    tail = sub.add_parser(
+        "tail",
+        help="show a task's events, from the start or after a seq, live until it ends",
+        description="Shows a task of the demo account as `nexus run` does: its events from the start, or only "
+        "those after --after SEQ, then live until the task ends. It answers nothing: a question it shows is "
+        "answered with `nexus answer`.",
+        epilog=EXIT_STATUS_TAIL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    tail.add_argument("task", metavar="TASK", help="the task id `nexus run` printed")
+    tail.add_argument("--after", metavar="SEQ", type=_seq, default=0, help="show only the events after this seq")
+    _add_gateway(tail)
+    tail.set_defaults(run=cmd_tail)
+
+    answer = sub.add_parser(
+        "answer",
+        help="answer a task that waits for input",
+        description="Answers the question a task of the demo account waits on; the task is queued again.",
+        epilog=EXIT_STATUS_CALL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    answer.add_argument("task", metavar="TASK", help="the task id")
+    answer.add_argument("text", metavar="TEXT", help="the answer")
+    _add_gateway(answer)
+    answer.set_defaults(run=cmd_answer)
+
+    cancel = sub.add_parser(
+        "cancel",
+        help="cancel a task",
+        description="Cancels a task of the demo account (cancelling a cancelled task changes nothing).",
+        epilog=EXIT_STATUS_CALL,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    cancel.add_argument("task", metavar="TASK", help="the task id")
+    cancel.add_argument("--reason", default="", help="why, kept with the task's cancel event")
+    _add_gateway(cancel)
+    cancel.set_defaults(run=cmd_cancel)
 
     health = sub.add_parser("health", help="probe a server's gRPC health; exit 0 when SERVING")
     health.add_argument("address", help="host:port")
