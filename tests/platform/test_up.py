@@ -163,3 +163,21 @@ async def test_a_child_that_exits_while_starting_fails_up_even_when_its_port_ans
         child.process.wait()
     assert str(failed.value).startswith(f"port {port} is in use: user cannot listen on 127.0.0.1:{port}, and exited")
     assert child.process.returncode not in (None, 0)
+
+
+async def test_a_child_that_exits_before_serving_fails_up_with_what_it_said(settings: Settings, tmp_path: Path) -> None:
+    """Not a port this time: the user service refuses to start without its credential keys."""
+    keyless = settings.with_overrides(
+        data_dir=tmp_path, credential_keys_file=tmp_path / "nowhere.keys", ports={**settings.ports, "user": free_port()}
+    )
+    child = platform.spawn("user", ["serve", "user"], keyless, ready_pipe=True)
+    try:
+        with pytest.raises(platform.StartFailure) as failed:
+            await platform.wait_serving(keyless, child, keyless.address("user"))
+    finally:
+        if child.process.poll() is None:
+            child.process.kill()
+        child.process.wait()
+    message = str(failed.value)
+    assert message.startswith(f"user exited before it served (status {child.process.returncode}); its log:")
+    assert "nowhere.keys" in message
