@@ -11,11 +11,14 @@ import difflib
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING
 
 from launch import registry
 from nexus.kit import config, logs
 from nexus.kit.config import Settings
+
+if TYPE_CHECKING:  # the client loads only for the commands that use it
+    from nexus.client.run import Console, Invocation
 
 Command = Callable[[argparse.Namespace, Settings], int]
 
@@ -213,7 +216,7 @@ def cmd_catalog_load(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _client(args: argparse.Namespace, settings: Settings, name: str) -> tuple[str, Any, Any]:
+def _client(args: argparse.Namespace, settings: Settings, name: str) -> tuple[str, Console, Invocation]:
     """The gateway address, the console and the invocation of a task command (run, tail, answer, cancel)."""
     import os
 

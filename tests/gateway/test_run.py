@@ -444,3 +444,20 @@ async def test_ctrl_c_at_the_answer_prompt_exits_130_at_once_and_cancels_the_tas
     assert stderr.decode() == f"nexus run: interrupted; task {task_id} is cancelled\n"
     async with signed_in_as_demo(platform, tmp_path) as client:
         assert (await client.get_task(task_id)).status == task_pb2.TASK_STATUS_CANCELLED
+
+
+def test_the_help_of_run_and_tail_documents_every_exit_status_they_use(capsys: pytest.CaptureFixture[str]) -> None:
+    from launch.cli import build_parser
+    from nexus.client import run as task_commands
+
+    def documented(command: str) -> set[int]:
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        statuses = capsys.readouterr().out.split("exit status:")[1]
+        return {
+            int(line.split()[0]) for line in statuses.splitlines() if line.split()[:1] and line.split()[0].isdigit()
+        }
+
+    codes = {value for key, value in vars(task_commands).items() if key.startswith("EXIT_")}
+    assert documented("run") == codes
+    assert documented("tail") == codes - {task_commands.EXIT_WAITING}
