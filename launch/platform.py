@@ -3,14 +3,20 @@
 `up` is a small supervisor. Postgres (embedded unless NEXUS_DATABASE_URL is set), bootstrap and
 migrations run in this process; each service runs as its own `nexus serve` child process, so the
 services use every core and stop independently, exactly as they do in containers.
+
+It trusts no server it did not start: every port must be free before anything starts, and a child
+counts as serving only when it says so itself, through a pipe, after its server listens. (A health
+check on the port cannot tell: another `nexus up` on the same port answers SERVING too.)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -65,30 +71,93 @@ async def prepare_local(settings: Settings) -> None:
             await spec.prepare_local(settings)
 
 
+class StartFailure(RuntimeError):
+    """Something `up` needs cannot start; the message says what and why."""
+
+
+def _port_in_use(host: str, port: int) -> bool:
+    """Whether something listens on host:port already. SO_REUSEADDR, as gRPC binds, so a port
+    left in TIME_WAIT by a platform that just stopped counts as free."""
+    try:
+        addresses = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror:
+        return False  # a bad host is the server's to report
+    for family, kind, proto, _, address in addresses:
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as err:
+                if err.errno == errno.EADDRINUSE:
+                    return True
+    return False
+
+
+def port_problems(settings: Settings) -> list[str]:
+    """Why the services cannot have their ports (empty when every one is free and distinct)."""
+    problems: list[str] = []
+    owners: dict[int, str] = {}
+    for spec in SERVICES:
+        port = settings.port(spec.name)
+        if port in owners:
+            problems.append(f"port {port} is given to both {owners[port]} and {spec.name}")
+            continue
+        owners[port] = spec.name
+        if _port_in_use(settings.host, port):
+            problems.append(
+                f"port {port} is in use: {spec.name} cannot listen on {settings.host}:{port} (another `nexus up`, "
+                f"or another program? stop it, or choose another port with NEXUS_{spec.env_name}_PORT)"
+            )
+    return problems
+
+
+# What a `nexus serve` child writes to its pipe once it serves.
+READY = b"ready\n"
+
+
+def report_ready(fd: int) -> None:
+    """The child's side of the pipe: says it serves, then closes the pipe."""
+    with os.fdopen(fd, "wb") as ready:
+        ready.write(READY)
+
+
 @dataclass
 class Child:
     name: str
     process: subprocess.Popen[bytes]
     log_path: Path
     address: str | None = None
+    # The read end of the pipe a `nexus serve` child reports readiness on.
+    ready_fd: int | None = None
+
+    def log_tail(self) -> str:
+        return self.log_path.read_text(errors="replace")[-2000:]
 
 
-def _spawn(name: str, args: list[str], settings: Settings) -> Child:
+def spawn(name: str, args: list[str], settings: Settings, *, ready_pipe: bool = False) -> Child:
     log_dir = settings.data_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{name}.log"
     env = {**os.environ, **config.to_env(settings)}
-    with open(log_path, "ab") as log_file:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "launch", *args],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            # Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
-            start_new_session=True,
-        )
-    return Child(name, process, log_path)
+    read_fd, write_fd = os.pipe() if ready_pipe else (None, None)
+    extra = ["--ready-fd", str(write_fd)] if write_fd is not None else []
+    try:
+        with open(log_path, "ab") as log_file:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "launch", *args, *extra],
+                env=env,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                pass_fds=(write_fd,) if write_fd is not None else (),
+                # Own process group: Ctrl-C reaches only the supervisor, which stops children in order.
+                start_new_session=True,
+            )
+    finally:
+        if write_fd is not None:
+            # Only the child holds the write end now: when it exits, the read end sees EOF.
+            os.close(write_fd)
+    return Child(name, process, log_path, ready_fd=read_fd)
 
 
 async def check_health(settings: Settings, address: str, service: str = "", timeout_s: float = 3.0) -> str:
@@ -102,18 +171,38 @@ async def check_health(settings: Settings, address: str, service: str = "", time
     return str(health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status))
 
 
-async def _wait_serving(settings: Settings, child: Child, address: str, timeout_s: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        if child.process.poll() is not None:
-            tail = child.log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{tail}")
-        if await check_health(settings, address, timeout_s=1.0) == "SERVING":
-            child.address = address
-            return
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{child.name} did not become SERVING within {timeout_s:.0f}s; see {child.log_path}")
-        await asyncio.sleep(0.1)
+async def wait_serving(settings: Settings, child: Child, address: str, timeout_s: float = 30.0) -> None:
+    """Until the child itself reports that it serves. A child that exits first fails `up` with its
+    reason, whatever answers on its port."""
+    assert child.ready_fd is not None
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    pipe = os.fdopen(child.ready_fd, "rb", buffering=0)
+    transport, _ = await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), pipe)
+    try:
+        said = await asyncio.wait_for(reader.readline(), timeout_s)
+    except TimeoutError:
+        raise StartFailure(
+            f"{child.name} did not start serving within {timeout_s:.0f}s; see {child.log_path}"
+        ) from None
+    finally:
+        transport.close()
+    if said == READY:
+        child.address = address
+        return
+    # The pipe closed without a word: the child exited (or is exiting) before it served.
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        await asyncio.to_thread(child.process.wait, 10.0)
+    status = child.process.returncode
+    how = "exited" if status is not None else "closed its pipe"
+    port = settings.port(child.name)
+    if _port_in_use(settings.host, port):
+        # Taken after the check before start: the child's bind failed. Say so, not its traceback.
+        raise StartFailure(
+            f"port {port} is in use: {child.name} cannot listen on {settings.host}:{port}, and {how} "
+            f"(status {status}); stop what holds the port or choose another with NEXUS_{child.name.upper()}_PORT"
+        )
+    raise StartFailure(f"{child.name} {how} before it served (status {status}); its log:\n{child.log_tail()}")
 
 
 def _heartbeat_path(settings: Settings) -> Path:
@@ -126,15 +215,20 @@ def _heartbeat_path(settings: Settings) -> Path:
     return configured or health.default_path(settings.data_dir)
 
 
+def _works(child: Child, heartbeat: Path) -> bool:
+    """The heartbeat is fresh and it is this child's (another worker may write the same file)."""
+    beat = health.read(heartbeat)
+    return beat is not None and beat.pid == child.process.pid and health.check(heartbeat)[0]
+
+
 async def _wait_working(child: Child, heartbeat: Path, timeout_s: float = 30.0) -> None:
     """Until the worker's heartbeat says it works (its loop turns and the runtime answers it)."""
     deadline = time.monotonic() + timeout_s
-    while not health.check(heartbeat)[0]:
+    while not _works(child, heartbeat):
         if child.process.poll() is not None:
-            tail = child.log_path.read_text(errors="replace")[-2000:]
-            raise RuntimeError(f"{child.name} exited with {child.process.returncode}:\n{tail}")
+            raise StartFailure(f"{child.name} exited with {child.process.returncode}:\n{child.log_tail()}")
         if time.monotonic() > deadline:
-            raise RuntimeError(f"{child.name} did not start working within {timeout_s:.0f}s; see {child.log_path}")
+            raise StartFailure(f"{child.name} did not start working within {timeout_s:.0f}s; see {child.log_path}")
         await asyncio.sleep(0.1)
 
 
@@ -152,6 +246,12 @@ def _stop(children: list[Child], grace_s: float) -> None:
 
 
 async def up(settings: Settings, *, with_worker: bool = True) -> int:
+    problems = port_problems(settings)
+    if problems:
+        for problem in problems:
+            print(f"nexus: {problem}", file=sys.stderr)
+        print("nexus: nothing was started", file=sys.stderr)
+        return 1
     embedded = postgres.EmbeddedPostgres(settings.data_dir) if settings.embedded else None
     if embedded is not None:
         settings = settings.with_overrides(database_url=embedded.start())
@@ -164,9 +264,9 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
         migrate(settings)
         await prepare_local(settings)
         for spec in SERVICES:
-            child = _spawn(spec.name, ["serve", spec.name], settings)
+            child = spawn(spec.name, ["serve", spec.name], settings, ready_pipe=True)
             children.append(child)
-            await _wait_serving(settings, child, settings.address(spec.name))
+            await wait_serving(settings, child, settings.address(spec.name))
         if with_worker:
             keys_dir = settings.resolved_signing_keys_dir
             signer = TokenSigner(
@@ -175,7 +275,7 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
             token = signer.mint(
                 "service:worker", kind="service", scopes=worker_options.REQUIRED_SCOPES, ttl_s=30 * 24 * 3600
             )
-            worker = _spawn("worker", ["worker"], settings.with_overrides(service_token=token))
+            worker = spawn("worker", ["worker"], settings.with_overrides(service_token=token))
             children.append(worker)
             await _wait_working(worker, _heartbeat_path(settings))
         print("Nexus is up:")
@@ -193,7 +293,7 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
         return 0
-    except RuntimeError as err:
+    except RuntimeError as err:  # StartFailure, and a database that cannot be prepared
         print(f"nexus: {err}", file=sys.stderr)
         return 1
     finally:

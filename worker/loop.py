@@ -20,7 +20,7 @@ from nexus.kit.auth import bearer_metadata
 from nexus.kit.channels import open_channel
 from nexus.kit.config import ConfigError, Settings
 from nexus.kit.errors import details_of
-from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
+from nexus.ontology.v1 import ontology_pb2_grpc
 from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2, runtime_pb2_grpc, workspace_pb2_grpc
 from worker import health
 from worker.errors import Transient
@@ -30,9 +30,7 @@ from worker.session import CALL_TIMEOUT_S, Stubs, TaskSession, classify
 
 log = logging.getLogger("nexus.worker")
 
-# A worker for "every agent" re-reads the agent list this often, so new agents get served.
-AGENT_REFRESH_S = 30.0
-# Claim or agent-list failures are logged at most this often (a down runtime is not a log flood).
+# Claim failures are logged at most this often (a down runtime is not a log flood).
 COMPLAINT_EVERY_S = 10.0
 HEARTBEAT_EVERY_S = 1.0
 # Answers to a claim that no retry fixes: the token or the configuration is wrong.
@@ -95,7 +93,7 @@ class Worker:
         )
         log.info(
             "worker started",
-            extra={"fields": {"agents": list(self.options.agents) or "all", "concurrency": self.options.concurrency}},
+            extra={"fields": {"agents": list(self.options.agents), "concurrency": self.options.concurrency}},
         )
         try:
             await self._serve()
@@ -114,18 +112,12 @@ class Worker:
     # -- the loop ---------------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        agents: list[str] = list(self.options.agents)
-        listed_at = float("-inf")
+        # Only the agents it implements (options.validate resolved them): never another worker's.
+        agents = list(self.options.agents)
         while not self.stopping:
-            if not self.options.agents and time.monotonic() - listed_at > AGENT_REFRESH_S:
-                try:
-                    agents = await self._list_agents()
-                    listed_at = time.monotonic()
-                except Transient as err:
-                    self._complain("cannot list the agents", err)
             free = self.options.concurrency - len(self._in_flight)
             claimed = 0
-            if free > 0 and agents:
+            if free > 0:
                 try:
                     claimed = await self._claim(agents, free)
                 except Transient as err:
@@ -146,24 +138,6 @@ class Worker:
         finally:
             stop.cancel()
             slot.cancel()
-
-    async def _list_agents(self) -> list[str]:
-        agents: list[str] = []
-        token = ""
-        while True:
-            request = ontology_pb2.ListAgentsRequest(page_size=1000, page_token=token)
-            try:
-                reply = await self._stubs.ontology.ListAgents(
-                    request, metadata=self._stubs.metadata, timeout=CALL_TIMEOUT_S
-                )
-            except grpc.aio.AioRpcError as err:
-                self._raise_for(err, "ListAgents")
-            agents += [a.id for a in reply.agents]
-            token = reply.next_page_token
-            if not token:
-                if not agents:
-                    self._answered = time.time()  # nothing to claim for, and the platform answers
-                return agents
 
     async def _claim(self, agents: list[str], free: int) -> int:
         """Claims up to `free` tasks and starts driving them; how many it got. More than 100

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from nexus.contract.leases import MAX_LEASE_S, MIN_LEASE_S
 from nexus.kit.config import ConfigError
+from worker.agents import catalog_agents
 
 # What the worker's service token must carry: it drives tasks (runtime.worker) and reads the skill
 # of a task that reaches it without a plan, which may be its owner's private skill (ontology.read:
@@ -21,7 +22,7 @@ REQUIRED_SCOPES = ("runtime.worker", "ontology.read")
 
 @dataclass(frozen=True)
 class Options:
-    # The agents to work for; empty means every agent the ontology lists (re-read now and then).
+    # The agents to work for; empty means the ones it implements, the seed catalog's (worker.agents).
     agents: tuple[str, ...] = ()
     # Tasks driven at once.
     concurrency: int = 4
@@ -40,13 +41,19 @@ class Options:
         return dataclasses.replace(self, **{k: v for k, v in changes.items() if v is not None})  # type: ignore[arg-type]
 
     def validate(self) -> Options:
+        """These options checked, with the agent list resolved (the catalog's when none is given)."""
         if self.concurrency < 1:
             raise ConfigError("the worker's concurrency must be at least 1")
         if not MIN_LEASE_S <= self.lease_s <= MAX_LEASE_S:
             raise ConfigError(f"the lease must be from {MIN_LEASE_S} to {MAX_LEASE_S:.0f} seconds")
         if self.poll_s <= 0 or self.step_delay_s < 0 or self.grace_s < 0:
             raise ConfigError("poll must be positive; step delay and grace must not be negative")
-        return self
+        if self.agents:
+            return self
+        implemented = catalog_agents()
+        if not implemented:
+            raise ConfigError("the catalog has no agent the reference worker implements; name some with --agent")
+        return dataclasses.replace(self, agents=implemented)
 
 
 def _number(env: Mapping[str, str], name: str, default: float) -> float:

@@ -3,7 +3,8 @@
 - plan events keep a progress line up to date: `plan [✓✓▶··] 2/5 · Ask what to focus on`;
 - messages are printed as they arrive (`agent: …`, `you: …`);
 - render instructions are summarised (`⧉ web_preview → canvas (url=https://…)`);
-- tool calls and results get one line each; status changes one short line.
+- tool calls and results get one line each; status changes one short line;
+- commands are listed one a line, and a command's usage shows its inputs.
 """
 
 from __future__ import annotations
@@ -12,7 +13,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from nexus.kit.validation import struct_to_dict
+from nexus.kit.validation import struct_to_dict, value_to_json
+from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import task_pb2
 
 _STEP_MARKS = {"done": "✓", "running": "▶", "failed": "✗", "skipped": "-", "pending": "·"}
@@ -42,6 +44,8 @@ class View:
     last_progress: str = ""
     # The newest status ("queued", "waiting_input", "finished", …).
     status: str = ""
+    # The seq of the newest event seen: where a stream resumes.
+    last_seq: int = 0
 
     @property
     def waiting_for_input(self) -> bool:
@@ -126,6 +130,7 @@ def _status(event: task_pb2.TaskEvent, view: View) -> list[str]:
 
 def render(event: task_pb2.TaskEvent, view: View) -> list[str]:
     """The lines to print for one event (possibly none), updating `view`."""
+    view.last_seq = max(view.last_seq, event.seq)
     if event.type == task_pb2.EVENT_TYPE_PLAN:
         return _plan(event, view)
     if event.type == task_pb2.EVENT_TYPE_STATUS:
@@ -145,3 +150,47 @@ def render(event: task_pb2.TaskEvent, view: View) -> list[str]:
         return [f"{who}: [{kind}] {clip(str(where))}"]
     lines = event.content_text.splitlines() or [""]
     return [f"{who}: {lines[0]}", *(f"  {line}" for line in lines[1:])]
+
+
+def command_list(commands: list[ontology_pb2.Command]) -> list[str]:
+    """`  /scan  Scan a website: …`, one command a line, triggers aligned."""
+    width = max((len(c.trigger) for c in commands), default=0)
+    return [f"  {c.trigger:<{width}}  {c.description}".rstrip() for c in commands]
+
+
+def _input_type(item: ontology_pb2.InputField) -> str:
+    if item.allowed_values:
+        return "|".join(item.allowed_values)
+    return ontology_pb2.InputType.Name(item.type).removeprefix("INPUT_TYPE_").lower()
+
+
+def _default(item: ontology_pb2.InputField) -> str | None:
+    if not item.HasField("default_value"):
+        return None
+    return _value(value_to_json(item.default_value))
+
+
+def command_usage(command: ontology_pb2.Command, inputs: list[ontology_pb2.InputField] | None) -> list[str]:
+    """`usage: /scan <url> [depth=quick|standard|deep]`, what the command does, and one line per
+    input (its type or choices, required or its default, what it means). Inputs that must be given
+    are shown positional, the others as key=value, as the command line takes them."""
+    if inputs is None:  # a skill this caller's agent list does not show: the description must do
+        return [f"usage: {command.trigger} …", *([f"  {command.description}"] if command.description else [])]
+    words = [command.trigger]
+    for item in inputs:
+        needed = item.required and _default(item) is None
+        words.append(f"<{item.name}>" if needed else f"[{item.name}={_input_type(item)}]")
+    lines = [f"usage: {' '.join(words)}"]
+    if command.description:
+        lines.append(f"  {command.description}")
+    width = max((len(f.name) for f in inputs), default=0)
+    for item in inputs:
+        default = _default(item)
+        facts = [_input_type(item)]
+        if default is not None:
+            facts.append(f"default {default}")
+        elif item.required:
+            facts.append("required")
+        meaning = f": {clip(item.description, 100)}" if item.description else ""
+        lines.append(f"  {item.name:<{width}}  {', '.join(facts)}{meaning}")
+    return lines

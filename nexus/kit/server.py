@@ -204,11 +204,21 @@ async def running(
         await server.stop(grace=1.0)
 
 
-async def serve_forever(spec: Servable, settings: Settings, *, port: int | None = None) -> None:
-    """`nexus serve <name>`: runs until SIGINT or SIGTERM, then shuts down gracefully."""
+async def serve_forever(
+    spec: Servable,
+    settings: Settings,
+    *,
+    port: int | None = None,
+    on_serving: Callable[[NexusServer], None] | None = None,
+) -> None:
+    """`nexus serve <name>`: runs until SIGINT or SIGTERM, then shuts down gracefully.
+    `on_serving` is called once the server listens and reports SERVING (`nexus up` learns from it
+    that this process, not another one on the port, is serving)."""
     server = await build(spec, Resources(settings))
     await server.start(port)
     print(f"{server.definition.name} serving on {server.address}", flush=True)
+    if on_serving is not None:
+        on_serving(server)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

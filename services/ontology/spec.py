@@ -1,5 +1,6 @@
-"""The Ontology service as the platform sees it: its name, port, schema and migrations, and how to
-build it. Light on purpose: its own modules load only in a process that builds or prepares it."""
+"""The Ontology service as the platform sees it: its name, port, schema, migrations and scopes,
+and how to build it. Light on purpose: its own modules load only in a process that builds or
+prepares it (its scopes module is plain data)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from migrations import history
 from nexus.kit.spec import ServiceSpec
+from services.ontology.domain.scopes import SCOPES
 
 if TYPE_CHECKING:
     from nexus.kit.config import Settings
@@ -31,5 +33,6 @@ SPEC = ServiceSpec(
     build=build,
     schema="ontology",
     migrations=history("ontology"),
+    scopes=SCOPES,
     prepare_local=prepare_local,
 )

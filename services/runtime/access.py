@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from nexus.kit.auth import caller
+from services.runtime.domain.scopes import WORKER_SCOPE
 from services.runtime.domain.tasks import Actor
-
-WORKER_SCOPE = "runtime.worker"
 
 
 def owner() -> Actor:

@@ -1,5 +1,6 @@
-"""The Runtime service as the platform sees it: its name, port, schema and migrations, and how to
-build it. Light on purpose: its own modules load only in a process that builds or prepares it."""
+"""The Runtime service as the platform sees it: its name, port, schema, migrations and scopes,
+and how to build it. Light on purpose: its own modules load only in a process that builds or
+prepares it (its scopes module is plain data)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from migrations import history
 from nexus.kit.spec import ServiceSpec
+from services.runtime.domain.scopes import SCOPES
 
 if TYPE_CHECKING:
     from nexus.kit.server import Resources, ServiceDefinition
@@ -25,4 +27,5 @@ SPEC = ServiceSpec(
     schema="runtime",
     extensions=("pg_trgm",),
     migrations=history("runtime"),
+    scopes=SCOPES,
 )

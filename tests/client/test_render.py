@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from nexus.client.render import PlanStep, View, progress_line, render, summarize_render
+from nexus.client.render import (
+    PlanStep,
+    View,
+    command_list,
+    command_usage,
+    progress_line,
+    render,
+    summarize_render,
+)
+from nexus.ontology.v1 import ontology_pb2 as onto
 from nexus.runtime.v1 import task_pb2
 
 
@@ -113,3 +122,42 @@ def test_tool_calls_and_results_get_one_line_each() -> None:
     result = event(task_pb2.EVENT_TYPE_TOOL_RESULT, task_pb2.EVENT_ROLE_TOOL, "200 OK " + "x" * 200)
     (line,) = render(result, view)
     assert line.startswith("tool ◂ 200 OK") and len(line) < 80
+
+
+def test_commands_are_listed_one_a_line_with_their_triggers_aligned() -> None:
+    commands = [
+        onto.Command(trigger="/ask", description="Ask a question: /ask <question>"),
+        onto.Command(trigger="/summarize", description="Summarize a text"),
+        onto.Command(trigger="/x"),
+    ]
+    assert command_list(commands) == [
+        "  /ask        Ask a question: /ask <question>",
+        "  /summarize  Summarize a text",
+        "  /x",
+    ]
+
+
+def test_a_commands_usage_shows_required_inputs_positional_and_the_others_with_their_defaults() -> None:
+    depth = onto.InputField(
+        name="depth", type=onto.INPUT_TYPE_ENUM, allowed_values=["quick", "deep"], description="How thorough."
+    )
+    depth.default_value.string_value = "quick"
+    pages = onto.InputField(name="pages", type=onto.INPUT_TYPE_INTEGER)
+    pages.default_value.number_value = 3
+    inputs = [
+        onto.InputField(name="url", type=onto.INPUT_TYPE_URL, required=True, description="The page to scan."),
+        depth,
+        pages,
+        onto.InputField(name="note", type=onto.INPUT_TYPE_STRING),
+    ]
+    command = onto.Command(trigger="/scan", description="Scan a website")
+    assert command_usage(command, inputs) == [
+        "usage: /scan <url> [depth=quick|deep] [pages=integer] [note=string]",
+        "  Scan a website",
+        "  url    url, required: The page to scan.",
+        "  depth  quick|deep, default quick: How thorough.",
+        "  pages  integer, default 3",
+        "  note   string",
+    ]
+    # A private skill's inputs are not in the agent's capabilities: the description has to do.
+    assert command_usage(command, None) == ["usage: /scan …", "  Scan a website"]

@@ -1,5 +1,7 @@
 """`nexus run` as a real process against the platform with the reference worker: a /scan that
-asks a question runs to the end with `--answer` (exit 0); a task that fails exits 1 and says why."""
+asks a question runs to the end with `--answer` (exit 0); without an answer it stops (exit 3) with
+the commands that take it on, `nexus answer` and `nexus tail`; a task that fails exits 1 and says
+why."""
 
 from __future__ import annotations
 
@@ -22,12 +24,19 @@ from tests.support import NEXUS_COMMAND, Tokens
 
 async def nexus_run(platform: Platform, settings: Settings, data_dir: Path, *args: str) -> tuple[int, str, str]:
     """`nexus --data-dir D run …` with nothing on standard input; (exit status, stdout, stderr)."""
+    return await nexus(platform, settings, data_dir, "run", *args)
+
+
+async def nexus(
+    platform: Platform, settings: Settings, data_dir: Path, command: str, *args: str
+) -> tuple[int, str, str]:
+    """`nexus --data-dir D <command> … --gateway G`; (exit status, stdout, stderr)."""
     env = {**os.environ, **config.to_env(settings.with_overrides(data_dir=data_dir))}
     process = await asyncio.create_subprocess_exec(
         *NEXUS_COMMAND,
         "--data-dir",
         str(data_dir),
-        "run",
+        command,
         *args,
         "--gateway",
         platform.gateway.address,
@@ -63,6 +72,25 @@ async def test_nexus_run_scans_a_site_answers_with_the_flag_and_exits_0(
     assert lines.index("you: pricing") < lines.index("· the task finished")
     # The result's keys come back from JSONB in its own order.
     assert lines[-1].startswith("result: {")
+    assert '"summary": "Scanned https://example.com (standard) with a focus on pricing."' in lines[-1]
+
+
+async def test_a_scan_left_without_an_answer_is_answered_with_nexus_answer_and_watched_with_nexus_tail(
+    platform: Platform, settings: Settings, serving: Serving, tmp_path: Path
+) -> None:
+    async with serving(SCAN_AGENT):
+        code, out, err = await nexus_run(platform, settings, tmp_path, "/scan https://example.com")
+        assert code == 3, err
+        task_id = out.splitlines()[0].split()[1]
+        gateway = platform.gateway.address
+        answer_it = f"nexus --data-dir {tmp_path} answer --gateway {gateway} {task_id} 'your answer'"
+        assert f"  answer it:    {answer_it}" in err.splitlines()
+        code, out, err = await nexus(platform, settings, tmp_path, "answer", task_id, "pricing")
+        assert code == 0, err
+        code, out, err = await nexus(platform, settings, tmp_path, "tail", task_id)
+    assert code == 0, err
+    lines = out.splitlines()
+    assert lines.index("you: pricing") < lines.index("· the task finished") == len(lines) - 2
     assert '"summary": "Scanned https://example.com (standard) with a focus on pricing."' in lines[-1]
 
 

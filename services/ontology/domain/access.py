@@ -20,9 +20,8 @@ from dataclasses import dataclass
 
 from nexus.kit.errors import PermissionDenied
 from services.ontology.domain.models import Command, Skill, Team
-
-ADMIN_SCOPE = "ontology.admin"
-READ_SCOPE = "ontology.read"
+from services.ontology.domain.scopes import ADMIN_SCOPE as ADMIN_SCOPE
+from services.ontology.domain.scopes import READ_SCOPE as READ_SCOPE
 
 
 @dataclass(frozen=True)

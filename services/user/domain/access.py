@@ -11,14 +11,14 @@ from nexus.kit.errors import NotFound, invalid
 from nexus.kit.tokens import Principal
 from nexus.kit.validation import Violations
 
-ME = "me"
+# The service token scopes of the User service (declared, with what each opens, in `scopes`).
+from services.user.domain.scopes import SCOPE_ADMIN as SCOPE_ADMIN
+from services.user.domain.scopes import SCOPE_AUDIT_READ as SCOPE_AUDIT_READ
+from services.user.domain.scopes import SCOPE_CONNECTIONS_REVEAL as SCOPE_CONNECTIONS_REVEAL
+from services.user.domain.scopes import SCOPE_CONNECTIONS_VERIFY as SCOPE_CONNECTIONS_VERIFY
+from services.user.domain.scopes import SCOPE_PROFILES_READ as SCOPE_PROFILES_READ
 
-# Service token scopes of the User service.
-SCOPE_ADMIN = "user.admin"
-SCOPE_PROFILES_READ = "user.profiles.read"
-SCOPE_CONNECTIONS_REVEAL = "user.connections.reveal"
-SCOPE_CONNECTIONS_VERIFY = "user.connections.verify"
-SCOPE_AUDIT_READ = "user.audit.read"
+ME = "me"
 
 
 def _requested(requested: str, field: str) -> str | None:
