@@ -18,11 +18,12 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from nexus.kit import reflection
 from nexus.kit.channels import channel_options, open_channel
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
+from nexus.kit.health import HealthServicer
 from nexus.kit.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
@@ -121,11 +122,9 @@ class NexusServer:
             ],
         )
         definition.register(self.server)
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
+        reflection.enable(self.server, [*definition.service_names, health.SERVICE_NAME])
         self.port = 0
 
     @property

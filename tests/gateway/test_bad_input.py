@@ -3,6 +3,7 @@ naming the field, before any service is called; never INTERNAL or UNKNOWN."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -13,6 +14,11 @@ from google.protobuf.message import Message
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit.validation import JSON, dict_to_struct
 from tests.gateway.conftest import Account, Platform
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
 from tests.support import rpc_error
 
 if TYPE_CHECKING:
@@ -131,3 +137,17 @@ async def test_lone_surrogates_on_the_wire_are_invalid_arguments(
     failure = await rpc_error(raw_connect(credentials.replace(b"YYYY", b"\xed\xb0\x80z"), metadata=alice.md))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert next(iter(failure.fields)).startswith("credentials")
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    platform: Platform, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(platform.gateway.address)
+    await assert_health_answers_precisely(channel, platform.gateway.definition.service_names)
+    await assert_reflection_answers_precisely(channel, platform.gateway.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(platform: Platform, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, platform.gateway.address, protocol)
+    assert {"nexus.gateway.v1.GatewayService/GetSidebar", "grpc.health.v1.Health/List"} <= set(methods)

@@ -15,11 +15,13 @@ import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from nexus.kit import auth, errors
 from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, Resources, ServiceDefinition
 from nexus.kit.tokens import ensure_signing_key
+from tests.introspection import assert_health_answers_precisely, assert_reflection_answers_precisely
 from tests.support import Tokens, rpc_error
 
 SERVICE = "nexus.testing.Echo"
@@ -198,6 +200,32 @@ async def test_health_and_reflection_answer_without_a_token(echo: Any) -> None:
     async for response in stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
         names |= {s.name for s in response.list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+async def test_hostile_health_and_reflection_calls_get_precise_answers_and_log_no_error(
+    echo: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = echo[1]
+    with caplog.at_level(logging.INFO):
+        await assert_health_answers_precisely(channel, [SERVICE])
+        await assert_reflection_answers_precisely(channel, [])
+    entries = [getattr(r, "rpc") for r in caplog.records if hasattr(r, "rpc")]  # noqa: B009
+    assert {e["code"] for e in entries} <= {"OK", "NOT_FOUND", "INVALID_ARGUMENT", "CANCELLED"}
+    assert "/grpc.health.v1.Health/List" in {e["method"] for e in entries}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_reflection_serves_grpcs_python_reflection_client(echo: Any) -> None:
+    def look_up(address: str) -> tuple[list[str], str, str]:
+        with grpc.insecure_channel(address) as channel:
+            database = ProtoReflectionDescriptorDatabase(channel)
+            found = database.FindFileContainingSymbol("grpc.reflection.v1.ServerReflection")
+            return database.get_services(), found.name, found.package
+
+    # A blocking client, so in a thread: the server runs on this thread's event loop.
+    services, name, package = await asyncio.to_thread(look_up, echo[0].address)
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= set(services)
+    assert (name, package) == ("grpc/reflection/v1/reflection.proto", "grpc.reflection.v1")
 
 
 async def test_shutdown_goes_not_serving_finishes_unary_and_ends_streams_unavailable(

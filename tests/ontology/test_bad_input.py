@@ -4,6 +4,7 @@ larger than 1 MiB, oversized text, bad page sizes and tokens, malformed ids, unk
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -15,7 +16,13 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from nexus.kit import paging
+from nexus.kit.server import NexusServer
 from nexus.ontology.v1 import ontology_pb2 as pb
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
 from tests.ontology.conftest import Ontology, unique
 from tests.support import rpc_error
 
@@ -278,3 +285,17 @@ async def test_a_request_with_hundreds_of_bad_fields_still_answers_invalid_argum
     failure = await rpc_error(ontology.skill(agent.id, steps=steps))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.violations[-1].description.endswith("more violations not listed")
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    ontology_server: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(ontology_server.address)
+    await assert_health_answers_precisely(channel, ontology_server.definition.service_names)
+    await assert_reflection_answers_precisely(channel, ontology_server.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(ontology_server: NexusServer, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, ontology_server.address, protocol)
+    assert {"nexus.ontology.v1.OntologyService/ListSkills", "grpc.health.v1.Health/List"} <= set(methods)

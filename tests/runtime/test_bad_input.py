@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -9,8 +10,14 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
+from nexus.kit.server import NexusServer
 from nexus.kit.validation import JSON
 from nexus.runtime.v1 import runtime_pb2, task_pb2
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
 from tests.runtime.conftest import Metadata, append, create_task, message
 from tests.support import rpc_error
 
@@ -240,3 +247,17 @@ async def _unary_or_stream(call: Any) -> Any:
             pass
         return None
     return await call
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(runtime.address)
+    await assert_health_answers_precisely(channel, runtime.definition.service_names)
+    await assert_reflection_answers_precisely(channel, runtime.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(runtime: NexusServer, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, runtime.address, protocol)
+    assert {"nexus.runtime.v1.SessionService/ListSessions", "grpc.health.v1.Health/List"} <= set(methods)

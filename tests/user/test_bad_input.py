@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,8 +13,14 @@ from google.protobuf import field_mask_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from nexus.kit import paging
+from nexus.kit.server import NexusServer
 from nexus.kit.validation import JSON, dict_to_struct, json_to_value
 from nexus.user.v1 import user_pb2
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
 from tests.support import Tokens, rpc_error
 from tests.user.conftest import PASSWORD, Account
 
@@ -305,3 +312,17 @@ async def test_lone_surrogates_anywhere_including_inside_json_are_invalid_argume
     failure = await rpc_error(call(body.replace(b"XXXX", LONE_SURROGATE + b"x"), metadata=alice.metadata))
     assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
     assert failure.fields == {field}
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    user_server: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(user_server.address)
+    await assert_health_answers_precisely(channel, user_server.definition.service_names)
+    await assert_reflection_answers_precisely(channel, user_server.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(user_server: NexusServer, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, user_server.address, protocol)
+    assert {"nexus.user.v1.UserService/ListSettings", "grpc.health.v1.Health/List"} <= set(methods)
