@@ -20,7 +20,6 @@ from google.protobuf.message import Message
 
 from nexus.kit import auth
 from nexus.kit.errors import (
-    FieldViolation,
     InvalidArgument,
     NexusError,
     Unavailable,
@@ -29,7 +28,8 @@ from nexus.kit.errors import (
     upstream_status,
 )
 from nexus.kit.tokens import TokenVerifier
-from nexus.kit.wire import find_invalid_field
+from nexus.kit.validation import Violations
+from nexus.kit.wire import TOO_DEEP, find_invalid_fields
 
 log = logging.getLogger("nexus.rpc")
 
@@ -234,20 +234,21 @@ class ErrorInterceptor(_Wrapping):
     @staticmethod
     def _reject(marker: tuple[Any, Any, bytes]) -> InvalidArgument:
         _, message_type, data = marker
-        field = None
+        v = Violations()
         if message_type is not None and issubclass(message_type, Message):
-            field = find_invalid_field(message_type.DESCRIPTOR, data)
-        if field:
-            return InvalidArgument(
-                f"{field}: is not valid UTF-8",
-                reason="MALFORMED_REQUEST",
-                violations=[FieldViolation(field, "is not valid UTF-8 (strings must be valid Unicode)")],
-            )
-        return InvalidArgument(
-            "the request is not a valid protobuf message",
-            reason="MALFORMED_REQUEST",
-            violations=[FieldViolation("", "the request body does not decode")],
+            for found in find_invalid_fields(message_type.DESCRIPTOR, data):
+                v.add(found.field, found.description)
+        if not v:
+            v.add("", "the request body does not decode")
+        error = (
+            # JSON nested too deep is the same mistake whether or not the runtime could still
+            # decode it (validation names it then), so it gets the same reason; broken bytes do not.
+            v.error()
+            if all(item.description == TOO_DEEP for item in v.items)
+            else v.error("the request is not a valid protobuf message", reason="MALFORMED_REQUEST")
         )
+        assert error is not None
+        return error
 
     def _check(self, request: Any) -> Any:
         if isinstance(request, Message):

@@ -63,15 +63,24 @@ class Violations:
             self.add(field, description)
         return ok
 
+    def error(
+        self, message: str = "the request has invalid fields", *, reason: str = "INVALID_ARGUMENT"
+    ) -> InvalidArgument | None:
+        """The one InvalidArgument naming every violation, or None when there is none."""
+        if not self.items:
+            return None
+        first = self.items[0]
+        detail = f"{first.field}: {first.description}"
+        if len(self.items) > 1:
+            detail += f" (and {len(self.items) - 1} more)"
+        return InvalidArgument(f"{message}: {detail}", reason=reason, violations=self.items)
+
     def raise_if_any(
         self, message: str = "the request has invalid fields", *, reason: str = "INVALID_ARGUMENT"
     ) -> None:
-        if self.items:
-            first = self.items[0]
-            detail = f"{first.field}: {first.description}"
-            if len(self.items) > 1:
-                detail += f" (and {len(self.items) - 1} more)"
-            raise InvalidArgument(f"{message}: {detail}", reason=reason, violations=self.items)
+        error = self.error(message, reason=reason)
+        if error is not None:
+            raise error
 
     def text(
         self,

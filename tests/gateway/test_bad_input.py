@@ -12,7 +12,8 @@ import pytest
 from google.protobuf.message import Message
 
 from nexus.gateway.v1 import gateway_pb2 as pb
-from nexus.kit.validation import JSON, dict_to_struct
+from nexus.kit.validation import JSON, MAX_JSON_DEPTH, dict_to_struct
+from tests.deep_json import nested_struct, with_field
 from tests.gateway.conftest import Account, Platform
 from tests.introspection import (
     assert_health_answers_precisely,
@@ -151,3 +152,24 @@ async def test_health_and_reflection_answer_hostile_calls_precisely(
 async def test_buf_curl_finds_every_method_by_reflection(platform: Platform, protocol: str) -> None:
     methods = await asyncio.to_thread(buf_curl_list_methods, platform.gateway.address, protocol)
     assert {"nexus.gateway.v1.GatewayService/GetSidebar", "grpc.health.v1.Health/List"} <= set(methods)
+
+
+@pytest.mark.parametrize("depth", [33, 34, 100, 5000])
+async def test_credentials_nested_too_deep_name_the_field(
+    platform: Platform, alice: Account, open_channel: Callable[[str], grpc.aio.Channel], depth: int
+) -> None:
+    raw = open_channel(platform.gateway.address).unary_unary(
+        "/nexus.gateway.v1.GatewayService/ConnectAgent",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    request = pb.ConnectAgentRequest(agent_id="assistant_v1", provider="notion", display_name="n")
+    failure = await rpc_error(raw(with_field(request, "credentials", nested_struct(depth)), metadata=alice.md))
+    assert (failure.code, failure.reason, failure.domain) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
+        "nexus.gateway.v1",
+    )
+    assert [(v.field, v.description) for v in failure.violations] == [
+        ("credentials", f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    ]

@@ -17,7 +17,9 @@ from google.protobuf.message import Message
 
 from nexus.kit import paging
 from nexus.kit.server import NexusServer
+from nexus.kit.validation import MAX_JSON_DEPTH
 from nexus.ontology.v1 import ontology_pb2 as pb
+from tests.deep_json import nested_struct, nested_value, with_field
 from tests.introspection import (
     assert_health_answers_precisely,
     assert_reflection_answers_precisely,
@@ -299,3 +301,53 @@ async def test_health_and_reflection_answer_hostile_calls_precisely(
 async def test_buf_curl_finds_every_method_by_reflection(ontology_server: NexusServer, protocol: str) -> None:
     methods = await asyncio.to_thread(buf_curl_list_methods, ontology_server.address, protocol)
     assert {"nexus.ontology.v1.OntologyService/ListSkills", "grpc.health.v1.Health/List"} <= set(methods)
+
+
+DEEP = f"is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _deep_skill(agent_id: str) -> pb.CreateSkillRequest:
+    definition = pb.SkillDefinition(
+        inputs=[pb.InputField(name="j", type=pb.INPUT_TYPE_JSON)], steps=[pb.Step(id="s", action="message")]
+    )
+    return pb.CreateSkillRequest(
+        skill=pb.Skill(agent_id=agent_id, name="n", definition=definition), skill_id=unique("deep")
+    )
+
+
+def _deep_team(agent_id: str) -> pb.CreateTeamRequest:
+    return pb.CreateTeamRequest(team=pb.Team(name="t", participants=[pb.Participant(agent_id=agent_id, role="r")]))
+
+
+# (method, request, JSON field, Struct or Value)
+DEEP_FIELDS: list[tuple[str, Callable[[str], Message], str, str]] = [
+    ("CreateSkill", _deep_skill, "skill.definition.steps[0].args", "struct"),
+    ("CreateSkill", _deep_skill, "skill.definition.inputs[0].default_value", "value"),
+    ("CreateTeam", _deep_team, "team.participants[0].config", "struct"),
+    ("CreateTeam", _deep_team, "team.config", "struct"),
+]
+
+
+@pytest.mark.parametrize("depth", [33, 34, 100, 5000])
+@pytest.mark.parametrize(("method", "build", "field", "kind"), DEEP_FIELDS, ids=[c[2] for c in DEEP_FIELDS])
+async def test_json_nested_too_deep_anywhere_names_its_field(
+    ontology: Ontology,
+    agent_id: str,
+    method: str,
+    build: Callable[[str], Message],
+    field: str,
+    kind: str,
+    depth: int,
+) -> None:
+    payload = nested_value(depth) if kind == "value" else nested_struct(depth)
+    body = with_field(build(agent_id), field, payload)
+    failure = await rpc_error(_raw(ontology, method)(body, metadata=ontology.admin))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert [(v.field, v.description) for v in failure.violations] == [(field, DEEP)]
+    assert f"{field}: {DEEP}" in failure.message
+
+
+async def test_step_args_nested_exactly_32_levels_are_accepted(ontology: Ontology, agent_id: str) -> None:
+    body = with_field(_deep_skill(agent_id), "skill.definition.steps[0].args", nested_struct(32))
+    created = pb.Skill.FromString(await _raw(ontology, "CreateSkill")(body, metadata=ontology.admin))
+    assert created.definition.steps[0].args.fields["a"].struct_value.fields

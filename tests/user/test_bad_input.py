@@ -14,8 +14,9 @@ from google.protobuf.message import Message
 
 from nexus.kit import paging
 from nexus.kit.server import NexusServer
-from nexus.kit.validation import JSON, dict_to_struct, json_to_value
+from nexus.kit.validation import JSON, MAX_JSON_DEPTH, dict_to_struct, json_to_value
 from nexus.user.v1 import user_pb2
+from tests.deep_json import nested_struct, nested_value, with_field
 from tests.introspection import (
     assert_health_answers_precisely,
     assert_reflection_answers_precisely,
@@ -326,3 +327,46 @@ async def test_health_and_reflection_answer_hostile_calls_precisely(
 async def test_buf_curl_finds_every_method_by_reflection(user_server: NexusServer, protocol: str) -> None:
     methods = await asyncio.to_thread(buf_curl_list_methods, user_server.address, protocol)
     assert {"nexus.user.v1.UserService/ListSettings", "grpc.health.v1.Health/List"} <= set(methods)
+
+
+DEEP = f"is nested deeper than {MAX_JSON_DEPTH} levels"
+# (method, request, JSON field, Struct or Value)
+DEEP_FIELDS: list[tuple[str, Message, str, str]] = [
+    ("SetSetting", user_pb2.SetSettingRequest(setting=user_pb2.Setting(key="deep")), "setting.value", "value"),
+    ("UpdateProfile", profile_update(nickname="n"), "profile.preferences", "struct"),
+    ("CreateConnection", create(), "credentials", "struct"),
+]
+
+
+@pytest.mark.parametrize("depth", [33, 34, 100, 5000])
+@pytest.mark.parametrize(("method", "request_message", "field", "kind"), DEEP_FIELDS, ids=[c[2] for c in DEEP_FIELDS])
+async def test_json_nested_too_deep_anywhere_names_its_field(
+    user_server: Any,
+    open_channel: Callable[[str], grpc.aio.Channel],
+    alice: Account,
+    method: str,
+    request_message: Message,
+    field: str,
+    kind: str,
+    depth: int,
+) -> None:
+    if isinstance(request_message, user_pb2.UpdateProfileRequest):
+        request_message.update_mask.paths.append("preferences")
+    payload = nested_value(depth) if kind == "value" else nested_struct(depth)
+    body = with_field(request_message, field, payload)
+    call = raw_call(open_channel(user_server.address), method, struct_pb2.Struct)
+    failure = await rpc_error(call(body, metadata=alice.metadata))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert [(v.field, v.description) for v in failure.violations] == [(field, DEEP)]
+    assert f"{field}: {DEEP}" in failure.message
+
+
+async def test_a_setting_value_nested_exactly_32_levels_is_accepted(
+    user_server: Any, open_channel: Callable[[str], grpc.aio.Channel], alice: Account
+) -> None:
+    body = with_field(
+        user_pb2.SetSettingRequest(setting=user_pb2.Setting(key="deep32")), "setting.value", nested_value(32)
+    )
+    call = raw_call(open_channel(user_server.address), "SetSetting", user_pb2.Setting)
+    stored = await call(body, metadata=alice.metadata)
+    assert stored.key == "deep32" and stored.value.struct_value.fields["a"].struct_value.fields
