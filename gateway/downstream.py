@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nexus.kit.auth import forwarded_metadata
+from nexus.kit.auth import caller, forwarded_metadata
+from nexus.kit.errors import PermissionDenied
 from nexus.kit.server import Resources
 from nexus.ontology.v1 import ontology_pb2_grpc
 from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2_grpc, workspace_pb2_grpc
@@ -50,7 +51,13 @@ class Scope:
 
     @classmethod
     def of(cls, context: Any, *, public: bool = False) -> Scope:
-        """The scope of the current call; public methods call downstream without a token."""
+        """The scope of the current call; public methods call downstream without a token.
+
+        The gateway serves people, so every method that needs a token needs a user's. A service
+        token is refused here (USER_TOKEN_REQUIRED) rather than forwarded: downstream it would be
+        told about a worker or admin scope it never needed."""
+        if not public and not caller().is_user:
+            raise PermissionDenied("this call needs a user's access token", reason="USER_TOKEN_REQUIRED")
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         return cls(() if public else forwarded_metadata(), deadline)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TypeAlias
 
 from google.protobuf import field_mask_pb2, struct_pb2
@@ -126,12 +126,22 @@ class Violations:
             return value
         return self.text(field, value, max_len=64, pattern=SLUG, pattern_hint=SLUG_HINT)
 
-    def enum(self, field: str, value: int, enum: EnumDescriptor, *, required: bool = True) -> int:
-        """Rejects numbers the enum does not define (proto3 enums are open) and, if required, 0."""
+    def enum(
+        self,
+        field: str,
+        value: int,
+        enum: EnumDescriptor,
+        *,
+        required: bool = True,
+        allowed: Collection[int] | None = None,
+    ) -> int:
+        """Rejects numbers the enum does not define (proto3 enums are open) and, if required, 0.
+        `allowed` narrows the values this caller may send; the message names only those, and
+        the caller rejects a defined value outside them with its own words."""
+        names = ", ".join(v.name for v in enum.values if v.number != 0 and (allowed is None or v.number in allowed))
         if value not in enum.values_by_number:
-            self.add(field, f"unknown {enum.name} value {value}")
+            self.add(field, f"unknown {enum.name} value {value}; one of {names}")
         elif value == 0 and required:
-            names = ", ".join(v.name for v in enum.values if v.number != 0)
             self.add(field, f"is required; one of {names}")
         return value
 

@@ -140,7 +140,8 @@ def etag(v: Violations, field: str, value: str) -> str:
 
 
 def ownership(v: Violations, value: int, *, allow_public: bool) -> Ownership:
-    v.enum("ownership", value, pb.Ownership.DESCRIPTOR, required=False)
+    allowed = {pb.OWNERSHIP_SYSTEM, pb.OWNERSHIP_MINE} | ({pb.OWNERSHIP_PUBLIC} if allow_public else set())
+    v.enum("ownership", value, pb.Ownership.DESCRIPTOR, required=False, allowed=allowed)
     result: Ownership = _OWNERSHIPS.get(value, Ownership.ANY)  # type: ignore[call-overload]
     if result is Ownership.PUBLIC and not allow_public:
         v.add("ownership", "OWNERSHIP_PUBLIC applies to skills only")

@@ -80,7 +80,9 @@ def new_artifact(message: artifact_pb2.ArtifactHeader, *, by_worker: bool, max_b
     tid = v.uuid("header.artifact.task_id", a.task_id)
     request_id = v.uuid("header.request_id", message.request_id, required=False)
     lease(v, message.lease_id, by_worker=by_worker, field="header.lease_id")
-    kind = v.text("header.artifact.type", a.type, max_len=32, required=True, pattern=arts.TYPE, pattern_hint=arts.TYPE_HINT)
+    kind = v.text(
+        "header.artifact.type", a.type, max_len=32, required=True, pattern=arts.TYPE, pattern_hint=arts.TYPE_HINT
+    )
     name = v.text("header.artifact.display_name", a.display_name, max_len=arts.MAX_DISPLAY_NAME_CHARS, required=True)
     content_type = v.text(
         "header.artifact.content_type",

@@ -218,7 +218,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if principal.is_user:
             owner: str | None = principal.user_id
         else:
-            principal.require_scope(access.SCOPE_CONNECTIONS_VERIFY)
+            principal.require_user_or_scope(access.SCOPE_CONNECTIONS_VERIFY)
             owner = None
         return convert.connection_to_proto(await self.store.mark_verified(ident, owner))
 
@@ -252,7 +252,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if principal.is_user:
             owner: str | None = access.own_user(principal, request.user_id, kind="user")
         else:
-            principal.require_scope(access.SCOPE_AUDIT_READ)
+            principal.require_user_or_scope(access.SCOPE_AUDIT_READ)
             owner = named_user
         fingerprint = paging.query_fingerprint("reveals", principal.subject, owner, connection_id)
         size, cursor = convert.page(request.page_size, request.page_token, fingerprint)

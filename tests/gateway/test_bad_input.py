@@ -20,7 +20,7 @@ from tests.introspection import (
     assert_reflection_answers_precisely,
     buf_curl_list_methods,
 )
-from tests.support import rpc_error
+from tests.support import Tokens, rpc_error
 
 if TYPE_CHECKING:
     from nexus.gateway.v1.gateway_pb2_grpc import GatewayServiceAsyncStub as Stub
@@ -173,3 +173,40 @@ async def test_credentials_nested_too_deep_name_the_field(
     assert [(v.field, v.description) for v in failure.violations] == [
         ("credentials", f"is nested deeper than {MAX_JSON_DEPTH} levels")
     ]
+
+
+# A valid request for every gateway method that needs a token (the four account calls are public).
+USER_CALLS: dict[str, Message] = {
+    "GetMe": pb.GetMeRequest(),
+    "RunCommand": pb.RunCommandRequest(text="/scan https://acme.com"),
+    "StartChat": pb.StartChatRequest(agent_id="assistant_v1", text="hi"),
+    "GetTask": pb.GetTaskRequest(task_id=GOOD_ID),
+    "StreamTask": pb.StreamTaskRequest(task_id=GOOD_ID),
+    "SubmitInput": pb.SubmitInputRequest(task_id=GOOD_ID, text="yes"),
+    "CancelTask": pb.CancelTaskRequest(task_id=GOOD_ID),
+    "GetSidebar": pb.GetSidebarRequest(),
+    "ListArtifacts": pb.ListArtifactsRequest(),
+    "ListAgents": pb.ListAgentsRequest(),
+    "GetAgentSettings": pb.GetAgentSettingsRequest(agent_id="assistant_v1"),
+    "ConnectAgent": pb.ConnectAgentRequest(
+        agent_id="assistant_v1", provider="notion", display_name="n", credentials=dict_to_struct({"k": "v"})
+    ),
+    "DisconnectAgent": pb.DisconnectAgentRequest(connection_id=GOOD_ID),
+    "CompleteCommand": pb.CompleteCommandRequest(prefix="/s"),
+    "CrystallizeSkill": pb.CrystallizeSkillRequest(task_id=GOOD_ID, name="n"),
+    "SearchMemories": pb.SearchMemoriesRequest(query="q"),
+}
+
+
+async def test_an_operator_token_is_told_the_gateway_needs_a_users_token(gw: Stub, tokens: Tokens) -> None:
+    public = {"SignUp", "SignIn", "Refresh", "SignOut"}
+    assert set(USER_CALLS) == set(pb.DESCRIPTOR.services_by_name["GatewayService"].methods_by_name) - public
+    operator = tokens.service("runtime.worker", "ontology.admin", "user.admin", name="operator")
+    for method, request_ in USER_CALLS.items():
+        call: Callable[..., Any] = getattr(gw, method)
+        attempt = (
+            drain(call(request_, metadata=operator)) if method == "StreamTask" else call(request_, metadata=operator)
+        )
+        failure = await rpc_error(attempt)
+        assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "USER_TOKEN_REQUIRED"), method
+        assert "user's access token" in failure.message and "scope" not in failure.message, method

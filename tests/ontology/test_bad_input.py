@@ -351,3 +351,14 @@ async def test_step_args_nested_exactly_32_levels_are_accepted(ontology: Ontolog
     body = with_field(_deep_skill(agent_id), "skill.definition.steps[0].args", nested_struct(32))
     created = pb.Skill.FromString(await _raw(ontology, "CreateSkill")(body, metadata=ontology.admin))
     assert created.definition.steps[0].args.fields["a"].struct_value.fields
+
+
+async def test_refusals_name_what_the_caller_could_have_sent(ontology: Ontology) -> None:
+    failure = await rpc_error(ontology.stub.CreateTeam(team(), metadata=ontology.reader))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE")
+    assert failure.message == "this call needs a user's access token or a service token with scope 'ontology.admin'"
+    md = ontology.user().md
+    failure = await rpc_error(ontology.stub.ListTeams(pb.ListTeamsRequest(ownership=99), metadata=md))  # type: ignore[arg-type]
+    assert failure.violations[0].description == "unknown Ownership value 99; one of OWNERSHIP_SYSTEM, OWNERSHIP_MINE"
+    failure = await rpc_error(ontology.stub.ListSkills(pb.ListSkillsRequest(ownership=99), metadata=md))  # type: ignore[arg-type]
+    assert failure.violations[0].description.endswith("one of OWNERSHIP_SYSTEM, OWNERSHIP_MINE, OWNERSHIP_PUBLIC")

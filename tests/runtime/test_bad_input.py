@@ -20,9 +20,9 @@ from tests.introspection import (
     assert_reflection_answers_precisely,
     buf_curl_list_methods,
 )
-from tests.runtime.conftest import Metadata, append, create_task, message
+from tests.runtime.conftest import Metadata, append, claim_one, create_task, message
 from tests.runtime.test_schedules import new_schedule
-from tests.support import rpc_error
+from tests.support import Tokens, rpc_error
 
 GOOD_ID = "00000000-0000-4000-8000-000000000000"
 UNKNOWN: Any = 77  # an enum number the proto does not define (proto3 enums are open)
@@ -325,3 +325,46 @@ async def test_json_nested_too_deep_anywhere_names_its_field(
     assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
     assert [(v.field, v.description) for v in failure.violations] == [(field, DEEP)]
     assert f"{field}: {DEEP}" in failure.message
+
+
+def _described(failure: Any, field: str) -> str:
+    return next(v.description for v in failure.violations if v.field == field)
+
+
+async def test_a_missing_event_type_or_role_lists_only_what_the_caller_may_send(
+    stub: Any, owner: tuple[str, Metadata], worker: Metadata, agent: str
+) -> None:
+    _, user = owner
+    task = await create_task(stub, user, agent)
+    failure = await rpc_error(append(stub, user, task.task_id, event_with(type=0, role=0)))
+    callers_types = "EVENT_TYPE_MESSAGE, EVENT_TYPE_NEXUS_RENDER, EVENT_TYPE_TOOL_USE, EVENT_TYPE_TOOL_RESULT"
+    assert _described(failure, "events[0].type") == f"is required; one of {callers_types}"
+    assert _described(failure, "events[0].role") == "is required; one of EVENT_ROLE_USER"
+    unknown = await rpc_error(append(stub, user, task.task_id, event_with(type=UNKNOWN)))
+    assert "STATUS" not in _described(unknown, "events[0].type")
+    assert "PLAN" not in _described(unknown, "events[0].type")
+
+    claimed = await claim_one(stub, worker, agent)
+    failure = await rpc_error(
+        append(stub, worker, claimed.task.task_id, event_with(role=0), lease_id=claimed.lease.lease_id)
+    )
+    assert (
+        _described(failure, "events[0].role")
+        == "is required; one of EVENT_ROLE_ASSISTANT, EVENT_ROLE_SYSTEM, EVENT_ROLE_TOOL"
+    )
+
+
+async def test_a_service_token_without_the_worker_scope_is_told_a_users_token_works_too(
+    stub: Any, owner: tuple[str, Metadata], tokens: Tokens, agent: str
+) -> None:
+    _, user = owner
+    task = await create_task(stub, user, agent)
+    unscoped = tokens.service("user.admin", name="operator")
+    for call in (
+        stub.GetTask(runtime_pb2.GetTaskRequest(task_id=task.task_id), metadata=unscoped),
+        stub.ListTaskEvents(runtime_pb2.ListTaskEventsRequest(task_id=task.task_id), metadata=unscoped),
+        append(stub, unscoped, task.task_id, message("x"), lease_id=GOOD_ID),
+    ):
+        failure = await rpc_error(call)
+        assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE")
+        assert failure.message == "this call needs a user's access token or a service token with scope 'runtime.worker'"

@@ -370,3 +370,29 @@ async def test_a_setting_value_nested_exactly_32_levels_is_accepted(
     call = raw_call(open_channel(user_server.address), "SetSetting", user_pb2.Setting)
     stored = await call(body, metadata=alice.metadata)
     assert stored.key == "deep32" and stored.value.struct_value.fields["a"].struct_value.fields
+
+
+async def test_a_service_token_without_the_scope_is_told_a_users_token_works_too(
+    stub: UserServiceAsyncStub, alice: Account, tokens: Tokens
+) -> None:
+    unscoped = tokens.service("runtime.worker", name="operator")
+    cases = [
+        (stub.GetProfile(user_pb2.GetProfileRequest(user_id=alice.user_id), metadata=unscoped), "user.profiles.read"),
+        (stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id), metadata=unscoped), "user.admin"),
+        (
+            stub.VerifyConnection(user_pb2.VerifyConnectionRequest(connection_id=UUID), metadata=unscoped),
+            "user.connections.verify",
+        ),
+        (stub.ListCredentialReveals(user_pb2.ListCredentialRevealsRequest(), metadata=unscoped), "user.audit.read"),
+    ]
+    for call, scope in cases:
+        failure = await rpc_error(call)
+        assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"), scope
+        assert failure.message == f"this call needs a user's access token or a service token with scope {scope!r}"
+    # Only a scoped service may reveal credentials: there the scope alone is named.
+    failure = await rpc_error(
+        stub.RevealConnectionCredentials(
+            user_pb2.RevealConnectionCredentialsRequest(connection_id=UUID, purpose="p"), metadata=alice.metadata
+        )
+    )
+    assert failure.message == f"this call needs a token with scope {REVEAL!r}"
