@@ -22,7 +22,7 @@ from tests.introspection import (
 )
 from tests.runtime.conftest import Metadata, append, claim_one, create_task, message
 from tests.runtime.test_schedules import new_schedule
-from tests.support import Tokens, rpc_error
+from tests.support import RpcFailure, Tokens, rpc_error
 
 GOOD_ID = "00000000-0000-4000-8000-000000000000"
 UNKNOWN: Any = 77  # an enum number the proto does not define (proto3 enums are open)
@@ -327,7 +327,7 @@ async def test_json_nested_too_deep_anywhere_names_its_field(
     assert f"{field}: {DEEP}" in failure.message
 
 
-def _described(failure: Any, field: str) -> str:
+def _described(failure: RpcFailure, field: str) -> str:
     return next(v.description for v in failure.violations if v.field == field)
 
 

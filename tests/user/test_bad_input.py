@@ -376,7 +376,7 @@ async def test_a_service_token_without_the_scope_is_told_a_users_token_works_too
     stub: UserServiceAsyncStub, alice: Account, tokens: Tokens
 ) -> None:
     unscoped = tokens.service("runtime.worker", name="operator")
-    cases = [
+    cases: list[tuple[Awaitable[Any], str]] = [
         (stub.GetProfile(user_pb2.GetProfileRequest(user_id=alice.user_id), metadata=unscoped), "user.profiles.read"),
         (stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id), metadata=unscoped), "user.admin"),
         (
