@@ -22,6 +22,7 @@ from nexus.kit import auth
 from nexus.kit.errors import (
     InvalidArgument,
     NexusError,
+    ResourceExhausted,
     Unavailable,
     classify,
     to_status,
@@ -62,7 +63,8 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
     def wrap_handler(self, method: str, handler: Any) -> Handler:
         deserializer = self.wrap_deserializer(handler.request_deserializer)
-        common = {"request_deserializer": deserializer, "response_serializer": handler.response_serializer}
+        serializer = self.wrap_serializer(handler.response_serializer)
+        common = {"request_deserializer": deserializer, "response_serializer": serializer}
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(self.wrap_unary(method, handler.unary_unary), **common)
         if handler.stream_unary:
@@ -83,6 +85,9 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         return deserializer
+
+    def wrap_serializer(self, serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+        return serializer
 
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         return behavior
@@ -212,11 +217,42 @@ class ErrorInterceptor(_Wrapping):
 
     It also owns requests that do not decode: the runtime would answer INTERNAL, so the
     deserializer returns a marker and the call fails with INVALID_ARGUMENT naming the field.
+
+    And responses too large to send: the transport would fail them with a bare RESOURCE_EXHAUSTED
+    after the handler returned, so the client got no details and the request log said OK. Each
+    response is encoded here instead (the serializer passes the bytes on), and one over the
+    message limit fails with RESOURCE_EXHAUSTED (RESPONSE_TOO_LARGE) like any other error.
     """
 
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, *, max_message_bytes: int) -> None:
         super().__init__()
         self._domain = domain
+        self._max_message_bytes = max_message_bytes
+
+    def wrap_serializer(self, serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+        if serializer is None:
+            return None
+
+        def encoded(response: Any) -> bytes:
+            return response if type(response) is bytes else serializer(response)
+
+        return encoded
+
+    def _encode(self, method: str, response: Any) -> Any:
+        if not isinstance(response, Message):
+            return response  # a writer-style stream's None, or a handler's own bytes
+        data = response.SerializeToString()
+        if len(data) > self._max_message_bytes:
+            log.warning(
+                "response too large",
+                extra={"fields": {"method": method, "bytes": len(data), "max_message_bytes": self._max_message_bytes}},
+            )
+            raise ResourceExhausted(
+                f"the response ({len(data)} bytes) is larger than the message limit ({self._max_message_bytes} bytes)",
+                reason="RESPONSE_TOO_LARGE",
+                metadata={"response_bytes": str(len(data)), "max_message_bytes": str(self._max_message_bytes)},
+            )
+        return data
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         if deserializer is None:
@@ -277,7 +313,7 @@ class ErrorInterceptor(_Wrapping):
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                return await behavior(self._check(request), context)
+                return self._encode(method, await behavior(self._check(request), context))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
@@ -289,7 +325,7 @@ class ErrorInterceptor(_Wrapping):
         async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             try:
                 async for item in behavior(self._check(request), context):
-                    yield item
+                    yield self._encode(method, item)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:

@@ -110,7 +110,7 @@ class NexusServer:
         self.server = grpc.aio.server(
             interceptors=[
                 RequestLogInterceptor(definition.name),
-                ErrorInterceptor(definition.domain),
+                ErrorInterceptor(definition.domain, max_message_bytes=settings.max_message_bytes),
                 self._drain,
                 AuthInterceptor(resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC]),
             ],

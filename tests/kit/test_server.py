@@ -36,11 +36,15 @@ async def unary(request: Struct, context: Any) -> Struct:
         raise RuntimeError("a bug that must not leak")
     if action == "slow":
         await asyncio.sleep(0.5)
+    if action == "big":
+        return Struct(fields={"blob": struct_pb2.Value(string_value="b" * int(request.fields["bytes"].number_value))})
     return Struct(fields={"caller": struct_pb2.Value(string_value=auth.caller().subject)})
 
 
 async def stream(request: Struct, context: Any) -> AsyncIterator[Struct]:
     yield Struct(fields={"n": struct_pb2.Value(number_value=1)})
+    if "bytes" in request.fields:
+        yield Struct(fields={"blob": struct_pb2.Value(string_value="b" * int(request.fields["bytes"].number_value))})
     if "fail" in request.fields:
         raise errors.FailedPrecondition("the task is finished", reason="TASK_FINISHED")
     await asyncio.sleep(3600)
@@ -226,6 +230,43 @@ async def test_reflection_serves_grpcs_python_reflection_client(echo: Any) -> No
     services, name, package = await asyncio.to_thread(look_up, echo[0].address)
     assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= set(services)
     assert (name, package) == ("grpc/reflection/v1/reflection.proto", "grpc.reflection.v1")
+
+
+def big(size: int) -> Struct:
+    return Struct(fields={"action": struct_pb2.Value(string_value="big"), "bytes": struct_pb2.Value(number_value=size)})
+
+
+async def test_a_response_over_the_message_limit_fails_with_details_and_is_logged_as_it_failed(
+    kit_settings: Settings, tokens_here: Tokens, caplog: pytest.LogCaptureFixture
+) -> None:
+    limit = 64 * 1024
+    server = NexusServer(echo_definition(), Resources(replace(kit_settings, max_message_bytes=limit)))
+    address = await server.start(port=0)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            unary_call, _, stream_call = calls(channel)
+            _, metadata = tokens_here.user()
+            assert (
+                len((await unary_call(big(limit - 100), metadata=metadata)).fields["blob"].string_value) == limit - 100
+            )
+            with caplog.at_level(logging.INFO, logger="nexus.rpc"):
+                failure = await rpc_error(unary_call(big(limit), metadata=metadata))
+            assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RESPONSE_TOO_LARGE")
+            assert f"larger than the message limit ({limit} bytes)" in failure.message
+            entries = [getattr(r, "rpc") for r in caplog.records if hasattr(r, "rpc")]  # noqa: B009
+            assert [(e["method"], e["code"]) for e in entries] == [(f"/{SERVICE}/Unary", "RESOURCE_EXHAUSTED")]
+
+            received: list[Struct] = []
+
+            async def consume() -> None:
+                async for item in stream_call(big(limit), metadata=metadata):
+                    received.append(item)
+
+            failure = await rpc_error(consume())
+            assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RESPONSE_TOO_LARGE")
+            assert len(received) == 1  # the items before the oversized one arrived
+    finally:
+        await server.stop(grace=0.5)
 
 
 async def test_shutdown_goes_not_serving_finishes_unary_and_ends_streams_unavailable(
