@@ -126,6 +126,12 @@ def claimed_to_proto(claimed: Sequence[ClaimedTask]) -> runtime_pb2.ClaimTasksRe
     )
 
 
+def claimed_size(task: Task) -> int:
+    """The encoded size of the ClaimedTask a claim of `task` answers (its lease is fixed-size)."""
+    placeholder = task_pb2.Lease(task_id=task.id, lease_id=task.id, expire_time=timestamp(task.updated_at))
+    return runtime_pb2.ClaimedTask(task=task_to_proto(task), lease=placeholder).ByteSize()
+
+
 def lease(task_id: str, lease_id: str, expires_at: datetime) -> task_pb2.Lease:
     return task_pb2.Lease(task_id=task_id, lease_id=lease_id, expire_time=timestamp(expires_at))
 
@@ -265,10 +271,11 @@ def _event_fingerprint(tid: str, after: int, before: int) -> str:
     return paging.query_fingerprint("events", tid, after, before)
 
 
-def next_event_token(request: runtime_pb2.ListTaskEventsRequest, tid: str, events: Sequence[Event], limit: int) -> str:
-    if len(events) < limit:
+def next_event_token(request: runtime_pb2.ListTaskEventsRequest, tid: str, last: Event | None) -> str:
+    """The token after `last`, the last event served when more may follow ("" when none do)."""
+    if last is None:
         return ""
-    return paging.encode([events[-1].seq], _event_fingerprint(tid, request.after_seq, request.before_seq))
+    return paging.encode([last.seq], _event_fingerprint(tid, request.after_seq, request.before_seq))
 
 
 def stream_request(request: runtime_pb2.StreamTaskEventsRequest) -> tuple[str, int]:

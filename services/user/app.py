@@ -38,6 +38,7 @@ async def build(resources: Resources) -> ServiceDefinition:
         credential_keys,
         signing,
         AgentDirectory(resources),
+        settings.max_message_bytes,
     )
 
     def register(server: grpc.aio.Server) -> None:

@@ -37,7 +37,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         credential_keys: CredentialKeys,
         signing: SigningKeys,
         agents: AgentDirectory,
+        max_message_bytes: int,
     ) -> None:
+        self.max_message_bytes = max_message_bytes
         self.store = store
         self.accounts = accounts
         self.keys = credential_keys
@@ -128,12 +130,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         fingerprint = paging.query_fingerprint("settings", user_id)
         size, cursor = convert.page(request.page_size, request.page_token, fingerprint)
         records = await self.store.list_settings(user_id, convert.key_cursor(cursor), size + 1)
-        more = len(records) > size
-        records = records[:size]
-        token = paging.encode([records[-1].key], fingerprint) if more else ""
-        return user_pb2.ListSettingsResponse(
-            settings=[convert.setting_to_proto(r) for r in records], next_page_token=token
+        settings, token = paging.page_of(
+            records,
+            size,
+            convert.setting_to_proto,
+            self._budget(),
+            token_of=lambda r: paging.encode([r.key], fingerprint),
         )
+        return user_pb2.ListSettingsResponse(settings=settings, next_page_token=token)
 
     async def SetSetting(self, request: user_pb2.SetSettingRequest, context: Context) -> user_pb2.Setting:
         user_id = access.own_user(caller(), request.user_id, kind="setting")
@@ -186,12 +190,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         size, cursor = convert.page(request.page_size, request.page_token, fingerprint)
         after = convert.time_id_cursor(cursor)
         records = await self.store.list_connections(user_id, agent_id, after, size + 1)
-        more = len(records) > size
-        records = records[:size]
-        token = paging.encode([records[-1].created_at.isoformat(), records[-1].id], fingerprint) if more else ""
-        return user_pb2.ListConnectionsResponse(
-            connections=[convert.connection_to_proto(r) for r in records], next_page_token=token
+        connections, token = paging.page_of(
+            records,
+            size,
+            convert.connection_to_proto,
+            self._budget(),
+            token_of=lambda r: paging.encode([r.created_at.isoformat(), r.id], fingerprint),
         )
+        return user_pb2.ListConnectionsResponse(connections=connections, next_page_token=token)
 
     async def UpdateConnection(
         self, request: user_pb2.UpdateConnectionRequest, context: Context
@@ -259,12 +265,17 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         records = await self.store.list_reveals(
             user_id=owner, connection_id=connection_id, before_id=convert.int_cursor(cursor), limit=size + 1
         )
-        more = len(records) > size
-        records = records[:size]
-        token = paging.encode([records[-1].id], fingerprint) if more else ""
-        return user_pb2.ListCredentialRevealsResponse(
-            reveals=[convert.reveal_to_proto(r) for r in records], next_page_token=token
+        reveals, token = paging.page_of(
+            records,
+            size,
+            convert.reveal_to_proto,
+            self._budget(),
+            token_of=lambda r: paging.encode([r.id], fingerprint),
         )
+        return user_pb2.ListCredentialRevealsResponse(reveals=reveals, next_page_token=token)
+
+    def _budget(self) -> paging.Budget:
+        return paging.Budget(self.max_message_bytes)
 
 
 def _check_revealable(record: ConnectionRecord) -> None:
