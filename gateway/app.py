@@ -17,7 +17,7 @@ PUBLIC_METHODS = tuple(f"/{SERVICE_NAME}/{name}" for name in ("SignUp", "SignIn"
 
 
 async def build(resources: Resources) -> ServiceDefinition:
-    servicer = GatewayServicer(Peers.connect(resources))
+    servicer = GatewayServicer(Peers.connect(resources), resources.settings.max_message_bytes)
 
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)

@@ -35,6 +35,14 @@ _MAX_TOKEN_LEN = 2048
 RESERVED_BYTES = 16 * 1024
 
 
+def invalid_token(field: str = "page_token") -> InvalidArgument:
+    return InvalidArgument(
+        f"{field} is not valid for this request",
+        reason="INVALID_PAGE_TOKEN",
+        violations=[FieldViolation(field, "is malformed, expired, or from a request with other filters")],
+    )
+
+
 def query_fingerprint(*parts: object) -> str:
     """A short stable digest of everything that defines the list (caller, filters, order)."""
     raw = json.dumps([str(p) for p in parts], separators=(",", ":"))
@@ -46,15 +54,11 @@ def encode(cursor: Sequence[str | int | float | bool | None], fingerprint: str) 
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def decode(token: str, fingerprint: str) -> Cursor | None:
+def decode(token: str, fingerprint: str, *, field: str = "page_token") -> Cursor | None:
     """The cursor in `token`, or None for an empty token (the first page)."""
     if not token:
         return None
-    bad = InvalidArgument(
-        "page_token is not valid for this request",
-        reason="INVALID_PAGE_TOKEN",
-        violations=[FieldViolation("page_token", "is malformed, expired, or from a request with other filters")],
-    )
+    bad = invalid_token(field)
     if len(token) > _MAX_TOKEN_LEN:
         raise bad
     try:
