@@ -3,18 +3,21 @@ the user service without a token) and GetMe (three concurrent reads as the calle
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from google.protobuf import empty_pb2
 
 from gateway.downstream import Peers, Scope, together
+from gateway.pages import same, token_after
 from nexus.gateway.v1 import gateway_pb2 as pb
+from nexus.kit import paging
 from nexus.kit.config import Settings
 from nexus.kit.ratelimit import AttemptLimiter, ClientAddresses
 from nexus.user.v1 import user_pb2
 
-# GetMe returns one page of settings: a user keeps a handful, and the user service's maximum page
-# is this size.
+# GetMe returns at most this many settings (the user service's largest page); a user keeps a
+# handful, and settings_next_page_token continues past them.
 MAX_SETTINGS = 1000
 
 
@@ -61,12 +64,24 @@ async def sign_out(peers: Peers, scope: Scope, refresh_token: str) -> empty_pb2.
     return await peers.user.SignOut(downstream, metadata=scope.metadata, timeout=scope.timeout)
 
 
-async def get_me(peers: Peers, scope: Scope) -> pb.GetMeResponse:
+async def get_me(peers: Peers, scope: Scope, after: str, budget: paging.Budget) -> tuple[pb.GetMeResponse, str]:
+    """The account, the profile and the settings from the user service's token `after`, as many
+    as fit beside the other two; and the user service's token for the settings that follow."""
     md, timeout = scope.metadata, scope.timeout
+
+    async def list_settings(token: str, size: int) -> tuple[Sequence[user_pb2.Setting], str]:
+        request = user_pb2.ListSettingsRequest(page_size=size, page_token=token)
+        page = await peers.user.ListSettings(request, metadata=md, timeout=timeout)
+        return page.settings, page.next_page_token
+
     async with together() as calls:
         user = calls.start(peers.user.GetUser(user_pb2.GetUserRequest(), metadata=md, timeout=timeout))
         profile = calls.start(peers.user.GetProfile(user_pb2.GetProfileRequest(), metadata=md, timeout=timeout))
-        settings = calls.start(
-            peers.user.ListSettings(user_pb2.ListSettingsRequest(page_size=MAX_SETTINGS), metadata=md, timeout=timeout)
-        )
-    return pb.GetMeResponse(user=user.result(), profile=profile.result(), settings=settings.result().settings)
+        first = calls.start(list_settings(after, MAX_SETTINGS))
+    budget.spend(user.result())
+    budget.spend(profile.result())
+    items, next_token = first.result()
+    settings = budget.fill(items, same)
+    if len(settings) < len(items):
+        next_token = await token_after(list_settings, after, len(settings))
+    return pb.GetMeResponse(user=user.result(), profile=profile.result(), settings=settings), next_token

@@ -18,7 +18,8 @@ PUBLIC_METHODS = tuple(f"/{SERVICE_NAME}/{name}" for name in ("SignUp", "SignIn"
 
 
 async def build(resources: Resources) -> ServiceDefinition:
-    servicer = GatewayServicer(Peers.connect(resources), EdgeLimits(resources.settings))
+    settings = resources.settings
+    servicer = GatewayServicer(Peers.connect(resources), EdgeLimits(settings), settings.max_message_bytes)
 
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from google.protobuf import struct_pb2
 
 from nexus.gateway.v1 import gateway_pb2 as pb
-from nexus.kit import validation
+from nexus.kit import paging, validation
 from nexus.kit.errors import invalid
 from nexus.kit.validation import Violations
 
@@ -33,6 +33,8 @@ MAX_DESCRIPTION = 1000
 MAX_QUERY = 200
 
 DEFAULT_RECENT = 20
+# GetSidebar shows at most this many pinned tasks, and as many pinned artifacts.
+MAX_PINNED = 100
 MAX_RECENT = 100
 DEFAULT_COMPLETIONS = 20
 MAX_COMPLETIONS = 100
@@ -152,6 +154,87 @@ def list_artifacts(request: pb.ListArtifactsRequest) -> Artifacts:
 
 def recent_page_size(value: int) -> int:
     return _page_size("recent_page_size", value, DEFAULT_RECENT, MAX_RECENT)
+
+
+@dataclass(frozen=True)
+class SidebarCursor:
+    """Where a sidebar page continues: each list's service token ("" from its start, None once
+    it is complete) and how many of its capped items earlier pages served."""
+
+    tasks: str | None = ""
+    pinned_tasks: int = 0
+    recent_tasks: int = 0
+    artifacts: str | None = ""
+    pinned_artifacts: int = 0
+
+    def as_cursor(self) -> paging.Cursor:
+        return [self.tasks, self.pinned_tasks, self.recent_tasks, self.artifacts, self.pinned_artifacts]
+
+    @property
+    def done(self) -> bool:
+        return self.tasks is None and self.artifacts is None
+
+
+def _sidebar_fingerprint(user_id: str, recent: int) -> str:
+    return paging.query_fingerprint("sidebar", user_id, recent)
+
+
+def sidebar(request: pb.GetSidebarRequest, user_id: str) -> tuple[int, SidebarCursor]:
+    recent = recent_page_size(request.recent_page_size)
+    v = Violations()
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    values = paging.decode(request.page_token, _sidebar_fingerprint(user_id, recent))
+    if values is None:
+        return recent, SidebarCursor()
+    if len(values) != 5:
+        raise paging.invalid_token()
+    tasks, pinned_tasks, recent_tasks, artifacts, pinned_artifacts = values
+    cursor = SidebarCursor(
+        _token_in(tasks),
+        _count_in(pinned_tasks, MAX_PINNED),
+        _count_in(recent_tasks, recent),
+        _token_in(artifacts),
+        _count_in(pinned_artifacts, MAX_PINNED),
+    )
+    return recent, cursor
+
+
+def _token_in(value: object) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise paging.invalid_token()
+    return value
+
+
+def _count_in(value: object, cap: int) -> int:
+    if type(value) is not int or not 0 <= value <= cap:
+        raise paging.invalid_token()
+    return value
+
+
+def sidebar_token(user_id: str, recent: int, cursor: SidebarCursor) -> str:
+    return "" if cursor.done else paging.encode(cursor.as_cursor(), _sidebar_fingerprint(user_id, recent))
+
+
+def _settings_fingerprint(user_id: str) -> str:
+    return paging.query_fingerprint("me.settings", user_id)
+
+
+def me(request: pb.GetMeRequest, user_id: str) -> str:
+    """The user service's settings token the request continues from ("" for the first)."""
+    v = Violations()
+    v.text("settings_page_token", request.settings_page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    values = paging.decode(request.settings_page_token, _settings_fingerprint(user_id), field="settings_page_token")
+    if values is None:
+        return ""
+    if len(values) != 1 or not isinstance(values[0], str) or not values[0]:
+        raise paging.invalid_token("settings_page_token")
+    return values[0]
+
+
+def settings_token(user_id: str, downstream: str) -> str:
+    return "" if not downstream else paging.encode([downstream], _settings_fingerprint(user_id))
 
 
 # -- agents, connections, commands ---------------------------------------------------------------

@@ -17,7 +17,8 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from nexus.kit.auth import forwarded_metadata
+from nexus.kit.auth import caller, forwarded_metadata
+from nexus.kit.errors import PermissionDenied
 from nexus.kit.ratelimit import forwarded_address
 from nexus.kit.server import Resources
 from nexus.ontology.v1 import ontology_pb2_grpc
@@ -53,7 +54,13 @@ class Scope:
     def of(cls, context: Any, *, public: bool = False) -> Scope:
         """The scope of the current call. Public methods (sign-in…) call downstream without a
         token, naming the client's address instead: the user service limits attempts per client,
-        and believes the address only from a trusted relay (NEXUS_TRUSTED_RELAYS)."""
+        and believes the address only from a trusted relay (NEXUS_TRUSTED_RELAYS).
+
+        The gateway serves people, so every method that needs a token needs a user's. A service
+        token is refused here (USER_TOKEN_REQUIRED) rather than forwarded: downstream it would be
+        told about a worker or admin scope it never needed."""
+        if not public and not caller().is_user:
+            raise PermissionDenied("this call needs a user's access token", reason="USER_TOKEN_REQUIRED")
         remaining = context.time_remaining()
         deadline = None if remaining is None else time.monotonic() + remaining
         return cls(forwarded_address(context) if public else forwarded_metadata(), deadline)

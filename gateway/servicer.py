@@ -12,6 +12,8 @@ from gateway import accounts, agents, convert, skills, tasks
 from gateway.downstream import Peers, Scope
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
+from nexus.kit import paging
+from nexus.kit.auth import caller
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import artifact_pb2, task_pb2, workspace_pb2
 from nexus.user.v1 import user_pb2
@@ -20,9 +22,13 @@ Context = Any
 
 
 class GatewayServicer(pb_grpc.GatewayServiceServicer):
-    def __init__(self, peers: Peers, limits: accounts.EdgeLimits) -> None:
+    def __init__(self, peers: Peers, limits: accounts.EdgeLimits, max_message_bytes: int) -> None:
         self._peers = peers
         self._limits = limits
+        self._max_message_bytes = max_message_bytes
+
+    def _budget(self) -> paging.Budget:
+        return paging.Budget(self._max_message_bytes)
 
     # -- accounts (public) ----------------------------------------------------------------------
 
@@ -45,7 +51,12 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         return await accounts.sign_out(self._peers, Scope.of(context, public=True), token)
 
     async def GetMe(self, request: pb.GetMeRequest, context: Context) -> pb.GetMeResponse:
-        return await accounts.get_me(self._peers, Scope.of(context))
+        scope = Scope.of(context)
+        user_id = caller().user_id
+        after = convert.me(request, user_id)
+        response, next_token = await accounts.get_me(self._peers, scope, after, self._budget())
+        response.settings_next_page_token = convert.settings_token(user_id, next_token)
+        return response
 
     # -- tasks ----------------------------------------------------------------------------------
 
@@ -75,8 +86,12 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         return await tasks.cancel_task(self._peers, Scope.of(context), task_id, reason)
 
     async def GetSidebar(self, request: pb.GetSidebarRequest, context: Context) -> pb.GetSidebarResponse:
-        recent = convert.recent_page_size(request.recent_page_size)
-        return await tasks.sidebar(self._peers, Scope.of(context), recent)
+        scope = Scope.of(context)
+        user_id = caller().user_id
+        recent, cursor = convert.sidebar(request, user_id)
+        response, after = await tasks.sidebar(self._peers, scope, recent, cursor, self._budget())
+        response.next_page_token = convert.sidebar_token(user_id, recent, after)
+        return response
 
     async def ListArtifacts(
         self, request: pb.ListArtifactsRequest, context: Context

@@ -3,22 +3,24 @@ the sidebar. Every call runs as the caller (the services decide what the caller 
 
 from __future__ import annotations
 
-import itertools
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace
 
 from gateway import convert
 from gateway.domain import titles
 from gateway.downstream import Peers, Scope, together
+from gateway.pages import Fetch, token_after
 from nexus.contract.plans import first_plan
 from nexus.gateway.v1 import gateway_pb2 as pb
+from nexus.kit import paging
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2, workspace_pb2
 
 # The client key of StartChat's first message: a retried StartChat (same request_id, so the same
 # task) appends it once.
 FIRST_MESSAGE_KEY = "gateway:start-chat"
-# GetSidebar shows at most this many pinned tasks.
-MAX_PINNED = 100
+# Pages of one list a sidebar page reads at most (past the cap of pinned tasks, say); the next
+# sidebar page continues after them.
 MAX_SIDEBAR_PAGES = 5
 
 
@@ -109,34 +111,76 @@ async def cancel_task(peers: Peers, scope: Scope, task_id: str, reason: str) -> 
     )
 
 
-async def sidebar_tasks(peers: Peers, scope: Scope, recent: int) -> tuple[list[task_pb2.Task], list[task_pb2.Task]]:
-    """Pinned and recent tasks, archived ones hidden. ListTasks serves pinned tasks first, then the
-    rest by last activity, so one page usually holds both; more pages are read (a few at most)
-    only while pinned tasks crowd the recent ones out."""
+async def _sidebar_tasks(
+    fetch: Fetch[task_pb2.Task],
+    cursor: convert.SidebarCursor,
+    recent: int,
+    budget: paging.Budget,
+    first: tuple[Sequence[task_pb2.Task], str] | None,
+) -> tuple[list[task_pb2.Task], list[task_pb2.Task], convert.SidebarCursor]:
+    """Pinned and recent tasks, archived ones hidden, from where `cursor` left off. ListTasks
+    serves pinned tasks first, then the rest by last activity, so one page usually holds both;
+    more pages are read (a few at most) only while pinned tasks past the cap crowd the recent
+    ones out. The tasks end early when the budget is spent."""
     pinned: list[task_pb2.Task] = []
     unpinned: list[task_pb2.Task] = []
-    token = ""
+    token, n_pinned, n_recent = cursor.tasks or "", cursor.pinned_tasks, cursor.recent_tasks
+
+    def after(next_token: str | None) -> convert.SidebarCursor:
+        return replace(cursor, tasks=next_token, pinned_tasks=n_pinned, recent_tasks=n_recent)
+
+    page = first
     for _ in range(MAX_SIDEBAR_PAGES):
-        page = await peers.runtime.ListTasks(
-            runtime_pb2.ListTasksRequest(page_size=MAX_PINNED + recent, page_token=token),
-            metadata=scope.metadata,
-            timeout=scope.timeout,
-        )
-        for task in page.tasks:
-            (pinned if task.is_pinned else unpinned).append(task)
-        token = page.next_page_token
-        if not token or len(unpinned) >= recent:
-            break
-    return pinned[:MAX_PINNED], unpinned[:recent]
+        items, next_token = page or await fetch(token, convert.MAX_PINNED + recent)
+        page = None
+        for consumed, task in enumerate(items):
+            if not task.is_pinned and n_recent >= recent:
+                return pinned, unpinned, after(None)
+            if task.is_pinned and n_pinned >= convert.MAX_PINNED:
+                continue  # past the cap: not shown
+            if not budget.take(task.ByteSize()):
+                return pinned, unpinned, after(await token_after(fetch, token, consumed))
+            if task.is_pinned:
+                pinned.append(task)
+                n_pinned += 1
+            else:
+                unpinned.append(task)
+                n_recent += 1
+        if not next_token or n_recent >= recent:
+            return pinned, unpinned, after(None)
+        token = next_token
+    return pinned, unpinned, after(token)
 
 
-async def pinned_artifacts(peers: Peers, scope: Scope) -> list[artifact_pb2.Artifact]:
-    """The caller's pinned artifacts: ListArtifacts across tasks serves pinned ones first and
-    hides archived ones (and those of archived tasks)."""
-    page = await peers.artifacts.ListArtifacts(
-        artifact_pb2.ListArtifactsRequest(page_size=MAX_PINNED), metadata=scope.metadata, timeout=scope.timeout
-    )
-    return list(itertools.takewhile(lambda a: a.is_pinned, page.artifacts))
+async def _pinned_artifacts(
+    fetch: Fetch[artifact_pb2.Artifact],
+    cursor: convert.SidebarCursor,
+    budget: paging.Budget,
+    first: tuple[Sequence[artifact_pb2.Artifact], str] | None,
+) -> tuple[list[artifact_pb2.Artifact], convert.SidebarCursor]:
+    """The caller's pinned artifacts from where `cursor` left off: ListArtifacts across tasks
+    serves pinned ones first and hides archived ones (and those of archived tasks)."""
+    kept: list[artifact_pb2.Artifact] = []
+    token, count = cursor.artifacts or "", cursor.pinned_artifacts
+
+    def after(next_token: str | None) -> convert.SidebarCursor:
+        return replace(cursor, artifacts=next_token, pinned_artifacts=count)
+
+    page = first
+    for _ in range(MAX_SIDEBAR_PAGES):
+        items, next_token = page or await fetch(token, convert.MAX_PINNED - count)
+        page = None
+        for consumed, artifact in enumerate(items):
+            if not artifact.is_pinned or count >= convert.MAX_PINNED:
+                return kept, after(None)
+            if not budget.take(artifact.ByteSize()):
+                return kept, after(await token_after(fetch, token, consumed))
+            kept.append(artifact)
+            count += 1
+        if not next_token or count >= convert.MAX_PINNED:
+            return kept, after(None)
+        token = next_token
+    return kept, after(token)
 
 
 async def list_artifacts(peers: Peers, scope: Scope, wanted: convert.Artifacts) -> artifact_pb2.ListArtifactsResponse:
@@ -146,12 +190,38 @@ async def list_artifacts(peers: Peers, scope: Scope, wanted: convert.Artifacts) 
     return await peers.artifacts.ListArtifacts(request, metadata=scope.metadata, timeout=scope.timeout)
 
 
-async def sidebar(peers: Peers, scope: Scope, recent: int) -> pb.GetSidebarResponse:
+async def sidebar(
+    peers: Peers, scope: Scope, recent: int, cursor: convert.SidebarCursor, budget: paging.Budget
+) -> tuple[pb.GetSidebarResponse, convert.SidebarCursor]:
+    """One page of the sidebar from `cursor`, and where the next one continues."""
+
+    async def list_tasks(token: str, size: int) -> tuple[Sequence[task_pb2.Task], str]:
+        request = runtime_pb2.ListTasksRequest(page_size=size, page_token=token)
+        page = await peers.runtime.ListTasks(request, metadata=scope.metadata, timeout=scope.timeout)
+        return page.tasks, page.next_page_token
+
+    async def list_artifacts(token: str, size: int) -> tuple[Sequence[artifact_pb2.Artifact], str]:
+        request = artifact_pb2.ListArtifactsRequest(page_size=size, page_token=token)
+        page = await peers.artifacts.ListArtifacts(request, metadata=scope.metadata, timeout=scope.timeout)
+        return page.artifacts, page.next_page_token
+
+    # The first page of each list at once: a sidebar that fits one message needs no other read.
     async with together() as calls:
-        tasks = calls.start(sidebar_tasks(peers, scope, recent))
-        artifacts = calls.start(pinned_artifacts(peers, scope))
-    pinned, recent_tasks = tasks.result()
-    return pb.GetSidebarResponse(pinned_tasks=pinned, recent_tasks=recent_tasks, pinned_artifacts=artifacts.result())
+        tasks = None if cursor.tasks is None else calls.start(list_tasks(cursor.tasks, convert.MAX_PINNED + recent))
+        artifacts = (
+            None
+            if cursor.artifacts is None
+            else calls.start(list_artifacts(cursor.artifacts, convert.MAX_PINNED - cursor.pinned_artifacts))
+        )
+    pinned: list[task_pb2.Task] = []
+    recent_tasks: list[task_pb2.Task] = []
+    pinned_artifacts: list[artifact_pb2.Artifact] = []
+    if tasks is not None:
+        pinned, recent_tasks, cursor = await _sidebar_tasks(list_tasks, cursor, recent, budget, tasks.result())
+    if artifacts is not None:
+        pinned_artifacts, cursor = await _pinned_artifacts(list_artifacts, cursor, budget, artifacts.result())
+    response = pb.GetSidebarResponse(pinned_tasks=pinned, recent_tasks=recent_tasks, pinned_artifacts=pinned_artifacts)
+    return response, cursor
 
 
 async def search_memories(

@@ -124,6 +124,10 @@ class Settings:
     def port(self, service: str) -> int:
         return self.ports[service]
 
+    def reaches(self, service: str) -> bool:
+        """Whether these settings say where `service` is."""
+        return service in self.addresses or service in self.ports
+
     def address(self, service: str) -> str:
         return self.addresses.get(service) or f"{self.host}:{self.ports[service]}"
 

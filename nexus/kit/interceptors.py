@@ -20,9 +20,9 @@ from google.protobuf.message import Message
 
 from nexus.kit import auth
 from nexus.kit.errors import (
-    FieldViolation,
     InvalidArgument,
     NexusError,
+    ResourceExhausted,
     Unauthenticated,
     classify,
     to_status,
@@ -30,7 +30,8 @@ from nexus.kit.errors import (
 )
 from nexus.kit.revocations import RevokedSessions
 from nexus.kit.tokens import TokenVerifier
-from nexus.kit.wire import find_invalid_field
+from nexus.kit.validation import Violations
+from nexus.kit.wire import TOO_DEEP, find_invalid_fields
 
 log = logging.getLogger("nexus.rpc")
 
@@ -63,7 +64,8 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
     def wrap_handler(self, method: str, handler: Any) -> Handler:
         deserializer = self.wrap_deserializer(handler.request_deserializer)
-        common = {"request_deserializer": deserializer, "response_serializer": handler.response_serializer}
+        serializer = self.wrap_serializer(handler.response_serializer)
+        common = {"request_deserializer": deserializer, "response_serializer": serializer}
         if handler.unary_unary:
             return grpc.unary_unary_rpc_method_handler(self.wrap_unary(method, handler.unary_unary), **common)
         if handler.stream_unary:
@@ -84,6 +86,9 @@ class _Wrapping(grpc.aio.ServerInterceptor):
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         return deserializer
+
+    def wrap_serializer(self, serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+        return serializer
 
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         return behavior
@@ -165,11 +170,42 @@ class ErrorInterceptor(_Wrapping):
 
     It also owns requests that do not decode: the runtime would answer INTERNAL, so the
     deserializer returns a marker and the call fails with INVALID_ARGUMENT naming the field.
+
+    And responses too large to send: the transport would fail them with a bare RESOURCE_EXHAUSTED
+    after the handler returned, so the client got no details and the request log said OK. Each
+    response is encoded here instead (the serializer passes the bytes on), and one over the
+    message limit fails with RESOURCE_EXHAUSTED (RESPONSE_TOO_LARGE) like any other error.
     """
 
-    def __init__(self, domain: str) -> None:
+    def __init__(self, domain: str, *, max_message_bytes: int) -> None:
         super().__init__()
         self._domain = domain
+        self._max_message_bytes = max_message_bytes
+
+    def wrap_serializer(self, serializer: Callable[[Any], bytes] | None) -> Callable[[Any], bytes] | None:
+        if serializer is None:
+            return None
+
+        def encoded(response: Any) -> bytes:
+            return response if type(response) is bytes else serializer(response)
+
+        return encoded
+
+    def _encode(self, method: str, response: Any) -> Any:
+        if not isinstance(response, Message):
+            return response  # a writer-style stream's None, or a handler's own bytes
+        data = response.SerializeToString()
+        if len(data) > self._max_message_bytes:
+            log.warning(
+                "response too large",
+                extra={"fields": {"method": method, "bytes": len(data), "max_message_bytes": self._max_message_bytes}},
+            )
+            raise ResourceExhausted(
+                f"the response ({len(data)} bytes) is larger than the message limit ({self._max_message_bytes} bytes)",
+                reason="RESPONSE_TOO_LARGE",
+                metadata={"response_bytes": str(len(data)), "max_message_bytes": str(self._max_message_bytes)},
+            )
+        return data
 
     def wrap_deserializer(self, deserializer: Callable[[bytes], Any] | None) -> Callable[[bytes], Any] | None:
         if deserializer is None:
@@ -187,20 +223,21 @@ class ErrorInterceptor(_Wrapping):
     @staticmethod
     def _reject(marker: tuple[Any, Any, bytes]) -> InvalidArgument:
         _, message_type, data = marker
-        field = None
+        v = Violations()
         if message_type is not None and issubclass(message_type, Message):
-            field = find_invalid_field(message_type.DESCRIPTOR, data)
-        if field:
-            return InvalidArgument(
-                f"{field}: is not valid UTF-8",
-                reason="MALFORMED_REQUEST",
-                violations=[FieldViolation(field, "is not valid UTF-8 (strings must be valid Unicode)")],
-            )
-        return InvalidArgument(
-            "the request is not a valid protobuf message",
-            reason="MALFORMED_REQUEST",
-            violations=[FieldViolation("", "the request body does not decode")],
+            for found in find_invalid_fields(message_type.DESCRIPTOR, data):
+                v.add(found.field, found.description)
+        if not v:
+            v.add("", "the request body does not decode")
+        error = (
+            # JSON nested too deep is the same mistake whether or not the runtime could still
+            # decode it (validation names it then), so it gets the same reason; broken bytes do not.
+            v.error()
+            if all(item.description == TOO_DEEP for item in v.items)
+            else v.error("the request is not a valid protobuf message", reason="MALFORMED_REQUEST")
         )
+        assert error is not None
+        return error
 
     def _check(self, request: Any) -> Any:
         if isinstance(request, Message):
@@ -229,7 +266,7 @@ class ErrorInterceptor(_Wrapping):
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
             try:
-                return await behavior(self._check(request), context)
+                return self._encode(method, await behavior(self._check(request), context))
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:
@@ -241,7 +278,7 @@ class ErrorInterceptor(_Wrapping):
         async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
             try:
                 async for item in behavior(self._check(request), context):
-                    yield item
+                    yield self._encode(method, item)
             except grpc.aio.AbortError:
                 raise
             except Exception as exc:

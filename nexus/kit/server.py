@@ -20,12 +20,13 @@ from typing import Protocol
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 
+from nexus.kit import reflection
 from nexus.kit.admission import AdmissionInterceptor
 from nexus.kit.channels import channel_options, open_channel
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
+from nexus.kit.health import HealthServicer
 from nexus.kit.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
@@ -118,7 +119,7 @@ class NexusServer:
         self.server = grpc.aio.server(
             interceptors=[
                 RequestLogInterceptor(definition.name),
-                ErrorInterceptor(definition.domain),
+                ErrorInterceptor(definition.domain, max_message_bytes=settings.max_message_bytes),
                 self.admission,
                 AuthInterceptor(
                     resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC], self.revocations.revoked
@@ -137,11 +138,9 @@ class NexusServer:
             ],
         )
         definition.register(self.server)
-        self.health = health.aio.HealthServicer()
+        self.health = HealthServicer()
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
+        reflection.enable(self.server, [*definition.service_names, health.SERVICE_NAME])
         self.port = 0
 
     @property
@@ -159,7 +158,13 @@ class NexusServer:
         else:
             self.port = self.server.add_insecure_port(target)
         await self.server.start()
-        self.revocations.start()
+        if settings.reaches("user"):
+            self.revocations.start()
+        else:
+            log.warning(
+                "no address for the user service: ended sign-ins are not followed",
+                extra={"fields": {"service": self.definition.name}},
+            )
         for hook in self.definition.on_start:
             await hook()
         for name in ["", *self.definition.service_names]:

@@ -64,6 +64,16 @@ class Principal:
                 metadata={"scope": scope},
             )
 
+    def require_user_or_scope(self, scope: str) -> None:
+        """For calls a user's token or a scoped service token may make: the refusal names both,
+        so an operator is not sent off to mint a scope when a user's token was what it needed."""
+        if self.kind != "user" and scope not in self.scopes:
+            raise PermissionDenied(
+                f"this call needs a user's access token or a service token with scope {scope!r}",
+                reason="MISSING_SCOPE",
+                metadata={"scope": scope},
+            )
+
 
 # -- keys on disk -------------------------------------------------------------------------------
 

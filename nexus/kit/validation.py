@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import re
 import uuid
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TypeAlias
 
 from google.protobuf import field_mask_pb2, struct_pb2
@@ -63,15 +63,24 @@ class Violations:
             self.add(field, description)
         return ok
 
+    def error(
+        self, message: str = "the request has invalid fields", *, reason: str = "INVALID_ARGUMENT"
+    ) -> InvalidArgument | None:
+        """The one InvalidArgument naming every violation, or None when there is none."""
+        if not self.items:
+            return None
+        first = self.items[0]
+        detail = f"{first.field}: {first.description}"
+        if len(self.items) > 1:
+            detail += f" (and {len(self.items) - 1} more)"
+        return InvalidArgument(f"{message}: {detail}", reason=reason, violations=self.items)
+
     def raise_if_any(
         self, message: str = "the request has invalid fields", *, reason: str = "INVALID_ARGUMENT"
     ) -> None:
-        if self.items:
-            first = self.items[0]
-            detail = f"{first.field}: {first.description}"
-            if len(self.items) > 1:
-                detail += f" (and {len(self.items) - 1} more)"
-            raise InvalidArgument(f"{message}: {detail}", reason=reason, violations=self.items)
+        error = self.error(message, reason=reason)
+        if error is not None:
+            raise error
 
     def text(
         self,
@@ -117,12 +126,22 @@ class Violations:
             return value
         return self.text(field, value, max_len=64, pattern=SLUG, pattern_hint=SLUG_HINT)
 
-    def enum(self, field: str, value: int, enum: EnumDescriptor, *, required: bool = True) -> int:
-        """Rejects numbers the enum does not define (proto3 enums are open) and, if required, 0."""
+    def enum(
+        self,
+        field: str,
+        value: int,
+        enum: EnumDescriptor,
+        *,
+        required: bool = True,
+        allowed: Collection[int] | None = None,
+    ) -> int:
+        """Rejects numbers the enum does not define (proto3 enums are open) and, if required, 0.
+        `allowed` narrows the values this caller may send; the message names only those, and
+        the caller rejects a defined value outside them with its own words."""
+        names = ", ".join(v.name for v in enum.values if v.number != 0 and (allowed is None or v.number in allowed))
         if value not in enum.values_by_number:
-            self.add(field, f"unknown {enum.name} value {value}")
+            self.add(field, f"unknown {enum.name} value {value}; one of {names}")
         elif value == 0 and required:
-            names = ", ".join(v.name for v in enum.values if v.number != 0)
             self.add(field, f"is required; one of {names}")
         return value
 

@@ -15,7 +15,7 @@ SERVICE_NAME = ontology_pb2.DESCRIPTOR.services_by_name["OntologyService"].full_
 
 
 async def build(resources: Resources) -> ServiceDefinition:
-    servicer = OntologyServicer(OntologyStore(resources.database("ontology")))
+    servicer = OntologyServicer(OntologyStore(resources.database("ontology")), resources.settings.max_message_bytes)
 
     def register(server: grpc.aio.Server) -> None:
         ontology_pb2_grpc.add_OntologyServiceServicer_to_server(servicer, server)

@@ -46,6 +46,7 @@ from services.ontology.domain.models import (
 from services.ontology.domain.snapshot import Snapshot
 
 T = TypeVar("T")
+M = TypeVar("M", bound=Message)
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 4000
@@ -142,7 +143,8 @@ def etag(v: Violations, field: str, value: str) -> str:
 
 
 def ownership(v: Violations, value: int, *, allow_public: bool) -> Ownership:
-    v.enum("ownership", value, pb.Ownership.DESCRIPTOR, required=False)
+    allowed = {pb.OWNERSHIP_SYSTEM, pb.OWNERSHIP_MINE} | ({pb.OWNERSHIP_PUBLIC} if allow_public else set())
+    v.enum("ownership", value, pb.Ownership.DESCRIPTOR, required=False, allowed=allowed)
     result: Ownership = _OWNERSHIPS.get(value, Ownership.ANY)  # type: ignore[call-overload]
     if result is Ownership.PUBLIC and not allow_public:
         v.add("ownership", "OWNERSHIP_PUBLIC applies to skills only")
@@ -178,12 +180,17 @@ def cursor(token: str, fingerprint: str, width: int) -> list[str] | None:
     return [str(x) for x in values]
 
 
-def page(items: Sequence[T], size: int, fingerprint: str, key: Callable[[T], list[str]]) -> tuple[Sequence[T], str]:
-    """The first `size` items and the token of the next page (the store fetched size + 1)."""
-    if len(items) <= size:
-        return items, ""
-    kept = items[:size]
-    return kept, paging.encode(key(kept[-1]), fingerprint)
+def page(
+    items: Sequence[T],
+    size: int,
+    fingerprint: str,
+    key: Callable[[T], list[str]],
+    out: Callable[[T], M],
+    budget: paging.Budget,
+) -> tuple[list[M], str]:
+    """The messages of at most `size` items that fit `budget`, and the token of the next page
+    (the store fetched size + 1)."""
+    return paging.page_of(items, size, out, budget, token_of=lambda item: paging.encode(key(item), fingerprint))
 
 
 # -- timestamps -----------------------------------------------------------------------------------

@@ -20,8 +20,12 @@ EMPTY = empty_pb2.Empty()
 
 
 class OntologyServicer(pb_grpc.OntologyServiceServicer):
-    def __init__(self, store: OntologyStore) -> None:
+    def __init__(self, store: OntologyStore, max_message_bytes: int) -> None:
         self.store = store
+        self.max_message_bytes = max_message_bytes
+
+    def _budget(self) -> paging.Budget:
+        return paging.Budget(self.max_message_bytes)
 
     # -- agents ------------------------------------------------------------------------------------
 
@@ -35,8 +39,8 @@ class OntologyServicer(pb_grpc.OntologyServiceServicer):
         fingerprint = paging.query_fingerprint("ListAgents", who.subject)
         after = convert.cursor(request.page_token, fingerprint, 1)
         agents = await self.store.list_agents(after[0] if after else None, size + 1)
-        kept, token = convert.page(agents, size, fingerprint, lambda a: [a.id])
-        return pb.ListAgentsResponse(agents=[convert.agent_out(a) for a in kept], next_page_token=token)
+        page, token = convert.page(agents, size, fingerprint, lambda a: [a.id], convert.agent_out, self._budget())
+        return pb.ListAgentsResponse(agents=page, next_page_token=token)
 
     async def CreateAgent(self, request: pb.CreateAgentRequest, context: Context) -> pb.Agent:
         who = convert.viewer()
@@ -85,8 +89,8 @@ class OntologyServicer(pb_grpc.OntologyServiceServicer):
         fingerprint = paging.query_fingerprint("ListSkills", who.subject, agent_id, ownership)
         after = convert.cursor(request.page_token, fingerprint, 1)
         skills = await self.store.list_skills(who, agent_id, ownership, after[0] if after else None, size + 1)
-        kept, token = convert.page(skills, size, fingerprint, lambda s: [s.id])
-        return pb.ListSkillsResponse(skills=[convert.skill_out(s) for s in kept], next_page_token=token)
+        page, token = convert.page(skills, size, fingerprint, lambda s: [s.id], convert.skill_out, self._budget())
+        return pb.ListSkillsResponse(skills=page, next_page_token=token)
 
     async def CreateSkill(self, request: pb.CreateSkillRequest, context: Context) -> pb.Skill:
         who = convert.viewer()
@@ -143,8 +147,15 @@ class OntologyServicer(pb_grpc.OntologyServiceServicer):
         commands = await self.store.list_commands(
             who, prefix, agent_id, ownership, (after[0], after[1]) if after else None, size + 1
         )
-        kept, token = convert.page(commands, size, fingerprint, lambda c: [c.trigger, c.owner_user_id or ""])
-        return pb.ListCommandsResponse(commands=[convert.command_out(c) for c in kept], next_page_token=token)
+        page, token = convert.page(
+            commands,
+            size,
+            fingerprint,
+            lambda c: [c.trigger, c.owner_user_id or ""],
+            convert.command_out,
+            self._budget(),
+        )
+        return pb.ListCommandsResponse(commands=page, next_page_token=token)
 
     async def CreateCommand(self, request: pb.CreateCommandRequest, context: Context) -> pb.Command:
         who = convert.viewer()
@@ -203,8 +214,8 @@ class OntologyServicer(pb_grpc.OntologyServiceServicer):
         fingerprint = paging.query_fingerprint("ListTeams", who.subject, ownership)
         after = convert.cursor(request.page_token, fingerprint, 1)
         teams = await self.store.list_teams(who, ownership, after[0] if after else None, size + 1)
-        kept, token = convert.page(teams, size, fingerprint, lambda t: [t.id])
-        return pb.ListTeamsResponse(teams=[convert.team_out(t) for t in kept], next_page_token=token)
+        page, token = convert.page(teams, size, fingerprint, lambda t: [t.id], convert.team_out, self._budget())
+        return pb.ListTeamsResponse(teams=page, next_page_token=token)
 
     async def CreateTeam(self, request: pb.CreateTeamRequest, context: Context) -> pb.Team:
         who = convert.viewer()

@@ -30,4 +30,5 @@ def anyone(lease_id: str | None = None) -> Actor:
     principal = caller()
     if principal.is_user:
         return Actor(user_id=principal.subject)
-    return worker(lease_id)
+    principal.require_user_or_scope(WORKER_SCOPE)
+    return Actor(worker=principal.subject, lease_id=lease_id)

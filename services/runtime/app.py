@@ -83,17 +83,22 @@ async def build(resources: Resources) -> ServiceDefinition:
     reaper = Periodic("lease-reaper", REAP_INTERVAL_S, reap)
     scheduler = Periodic("scheduler", resources.settings.scheduler_poll_s, fire)
     workspace = WorkspaceStore(db, tasks)
-    servicer = RuntimeServicer(tasks, log_, hub, references, workspace)
+    max_message_bytes = resources.settings.max_message_bytes
+    servicer = RuntimeServicer(tasks, log_, hub, references, workspace, max_message_bytes)
     artifacts = ArtifactStore(db, open_store(resources.settings))
 
     def register(server: grpc.aio.Server) -> None:
         runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(servicer, server)
-        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(sessions), server)
-        workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(WorkspaceServicer(workspace), server)
-        artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(
-            ArtifactServicer(artifacts, resources.settings.artifact_max_bytes), server
+        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(sessions, max_message_bytes), server)
+        workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(
+            WorkspaceServicer(workspace, max_message_bytes), server
         )
-        schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleServicer(schedules, references), server)
+        artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(
+            ArtifactServicer(artifacts, resources.settings.artifact_max_bytes, max_message_bytes), server
+        )
+        schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
+            ScheduleServicer(schedules, references, max_message_bytes), server
+        )
 
     async def stop_hub() -> None:
         hub.close()

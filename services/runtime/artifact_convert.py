@@ -61,46 +61,49 @@ async def chunks(requests: AsyncIterator[artifact_pb2.CreateArtifactRequest], de
             raise _invalid("chunk", f"must be at most {arts.MAX_CHUNK_BYTES} bytes per message", "CHUNK_TOO_LARGE")
         received += len(chunk)
         if received > declared:
-            raise _invalid("artifact.size_bytes", "the bytes sent exceed the declared size", "SIZE_MISMATCH")
+            raise _invalid("header.artifact.size_bytes", "the bytes sent exceed the declared size", "SIZE_MISMATCH")
         yield chunk
 
 
 def verify(new: NewArtifact, size: int, digest: str) -> None:
     """The bytes received are the bytes declared."""
     if size != new.size_bytes:
-        raise _invalid("artifact.size_bytes", "the bytes sent are fewer than the declared size", "SIZE_MISMATCH")
+        raise _invalid("header.artifact.size_bytes", "the bytes sent are fewer than the declared size", "SIZE_MISMATCH")
     if digest != new.sha256:
-        raise _invalid("artifact.sha256", "does not match the bytes sent", "CHECKSUM_MISMATCH")
+        raise _invalid("header.artifact.sha256", "does not match the bytes sent", "CHECKSUM_MISMATCH")
 
 
 def new_artifact(message: artifact_pb2.ArtifactHeader, *, by_worker: bool, max_bytes: int) -> NewArtifact:
+    """Violations name fields from the request, CreateArtifactRequest: `header.artifact.type`."""
     v = Violations()
     a = message.artifact
-    tid = v.uuid("artifact.task_id", a.task_id)
-    request_id = v.uuid("request_id", message.request_id, required=False)
-    lease(v, message.lease_id, by_worker=by_worker)
-    kind = v.text("artifact.type", a.type, max_len=32, required=True, pattern=arts.TYPE, pattern_hint=arts.TYPE_HINT)
-    name = v.text("artifact.display_name", a.display_name, max_len=arts.MAX_DISPLAY_NAME_CHARS, required=True)
+    tid = v.uuid("header.artifact.task_id", a.task_id)
+    request_id = v.uuid("header.request_id", message.request_id, required=False)
+    lease(v, message.lease_id, by_worker=by_worker, field="header.lease_id")
+    kind = v.text(
+        "header.artifact.type", a.type, max_len=32, required=True, pattern=arts.TYPE, pattern_hint=arts.TYPE_HINT
+    )
+    name = v.text("header.artifact.display_name", a.display_name, max_len=arts.MAX_DISPLAY_NAME_CHARS, required=True)
     content_type = v.text(
-        "artifact.content_type",
+        "header.artifact.content_type",
         a.content_type,
         max_len=255,
         pattern=arts.CONTENT_TYPE,
         pattern_hint=arts.CONTENT_TYPE_HINT,
     )
     if not 0 <= a.size_bytes <= max_bytes:
-        v.add("artifact.size_bytes", f"must be from 0 to {max_bytes} bytes")
+        v.add("header.artifact.size_bytes", f"must be from 0 to {max_bytes} bytes")
     v.text(
-        "artifact.sha256",
+        "header.artifact.sha256",
         a.sha256,
         max_len=64,
         required=True,
         pattern=arts.SHA256,
         pattern_hint="must be 64 lowercase hex digits",
     )
-    meta = v.struct("artifact.meta_data", a.meta_data)
+    meta = v.struct("header.artifact.meta_data", a.meta_data)
     if not v:
-        for problem in arts.meta_data_problems(meta, "artifact.meta_data"):
+        for problem in arts.meta_data_problems(meta, "header.artifact.meta_data"):
             v.add(problem.field, problem.description)
     v.raise_if_any()
     assert tid is not None

@@ -32,6 +32,10 @@ ROLE_NAME, ROLE_NUMBER = _names(task_pb2.EventRole, "EVENT_ROLE_")
 TYPE_NAME, TYPE_NUMBER = _names(task_pb2.EventType, "EVENT_TYPE_")
 _ROLE_ENUM = task_pb2.EventRole.DESCRIPTOR
 _TYPE_ENUM = task_pb2.EventType.DESCRIPTOR
+# What callers may send, for the words of a violation: the service alone emits status and plan.
+_CALLER_TYPES = frozenset(n for n, name in TYPE_NAME.items() if name not in ev.SYSTEM_TYPES)
+_USER_ROLES = frozenset(ROLE_NUMBER[role] for role in ev.USER_ROLES)
+_WORKER_ROLES = frozenset(ROLE_NUMBER[role] for role in ev.WORKER_ROLES)
 
 MAX_NOTE_CHARS = 2000
 MAX_REASON_CHARS = 200
@@ -120,6 +124,12 @@ def claimed_to_proto(claimed: Sequence[ClaimedTask]) -> runtime_pb2.ClaimTasksRe
             for c in claimed
         ]
     )
+
+
+def claimed_size(task: Task) -> int:
+    """The encoded size of the ClaimedTask a claim of `task` answers (its lease is fixed-size)."""
+    placeholder = task_pb2.Lease(task_id=task.id, lease_id=task.id, expire_time=timestamp(task.updated_at))
+    return runtime_pb2.ClaimedTask(task=task_to_proto(task), lease=placeholder).ByteSize()
 
 
 def lease(task_id: str, lease_id: str, expires_at: datetime) -> task_pb2.Lease:
@@ -261,10 +271,11 @@ def _event_fingerprint(tid: str, after: int, before: int) -> str:
     return paging.query_fingerprint("events", tid, after, before)
 
 
-def next_event_token(request: runtime_pb2.ListTaskEventsRequest, tid: str, events: Sequence[Event], limit: int) -> str:
-    if len(events) < limit:
+def next_event_token(request: runtime_pb2.ListTaskEventsRequest, tid: str, last: Event | None) -> str:
+    """The token after `last`, the last event served when more may follow ("" when none do)."""
+    if last is None:
         return ""
-    return paging.encode([events[-1].seq], _event_fingerprint(tid, request.after_seq, request.before_seq))
+    return paging.encode([last.seq], _event_fingerprint(tid, request.after_seq, request.before_seq))
 
 
 def stream_request(request: runtime_pb2.StreamTaskEventsRequest) -> tuple[str, int]:
@@ -282,9 +293,9 @@ def _event(v: Violations, field: str, message: task_pb2.TaskEvent, *, by_worker:
     role = ROLE_NAME.get(message.role, "")
     type_ = TYPE_NAME.get(message.type, "")
     if not role:
-        v.enum(f"{field}.role", message.role, _ROLE_ENUM)
+        v.enum(f"{field}.role", message.role, _ROLE_ENUM, allowed=_WORKER_ROLES if by_worker else _USER_ROLES)
     if not type_:
-        v.enum(f"{field}.type", message.type, _TYPE_ENUM)
+        v.enum(f"{field}.type", message.type, _TYPE_ENUM, allowed=_CALLER_TYPES)
     text = message.content_text
     if text and (len(text) > ev.MAX_CONTENT_CHARS or "\x00" in text):
         v.text(f"{field}.content_text", text, max_len=ev.MAX_CONTENT_CHARS)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
+from nexus.kit import paging
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
 from services.runtime import access, convert
 from services.runtime.hub import Hub
 from services.runtime.references import References
 from services.runtime.store.events import EventLog
-from services.runtime.store.tasks import TaskStore
+from services.runtime.store.tasks import TaskStore, task_cursor
 from services.runtime.store.workspace import WorkspaceStore
 
 Context = Any
@@ -18,8 +19,15 @@ Context = Any
 
 class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     def __init__(
-        self, tasks: TaskStore, log: EventLog, hub: Hub, references: References, workspace: WorkspaceStore
+        self,
+        tasks: TaskStore,
+        log: EventLog,
+        hub: Hub,
+        references: References,
+        workspace: WorkspaceStore,
+        max_message_bytes: int,
     ) -> None:
+        self._max_message_bytes = max_message_bytes
         self._tasks = tasks
         self._workspace = workspace
         self._references = references
@@ -41,9 +49,10 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     async def ListTasks(self, request: runtime_pb2.ListTasksRequest, context: Context) -> runtime_pb2.ListTasksResponse:
         where, limit, cursor = convert.task_filter(request, access.owner().user_id or "")
         tasks, next_cursor = await self._tasks.page(where, limit, cursor)
-        return runtime_pb2.ListTasksResponse(
-            tasks=[convert.task_to_proto(t) for t in tasks], next_page_token=convert.next_task_token(where, next_cursor)
+        page, next_cursor = paging.fit(
+            tasks, convert.task_to_proto, self._budget(), next_cursor=next_cursor, cursor_of=task_cursor
         )
+        return runtime_pb2.ListTasksResponse(tasks=page, next_page_token=convert.next_task_token(where, next_cursor))
 
     async def UpdateTask(self, request: runtime_pb2.UpdateTaskRequest, context: Context) -> task_pb2.Task:
         user_id = access.owner().user_id or ""
@@ -73,9 +82,11 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         task_id, after, before, limit = convert.event_range(request)
         await self._tasks.get(actor, task_id)  # NOT_FOUND unless the caller may see it
         events = await self._log.read(task_id, after, limit, before)
+        # A full page may have more after it; one the budget ended early surely has.
+        more = events[-1] if len(events) == limit else None
+        page, last = paging.fit(events, convert.event_to_proto, self._budget(), next_cursor=more, cursor_of=lambda e: e)
         return runtime_pb2.ListTaskEventsResponse(
-            events=[convert.event_to_proto(e) for e in events],
-            next_page_token=convert.next_event_token(request, task_id, events, limit),
+            events=page, next_page_token=convert.next_event_token(request, task_id, last)
         )
 
     async def StreamTaskEvents(
@@ -93,7 +104,14 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     ) -> runtime_pb2.ClaimTasksResponse:
         actor = access.worker()
         agents, limit, seconds = convert.claim(request)
-        return convert.claimed_to_proto(await self._tasks.claim(actor.worker or "", agents, limit, seconds))
+        budget = self._budget()
+        claimed = await self._tasks.claim(
+            actor.worker or "", agents, limit, seconds, accept=lambda task: budget.take(convert.claimed_size(task))
+        )
+        return convert.claimed_to_proto(claimed)
+
+    def _budget(self) -> paging.Budget:
+        return paging.Budget(self._max_message_bytes)
 
     async def RenewLease(self, request: runtime_pb2.RenewLeaseRequest, context: Context) -> task_pb2.Lease:
         actor = access.worker()

@@ -197,18 +197,14 @@ def search(request: workspace_pb2.SearchTaskMemoriesRequest, user_id: str) -> tu
     return query, limit, cursor
 
 
-def search_response(
-    user_id: str, query: str, hits: list[mem.Hit], cursor: list[Any] | None
-) -> workspace_pb2.SearchTaskMemoriesResponse:
-    return workspace_pb2.SearchTaskMemoriesResponse(
-        results=[
-            workspace_pb2.MemorySearchResult(
-                memory=memory_to_proto(h.memory),
-                score=h.score,
-                task_title=h.task_title,
-                task_is_archived=h.task_is_archived,
-            )
-            for h in hits
-        ],
-        next_page_token="" if cursor is None else paging.encode(cursor, _search_fingerprint(user_id, query)),
+def search_result(hit: mem.Hit) -> workspace_pb2.MemorySearchResult:
+    return workspace_pb2.MemorySearchResult(
+        memory=memory_to_proto(hit.memory),
+        score=hit.score,
+        task_title=hit.task_title,
+        task_is_archived=hit.task_is_archived,
     )
+
+
+def search_token(user_id: str, query: str, cursor: list[Any] | None) -> str:
+    return "" if cursor is None else paging.encode(cursor, _search_fingerprint(user_id, query))

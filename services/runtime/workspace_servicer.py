@@ -9,6 +9,7 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
+from nexus.kit import paging
 from nexus.runtime.v1 import (
     artifact_pb2,
     artifact_pb2_grpc,
@@ -27,18 +28,19 @@ from services.runtime import workspace_convert as wc
 from services.runtime.domain import artifacts as arts
 from services.runtime.domain.schedules import State
 from services.runtime.references import References
-from services.runtime.store.artifacts import ArtifactStore
-from services.runtime.store.schedules import ScheduleStore
-from services.runtime.store.sessions import SessionStore
-from services.runtime.store.workspace import WorkspaceStore
+from services.runtime.store.artifacts import ArtifactStore, artifact_cursor
+from services.runtime.store.schedules import ScheduleStore, schedule_cursor
+from services.runtime.store.sessions import SessionStore, session_cursor
+from services.runtime.store.workspace import WorkspaceStore, hit_cursor
 
 Context = Any
 EMPTY = empty_pb2.Empty()
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    def __init__(self, sessions: SessionStore) -> None:
+    def __init__(self, sessions: SessionStore, max_message_bytes: int) -> None:
         self._sessions = sessions
+        self._max_message_bytes = max_message_bytes
 
     async def CreateSession(self, request: session_pb2.CreateSessionRequest, context: Context) -> session_pb2.Session:
         new = ss.new_session(request, access.user())
@@ -55,9 +57,15 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         user_id = access.user()
         limit, cursor = ss.owned_page("sessions", request.page_size, request.page_token, user_id)
         sessions, next_cursor = await self._sessions.page(user_id, limit, cursor)
+        page, next_cursor = paging.fit(
+            sessions,
+            ss.session_to_proto,
+            paging.Budget(self._max_message_bytes),
+            next_cursor=next_cursor,
+            cursor_of=session_cursor,
+        )
         return session_pb2.ListSessionsResponse(
-            sessions=[ss.session_to_proto(s) for s in sessions],
-            next_page_token=ss.owned_next_token("sessions", user_id, next_cursor),
+            sessions=page, next_page_token=ss.owned_next_token("sessions", user_id, next_cursor)
         )
 
     async def UpdateSession(self, request: session_pb2.UpdateSessionRequest, context: Context) -> session_pb2.Session:
@@ -73,8 +81,9 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
 
 
 class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
-    def __init__(self, workspace: WorkspaceStore) -> None:
+    def __init__(self, workspace: WorkspaceStore, max_message_bytes: int) -> None:
         self._workspace = workspace
+        self._max_message_bytes = max_message_bytes
 
     async def GetTaskPlan(self, request: workspace_pb2.GetTaskPlanRequest, context: Context) -> workspace_pb2.TaskPlan:
         actor = access.anyone()
@@ -127,13 +136,23 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         user_id = access.user()
         query, limit, cursor = wc.search(request, user_id)
         hits, next_cursor = await self._workspace.search_memories(user_id, query, limit, cursor)
-        return wc.search_response(user_id, query, hits, next_cursor)
+        results, next_cursor = paging.fit(
+            hits,
+            wc.search_result,
+            paging.Budget(self._max_message_bytes),
+            next_cursor=next_cursor,
+            cursor_of=hit_cursor,
+        )
+        return workspace_pb2.SearchTaskMemoriesResponse(
+            results=results, next_page_token=wc.search_token(user_id, query, next_cursor)
+        )
 
 
 class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
-    def __init__(self, artifacts: ArtifactStore, max_bytes: int) -> None:
+    def __init__(self, artifacts: ArtifactStore, max_bytes: int, max_message_bytes: int) -> None:
         self._artifacts = artifacts
         self._max_bytes = max_bytes
+        self._max_message_bytes = max_message_bytes
 
     async def CreateArtifact(
         self, request_iterator: AsyncIterator[artifact_pb2.CreateArtifactRequest], context: Context
@@ -174,9 +193,14 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
         actor = access.anyone()
         where, limit, cursor = ac.artifact_filter(request, actor.user_id)
         items, next_cursor = await self._artifacts.page(actor, where, limit, cursor)
-        return artifact_pb2.ListArtifactsResponse(
-            artifacts=[ac.artifact_to_proto(a) for a in items], next_page_token=ac.next_token(where, next_cursor)
+        page, next_cursor = paging.fit(
+            items,
+            ac.artifact_to_proto,
+            paging.Budget(self._max_message_bytes),
+            next_cursor=next_cursor,
+            cursor_of=artifact_cursor,
         )
+        return artifact_pb2.ListArtifactsResponse(artifacts=page, next_page_token=ac.next_token(where, next_cursor))
 
     async def UpdateArtifact(
         self, request: artifact_pb2.UpdateArtifactRequest, context: Context
@@ -193,9 +217,10 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
 
 
 class ScheduleServicer(schedule_pb2_grpc.ScheduleServiceServicer):
-    def __init__(self, schedules: ScheduleStore, references: References) -> None:
+    def __init__(self, schedules: ScheduleStore, references: References, max_message_bytes: int) -> None:
         self._schedules = schedules
         self._references = references
+        self._max_message_bytes = max_message_bytes
 
     async def CreateSchedule(
         self, request: schedule_pb2.CreateScheduleRequest, context: Context
@@ -215,9 +240,15 @@ class ScheduleServicer(schedule_pb2_grpc.ScheduleServiceServicer):
         user_id = access.user()
         limit, cursor = ss.owned_page("schedules", request.page_size, request.page_token, user_id)
         items, next_cursor = await self._schedules.page(user_id, limit, cursor)
+        page, next_cursor = paging.fit(
+            items,
+            sc.schedule_to_proto,
+            paging.Budget(self._max_message_bytes),
+            next_cursor=next_cursor,
+            cursor_of=schedule_cursor,
+        )
         return schedule_pb2.ListSchedulesResponse(
-            schedules=[sc.schedule_to_proto(s) for s in items],
-            next_page_token=ss.owned_next_token("schedules", user_id, next_cursor),
+            schedules=page, next_page_token=ss.owned_next_token("schedules", user_id, next_cursor)
         )
 
     async def PauseSchedule(

@@ -46,6 +46,7 @@ async def build(resources: Resources) -> ServiceDefinition:
         AgentDirectory(resources),
         ClientAddresses(settings.trusted_relays),
         revocations,
+        settings.max_message_bytes,
     )
 
     def register(server: grpc.aio.Server) -> None:

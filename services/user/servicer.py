@@ -42,7 +42,9 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         agents: AgentDirectory,
         clients: ClientAddresses,
         revocations: RevocationFeed,
+        max_message_bytes: int,
     ) -> None:
+        self.max_message_bytes = max_message_bytes
         self.store = store
         self.accounts = accounts
         self.keys = credential_keys
@@ -143,12 +145,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         fingerprint = paging.query_fingerprint("settings", user_id)
         size, cursor = convert.page(request.page_size, request.page_token, fingerprint)
         records = await self.store.list_settings(user_id, convert.key_cursor(cursor), size + 1)
-        more = len(records) > size
-        records = records[:size]
-        token = paging.encode([records[-1].key], fingerprint) if more else ""
-        return user_pb2.ListSettingsResponse(
-            settings=[convert.setting_to_proto(r) for r in records], next_page_token=token
+        settings, token = paging.page_of(
+            records,
+            size,
+            convert.setting_to_proto,
+            self._budget(),
+            token_of=lambda r: paging.encode([r.key], fingerprint),
         )
+        return user_pb2.ListSettingsResponse(settings=settings, next_page_token=token)
 
     async def SetSetting(self, request: user_pb2.SetSettingRequest, context: Context) -> user_pb2.Setting:
         user_id = access.own_user(caller(), request.user_id, kind="setting")
@@ -201,12 +205,14 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         size, cursor = convert.page(request.page_size, request.page_token, fingerprint)
         after = convert.time_id_cursor(cursor)
         records = await self.store.list_connections(user_id, agent_id, after, size + 1)
-        more = len(records) > size
-        records = records[:size]
-        token = paging.encode([records[-1].created_at.isoformat(), records[-1].id], fingerprint) if more else ""
-        return user_pb2.ListConnectionsResponse(
-            connections=[convert.connection_to_proto(r) for r in records], next_page_token=token
+        connections, token = paging.page_of(
+            records,
+            size,
+            convert.connection_to_proto,
+            self._budget(),
+            token_of=lambda r: paging.encode([r.created_at.isoformat(), r.id], fingerprint),
         )
+        return user_pb2.ListConnectionsResponse(connections=connections, next_page_token=token)
 
     async def UpdateConnection(
         self, request: user_pb2.UpdateConnectionRequest, context: Context
@@ -233,7 +239,7 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if principal.is_user:
             owner: str | None = principal.user_id
         else:
-            principal.require_scope(access.SCOPE_CONNECTIONS_VERIFY)
+            principal.require_user_or_scope(access.SCOPE_CONNECTIONS_VERIFY)
             owner = None
         return convert.connection_to_proto(await self.store.mark_verified(ident, owner))
 
@@ -267,19 +273,24 @@ class UserServicer(user_pb2_grpc.UserServiceServicer):
         if principal.is_user:
             owner: str | None = access.own_user(principal, request.user_id, kind="user")
         else:
-            principal.require_scope(access.SCOPE_AUDIT_READ)
+            principal.require_user_or_scope(access.SCOPE_AUDIT_READ)
             owner = named_user
         fingerprint = paging.query_fingerprint("reveals", principal.subject, owner, connection_id)
         size, cursor = convert.page(request.page_size, request.page_token, fingerprint)
         records = await self.store.list_reveals(
             user_id=owner, connection_id=connection_id, before_id=convert.int_cursor(cursor), limit=size + 1
         )
-        more = len(records) > size
-        records = records[:size]
-        token = paging.encode([records[-1].id], fingerprint) if more else ""
-        return user_pb2.ListCredentialRevealsResponse(
-            reveals=[convert.reveal_to_proto(r) for r in records], next_page_token=token
+        reveals, token = paging.page_of(
+            records,
+            size,
+            convert.reveal_to_proto,
+            self._budget(),
+            token_of=lambda r: paging.encode([r.id], fingerprint),
         )
+        return user_pb2.ListCredentialRevealsResponse(reveals=reveals, next_page_token=token)
+
+    def _budget(self) -> paging.Budget:
+        return paging.Budget(self.max_message_bytes)
 
 
 def _check_revealable(record: ConnectionRecord) -> None:

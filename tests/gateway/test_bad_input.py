@@ -3,6 +3,7 @@ naming the field, before any service is called; never INTERNAL or UNKNOWN."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterable, Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -11,9 +12,15 @@ import pytest
 from google.protobuf.message import Message
 
 from nexus.gateway.v1 import gateway_pb2 as pb
-from nexus.kit.validation import JSON, dict_to_struct
+from nexus.kit.validation import JSON, MAX_JSON_DEPTH, dict_to_struct
+from tests.deep_json import nested_struct, with_field
 from tests.gateway.conftest import Account, Platform
-from tests.support import rpc_error
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
+from tests.support import Tokens, rpc_error
 
 if TYPE_CHECKING:
     from nexus.gateway.v1.gateway_pb2_grpc import GatewayServiceAsyncStub as Stub
@@ -131,3 +138,75 @@ async def test_lone_surrogates_on_the_wire_are_invalid_arguments(
     failure = await rpc_error(raw_connect(credentials.replace(b"YYYY", b"\xed\xb0\x80z"), metadata=alice.md))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert next(iter(failure.fields)).startswith("credentials")
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    platform: Platform, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(platform.gateway.address)
+    await assert_health_answers_precisely(channel, platform.gateway.definition.service_names)
+    await assert_reflection_answers_precisely(channel, platform.gateway.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(platform: Platform, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, platform.gateway.address, protocol)
+    assert {"nexus.gateway.v1.GatewayService/GetSidebar", "grpc.health.v1.Health/List"} <= set(methods)
+
+
+@pytest.mark.parametrize("depth", [33, 34, 100, 5000])
+async def test_credentials_nested_too_deep_name_the_field(
+    platform: Platform, alice: Account, open_channel: Callable[[str], grpc.aio.Channel], depth: int
+) -> None:
+    raw = open_channel(platform.gateway.address).unary_unary(
+        "/nexus.gateway.v1.GatewayService/ConnectAgent",
+        request_serializer=lambda b: b,
+        response_deserializer=lambda b: b,
+    )
+    request = pb.ConnectAgentRequest(agent_id="assistant_v1", provider="notion", display_name="n")
+    failure = await rpc_error(raw(with_field(request, "credentials", nested_struct(depth)), metadata=alice.md))
+    assert (failure.code, failure.reason, failure.domain) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "INVALID_ARGUMENT",
+        "nexus.gateway.v1",
+    )
+    assert [(v.field, v.description) for v in failure.violations] == [
+        ("credentials", f"is nested deeper than {MAX_JSON_DEPTH} levels")
+    ]
+
+
+# A valid request for every gateway method that needs a token (the four account calls are public).
+USER_CALLS: dict[str, Message] = {
+    "GetMe": pb.GetMeRequest(),
+    "RunCommand": pb.RunCommandRequest(text="/scan https://acme.com"),
+    "StartChat": pb.StartChatRequest(agent_id="assistant_v1", text="hi"),
+    "GetTask": pb.GetTaskRequest(task_id=GOOD_ID),
+    "StreamTask": pb.StreamTaskRequest(task_id=GOOD_ID),
+    "SubmitInput": pb.SubmitInputRequest(task_id=GOOD_ID, text="yes"),
+    "CancelTask": pb.CancelTaskRequest(task_id=GOOD_ID),
+    "GetSidebar": pb.GetSidebarRequest(),
+    "ListArtifacts": pb.ListArtifactsRequest(),
+    "ListAgents": pb.ListAgentsRequest(),
+    "GetAgentSettings": pb.GetAgentSettingsRequest(agent_id="assistant_v1"),
+    "ConnectAgent": pb.ConnectAgentRequest(
+        agent_id="assistant_v1", provider="notion", display_name="n", credentials=dict_to_struct({"k": "v"})
+    ),
+    "DisconnectAgent": pb.DisconnectAgentRequest(connection_id=GOOD_ID),
+    "CompleteCommand": pb.CompleteCommandRequest(prefix="/s"),
+    "CrystallizeSkill": pb.CrystallizeSkillRequest(task_id=GOOD_ID, name="n"),
+    "SearchMemories": pb.SearchMemoriesRequest(query="q"),
+}
+
+
+async def test_an_operator_token_is_told_the_gateway_needs_a_users_token(gw: Stub, tokens: Tokens) -> None:
+    public = {"SignUp", "SignIn", "Refresh", "SignOut"}
+    assert set(USER_CALLS) == set(pb.DESCRIPTOR.services_by_name["GatewayService"].methods_by_name) - public
+    operator = tokens.service("runtime.worker", "ontology.admin", "user.admin", name="operator")
+    for method, request_ in USER_CALLS.items():
+        call: Callable[..., Any] = getattr(gw, method)
+        attempt = (
+            drain(call(request_, metadata=operator)) if method == "StreamTask" else call(request_, metadata=operator)
+        )
+        failure = await rpc_error(attempt)
+        assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "USER_TOKEN_REQUIRED"), method
+        assert "user's access token" in failure.message and "scope" not in failure.message, method

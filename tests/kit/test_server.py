@@ -16,11 +16,13 @@ import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoReflectionDescriptorDatabase
 
 from nexus.kit import auth, errors
 from nexus.kit.config import Settings
 from nexus.kit.server import NexusServer, Resources, ServiceDefinition
 from nexus.kit.tokens import ensure_signing_key
+from tests.introspection import assert_health_answers_precisely, assert_reflection_answers_precisely
 from tests.support import Tokens, eventually, rpc_error
 
 SERVICE = "nexus.testing.Echo"
@@ -40,11 +42,15 @@ async def unary(request: Struct, context: Any) -> Struct:
         await asyncio.sleep(0.5)  # the behaviour under test: a call that takes a while
     if action == "hang":
         await asyncio.Event().wait()
+    if action == "big":
+        return Struct(fields={"blob": struct_pb2.Value(string_value="b" * int(request.fields["bytes"].number_value))})
     return Struct(fields={"caller": struct_pb2.Value(string_value=auth.caller().subject)})
 
 
 async def stream(request: Struct, context: Any) -> AsyncIterator[Struct]:
     yield Struct(fields={"n": struct_pb2.Value(number_value=1)})
+    if "bytes" in request.fields:
+        yield Struct(fields={"blob": struct_pb2.Value(string_value="b" * int(request.fields["bytes"].number_value))})
     if "fail" in request.fields:
         raise errors.FailedPrecondition("the task is finished", reason="TASK_FINISHED")
     await asyncio.sleep(3600)
@@ -204,6 +210,69 @@ async def test_health_and_reflection_answer_without_a_token(echo: Any) -> None:
     async for response in stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")])):
         names |= {s.name for s in response.list_services_response.service}
     assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection"} <= names
+
+
+async def test_hostile_health_and_reflection_calls_get_precise_answers_and_log_no_error(
+    echo: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    channel = echo[1]
+    with caplog.at_level(logging.INFO):
+        await assert_health_answers_precisely(channel, [SERVICE])
+        await assert_reflection_answers_precisely(channel, [])
+    entries = [getattr(r, "rpc") for r in caplog.records if hasattr(r, "rpc")]  # noqa: B009
+    assert {e["code"] for e in entries} <= {"OK", "NOT_FOUND", "INVALID_ARGUMENT", "CANCELLED"}
+    assert "/grpc.health.v1.Health/List" in {e["method"] for e in entries}
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+
+
+async def test_reflection_serves_grpcs_python_reflection_client(echo: Any) -> None:
+    def look_up(address: str) -> tuple[list[str], str, str]:
+        with grpc.insecure_channel(address) as channel:
+            database = ProtoReflectionDescriptorDatabase(channel)
+            found = database.FindFileContainingSymbol("grpc.reflection.v1.ServerReflection")
+            return database.get_services(), found.name, found.package
+
+    # A blocking client, so in a thread: the server runs on this thread's event loop.
+    services, name, package = await asyncio.to_thread(look_up, echo[0].address)
+    assert {SERVICE, "grpc.health.v1.Health", "grpc.reflection.v1.ServerReflection"} <= set(services)
+    assert (name, package) == ("grpc/reflection/v1/reflection.proto", "grpc.reflection.v1")
+
+
+def big(size: int) -> Struct:
+    return Struct(fields={"action": struct_pb2.Value(string_value="big"), "bytes": struct_pb2.Value(number_value=size)})
+
+
+async def test_a_response_over_the_message_limit_fails_with_details_and_is_logged_as_it_failed(
+    kit_settings: Settings, tokens_here: Tokens, caplog: pytest.LogCaptureFixture
+) -> None:
+    limit = 64 * 1024
+    server = NexusServer(echo_definition(), Resources(replace(kit_settings, max_message_bytes=limit)))
+    address = await server.start(port=0)
+    try:
+        async with grpc.aio.insecure_channel(address) as channel:
+            unary_call, _, stream_call = calls(channel)
+            _, metadata = tokens_here.user()
+            assert (
+                len((await unary_call(big(limit - 100), metadata=metadata)).fields["blob"].string_value) == limit - 100
+            )
+            with caplog.at_level(logging.INFO, logger="nexus.rpc"):
+                failure = await rpc_error(unary_call(big(limit), metadata=metadata))
+            assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RESPONSE_TOO_LARGE")
+            assert f"larger than the message limit ({limit} bytes)" in failure.message
+            entries = [getattr(r, "rpc") for r in caplog.records if hasattr(r, "rpc")]  # noqa: B009
+            assert [(e["method"], e["code"]) for e in entries] == [(f"/{SERVICE}/Unary", "RESOURCE_EXHAUSTED")]
+
+            received: list[Struct] = []
+
+            async def consume() -> None:
+                async for item in stream_call(big(limit), metadata=metadata):
+                    received.append(item)
+
+            failure = await rpc_error(consume())
+            assert (failure.code, failure.reason) == (grpc.StatusCode.RESOURCE_EXHAUSTED, "RESPONSE_TOO_LARGE")
+            assert len(received) == 1  # the items before the oversized one arrived
+    finally:
+        await server.stop(grace=0.5)
 
 
 async def test_shutdown_goes_not_serving_finishes_unary_and_ends_streams_unavailable(

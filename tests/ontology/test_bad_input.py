@@ -4,6 +4,7 @@ larger than 1 MiB, oversized text, bad page sizes and tokens, malformed ids, unk
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 from collections.abc import Callable
@@ -15,7 +16,15 @@ from google.protobuf import struct_pb2
 from google.protobuf.message import Message
 
 from nexus.kit import paging
+from nexus.kit.server import NexusServer
+from nexus.kit.validation import MAX_JSON_DEPTH
 from nexus.ontology.v1 import ontology_pb2 as pb
+from tests.deep_json import nested_struct, nested_value, with_field
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
 from tests.ontology.conftest import Ontology, unique
 from tests.support import rpc_error
 
@@ -278,3 +287,78 @@ async def test_a_request_with_hundreds_of_bad_fields_still_answers_invalid_argum
     failure = await rpc_error(ontology.skill(agent.id, steps=steps))
     assert failure.code == grpc.StatusCode.INVALID_ARGUMENT
     assert failure.violations[-1].description.endswith("more violations not listed")
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    ontology_server: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(ontology_server.address)
+    await assert_health_answers_precisely(channel, ontology_server.definition.service_names)
+    await assert_reflection_answers_precisely(channel, ontology_server.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(ontology_server: NexusServer, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, ontology_server.address, protocol)
+    assert {"nexus.ontology.v1.OntologyService/ListSkills", "grpc.health.v1.Health/List"} <= set(methods)
+
+
+DEEP = f"is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _deep_skill(agent_id: str) -> pb.CreateSkillRequest:
+    definition = pb.SkillDefinition(
+        inputs=[pb.InputField(name="j", type=pb.INPUT_TYPE_JSON)], steps=[pb.Step(id="s", action="message")]
+    )
+    return pb.CreateSkillRequest(
+        skill=pb.Skill(agent_id=agent_id, name="n", definition=definition), skill_id=unique("deep")
+    )
+
+
+def _deep_team(agent_id: str) -> pb.CreateTeamRequest:
+    return pb.CreateTeamRequest(team=pb.Team(name="t", participants=[pb.Participant(agent_id=agent_id, role="r")]))
+
+
+# (method, request, JSON field, Struct or Value)
+DEEP_FIELDS: list[tuple[str, Callable[[str], Message], str, str]] = [
+    ("CreateSkill", _deep_skill, "skill.definition.steps[0].args", "struct"),
+    ("CreateSkill", _deep_skill, "skill.definition.inputs[0].default_value", "value"),
+    ("CreateTeam", _deep_team, "team.participants[0].config", "struct"),
+    ("CreateTeam", _deep_team, "team.config", "struct"),
+]
+
+
+@pytest.mark.parametrize("depth", [33, 34, 100, 5000])
+@pytest.mark.parametrize(("method", "build", "field", "kind"), DEEP_FIELDS, ids=[c[2] for c in DEEP_FIELDS])
+async def test_json_nested_too_deep_anywhere_names_its_field(
+    ontology: Ontology,
+    agent_id: str,
+    method: str,
+    build: Callable[[str], Message],
+    field: str,
+    kind: str,
+    depth: int,
+) -> None:
+    payload = nested_value(depth) if kind == "value" else nested_struct(depth)
+    body = with_field(build(agent_id), field, payload)
+    failure = await rpc_error(_raw(ontology, method)(body, metadata=ontology.admin))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert [(v.field, v.description) for v in failure.violations] == [(field, DEEP)]
+    assert f"{field}: {DEEP}" in failure.message
+
+
+async def test_step_args_nested_exactly_32_levels_are_accepted(ontology: Ontology, agent_id: str) -> None:
+    body = with_field(_deep_skill(agent_id), "skill.definition.steps[0].args", nested_struct(32))
+    created = pb.Skill.FromString(await _raw(ontology, "CreateSkill")(body, metadata=ontology.admin))
+    assert created.definition.steps[0].args.fields["a"].struct_value.fields
+
+
+async def test_refusals_name_what_the_caller_could_have_sent(ontology: Ontology) -> None:
+    failure = await rpc_error(ontology.stub.CreateTeam(team(), metadata=ontology.reader))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE")
+    assert failure.message == "this call needs a user's access token or a service token with scope 'ontology.admin'"
+    md = ontology.user().md
+    failure = await rpc_error(ontology.stub.ListTeams(pb.ListTeamsRequest(ownership=99), metadata=md))  # type: ignore[arg-type]
+    assert failure.violations[0].description == "unknown Ownership value 99; one of OWNERSHIP_SYSTEM, OWNERSHIP_MINE"
+    failure = await rpc_error(ontology.stub.ListSkills(pb.ListSkillsRequest(ownership=99), metadata=md))  # type: ignore[arg-type]
+    assert failure.violations[0].description.endswith("one of OWNERSHIP_SYSTEM, OWNERSHIP_MINE, OWNERSHIP_PUBLIC")

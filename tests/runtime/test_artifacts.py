@@ -180,7 +180,7 @@ async def test_uploads_that_do_not_match_their_declaration_fail_and_leave_nothin
         assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, reason)
     # The cap: declared above it, refused before any byte is read.
     failure = await rpc_error(send(head(size=100 * MiB + 1, digest="0" * 64)))
-    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and failure.fields == {"artifact.size_bytes"}
+    assert failure.code == grpc.StatusCode.INVALID_ARGUMENT and failure.fields == {"header.artifact.size_bytes"}
     await no_staged_files(settings)
     assert await listed(artifacts, user, task_id=task.task_id) == []
 
@@ -195,7 +195,7 @@ async def test_the_size_cap_is_configurable(
         capped = artifact_pb2_grpc.ArtifactServiceStub(open_channel(server.address))
         assert (await upload(capped, user, task.task_id, b"z" * 1000)).size_bytes == 1000
         failure = await rpc_error(upload(capped, user, task.task_id, b"z" * 1001))
-        assert (failure.code, failure.fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"artifact.size_bytes"})
+        assert (failure.code, failure.fields) == (grpc.StatusCode.INVALID_ARGUMENT, {"header.artifact.size_bytes"})
 
 
 async def test_lists_put_pinned_first_hide_archived_and_span_the_callers_tasks(

@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import grpc
 import pytest
 from google.protobuf import struct_pb2
+from google.protobuf.message import Message
 
-from nexus.kit.validation import JSON
-from nexus.runtime.v1 import runtime_pb2, task_pb2
-from tests.runtime.conftest import Metadata, append, create_task, message
-from tests.support import rpc_error
+from nexus.kit.server import NexusServer
+from nexus.kit.validation import JSON, MAX_JSON_DEPTH
+from nexus.runtime.v1 import artifact_pb2, runtime_pb2, session_pb2, task_pb2, workspace_pb2
+from tests.deep_json import nested_struct, with_field
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
+from tests.runtime.conftest import Metadata, append, claim_one, create_task, message
+from tests.runtime.test_schedules import new_schedule
+from tests.support import RpcFailure, Tokens, rpc_error
 
 GOOD_ID = "00000000-0000-4000-8000-000000000000"
 UNKNOWN: Any = 77  # an enum number the proto does not define (proto3 enums are open)
@@ -240,3 +250,121 @@ async def _unary_or_stream(call: Any) -> Any:
             pass
         return None
     return await call
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(runtime.address)
+    await assert_health_answers_precisely(channel, runtime.definition.service_names)
+    await assert_reflection_answers_precisely(channel, runtime.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(runtime: NexusServer, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, runtime.address, protocol)
+    assert {"nexus.runtime.v1.SessionService/ListSessions", "grpc.health.v1.Health/List"} <= set(methods)
+
+
+DEEP = f"is nested deeper than {MAX_JSON_DEPTH} levels"
+
+
+def _artifact_header(task_id: str) -> artifact_pb2.CreateArtifactRequest:
+    artifact = artifact_pb2.Artifact(task_id=task_id, type="pdf", display_name="d", size_bytes=1, sha256="a" * 64)
+    return artifact_pb2.CreateArtifactRequest(header=artifact_pb2.ArtifactHeader(artifact=artifact))
+
+
+# (service/method, request for a task id, JSON field, whether the client streams)
+DEEP_FIELDS: list[tuple[str, Callable[[str], Message], str, bool]] = [
+    ("ScheduleService/CreateSchedule", lambda t: new_schedule("scanner", inputs={}), "schedule.command.inputs", False),
+    ("ArtifactService/CreateArtifact", _artifact_header, "header.artifact.meta_data", True),
+    ("RuntimeService/CreateTask", lambda t: create_with(), "task.inputs", False),
+    (
+        "RuntimeService/AppendTaskEvents",
+        lambda t: runtime_pb2.AppendTaskEventsRequest(task_id=t, events=[message("x")]),
+        "events[0].metadata",
+        False,
+    ),
+    ("SessionService/CreateSession", lambda t: session_pb2.CreateSessionRequest(), "session.config", False),
+    (
+        "WorkspaceService/SetTaskPlan",
+        lambda t: workspace_pb2.SetTaskPlanRequest(
+            task_id=t, steps=[workspace_pb2.PlanStep(step_id="a", title="t", action="noop")]
+        ),
+        "steps[0].args",
+        False,
+    ),
+]
+
+
+@pytest.mark.parametrize("depth", [33, 34, 100, 5000])
+@pytest.mark.parametrize(("method", "build", "field", "streaming"), DEEP_FIELDS, ids=[c[2] for c in DEEP_FIELDS])
+async def test_json_nested_too_deep_anywhere_names_its_field(
+    stub: Any,
+    runtime: NexusServer,
+    open_channel: Callable[[str], grpc.aio.Channel],
+    owner: tuple[str, Metadata],
+    agent: str,
+    method: str,
+    build: Callable[[str], Message],
+    field: str,
+    streaming: bool,
+    depth: int,
+) -> None:
+    _, user = owner
+    task = await create_task(stub, user, agent)
+    body = with_field(build(task.task_id), field, nested_struct(depth))
+    channel = open_channel(runtime.address)
+    path = f"/nexus.runtime.v1.{method}"
+    if streaming:
+        call = channel.stream_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        failure = await rpc_error(call(iter([body]), metadata=user))
+    else:
+        unary = channel.unary_unary(path, request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        failure = await rpc_error(unary(body, metadata=user))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert [(v.field, v.description) for v in failure.violations] == [(field, DEEP)]
+    assert f"{field}: {DEEP}" in failure.message
+
+
+def _described(failure: RpcFailure, field: str) -> str:
+    return next(v.description for v in failure.violations if v.field == field)
+
+
+async def test_a_missing_event_type_or_role_lists_only_what_the_caller_may_send(
+    stub: Any, owner: tuple[str, Metadata], worker: Metadata, agent: str
+) -> None:
+    _, user = owner
+    task = await create_task(stub, user, agent)
+    failure = await rpc_error(append(stub, user, task.task_id, event_with(type=0, role=0)))
+    callers_types = "EVENT_TYPE_MESSAGE, EVENT_TYPE_NEXUS_RENDER, EVENT_TYPE_TOOL_USE, EVENT_TYPE_TOOL_RESULT"
+    assert _described(failure, "events[0].type") == f"is required; one of {callers_types}"
+    assert _described(failure, "events[0].role") == "is required; one of EVENT_ROLE_USER"
+    unknown = await rpc_error(append(stub, user, task.task_id, event_with(type=UNKNOWN)))
+    assert "STATUS" not in _described(unknown, "events[0].type")
+    assert "PLAN" not in _described(unknown, "events[0].type")
+
+    claimed = await claim_one(stub, worker, agent)
+    failure = await rpc_error(
+        append(stub, worker, claimed.task.task_id, event_with(role=0), lease_id=claimed.lease.lease_id)
+    )
+    assert (
+        _described(failure, "events[0].role")
+        == "is required; one of EVENT_ROLE_ASSISTANT, EVENT_ROLE_SYSTEM, EVENT_ROLE_TOOL"
+    )
+
+
+async def test_a_service_token_without_the_worker_scope_is_told_a_users_token_works_too(
+    stub: Any, owner: tuple[str, Metadata], tokens: Tokens, agent: str
+) -> None:
+    _, user = owner
+    task = await create_task(stub, user, agent)
+    unscoped = tokens.service("user.admin", name="operator")
+    for call in (
+        stub.GetTask(runtime_pb2.GetTaskRequest(task_id=task.task_id), metadata=unscoped),
+        stub.ListTaskEvents(runtime_pb2.ListTaskEventsRequest(task_id=task.task_id), metadata=unscoped),
+        append(stub, unscoped, task.task_id, message("x"), lease_id=GOOD_ID),
+    ):
+        failure = await rpc_error(call)
+        assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE")
+        assert failure.message == "this call needs a user's access token or a service token with scope 'runtime.worker'"

@@ -213,39 +213,47 @@ CASES: dict[str, tuple[str, Callable[[Any, str, Metadata], Any], str]] = {
     "nul in display name": (
         A,
         lambda s, t, m: s.CreateArtifact(header_with(t, display_name="\x00"), metadata=m),
-        "artifact.display_name",
+        "header.artifact.display_name",
     ),
     "long display name": (
         A,
         lambda s, t, m: s.CreateArtifact(header_with(t, display_name="x" * 501), metadata=m),
-        "artifact.display_name",
+        "header.artifact.display_name",
     ),
     "bad artifact type": (
         A,
         lambda s, t, m: s.CreateArtifact(header_with(t, type="Bad Type"), metadata=m),
-        "artifact.type",
+        "header.artifact.type",
     ),
     "bad content type": (
         A,
         lambda s, t, m: s.CreateArtifact(header_with(t, content_type="png"), metadata=m),
-        "artifact.content_type",
+        "header.artifact.content_type",
     ),
-    "bad sha256": (A, lambda s, t, m: s.CreateArtifact(header_with(t, sha256="ABC"), metadata=m), "artifact.sha256"),
+    "bad sha256": (
+        A,
+        lambda s, t, m: s.CreateArtifact(header_with(t, sha256="ABC"), metadata=m),
+        "header.artifact.sha256",
+    ),
     "negative size": (
         A,
         lambda s, t, m: s.CreateArtifact(header_with(t, size_bytes=-1), metadata=m),
-        "artifact.size_bytes",
+        "header.artifact.size_bytes",
     ),
     "nul in meta key": (
         A,
         lambda s, t, m: s.CreateArtifact(header_with(t, {"\x00": 1}), metadata=m),
-        "artifact.meta_data",
+        "header.artifact.meta_data",
     ),
-    "deep meta": (A, lambda s, t, m: s.CreateArtifact(header_with(t, nested(33)), metadata=m), "artifact.meta_data"),
+    "deep meta": (
+        A,
+        lambda s, t, m: s.CreateArtifact(header_with(t, nested(33)), metadata=m),
+        "header.artifact.meta_data",
+    ),
     "malformed artifact task id": (
         A,
         lambda s, t, m: s.CreateArtifact(header_with("t"), metadata=m),
-        "artifact.task_id",
+        "header.artifact.task_id",
     ),
     "malformed artifact id": (
         A,

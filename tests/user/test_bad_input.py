@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -12,8 +13,15 @@ from google.protobuf import field_mask_pb2, struct_pb2
 from google.protobuf.message import Message
 
 from nexus.kit import paging
-from nexus.kit.validation import JSON, dict_to_struct, json_to_value
+from nexus.kit.server import NexusServer
+from nexus.kit.validation import JSON, MAX_JSON_DEPTH, dict_to_struct, json_to_value
 from nexus.user.v1 import user_pb2
+from tests.deep_json import nested_struct, nested_value, with_field
+from tests.introspection import (
+    assert_health_answers_precisely,
+    assert_reflection_answers_precisely,
+    buf_curl_list_methods,
+)
 from tests.support import Tokens, rpc_error
 from tests.user.conftest import PASSWORD, Account
 
@@ -305,3 +313,86 @@ async def test_lone_surrogates_anywhere_including_inside_json_are_invalid_argume
     failure = await rpc_error(call(body.replace(b"XXXX", LONE_SURROGATE + b"x"), metadata=alice.metadata))
     assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "MALFORMED_REQUEST")
     assert failure.fields == {field}
+
+
+async def test_health_and_reflection_answer_hostile_calls_precisely(
+    user_server: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]
+) -> None:
+    channel = open_channel(user_server.address)
+    await assert_health_answers_precisely(channel, user_server.definition.service_names)
+    await assert_reflection_answers_precisely(channel, user_server.definition.service_names)
+
+
+@pytest.mark.parametrize("protocol", ["grpc-v1", "grpc-v1alpha"])
+async def test_buf_curl_finds_every_method_by_reflection(user_server: NexusServer, protocol: str) -> None:
+    methods = await asyncio.to_thread(buf_curl_list_methods, user_server.address, protocol)
+    assert {"nexus.user.v1.UserService/ListSettings", "grpc.health.v1.Health/List"} <= set(methods)
+
+
+DEEP = f"is nested deeper than {MAX_JSON_DEPTH} levels"
+# (method, request, JSON field, Struct or Value)
+DEEP_FIELDS: list[tuple[str, Message, str, str]] = [
+    ("SetSetting", user_pb2.SetSettingRequest(setting=user_pb2.Setting(key="deep")), "setting.value", "value"),
+    ("UpdateProfile", profile_update(nickname="n"), "profile.preferences", "struct"),
+    ("CreateConnection", create(), "credentials", "struct"),
+]
+
+
+@pytest.mark.parametrize("depth", [33, 34, 100, 5000])
+@pytest.mark.parametrize(("method", "request_message", "field", "kind"), DEEP_FIELDS, ids=[c[2] for c in DEEP_FIELDS])
+async def test_json_nested_too_deep_anywhere_names_its_field(
+    user_server: Any,
+    open_channel: Callable[[str], grpc.aio.Channel],
+    alice: Account,
+    method: str,
+    request_message: Message,
+    field: str,
+    kind: str,
+    depth: int,
+) -> None:
+    if isinstance(request_message, user_pb2.UpdateProfileRequest):
+        request_message.update_mask.paths.append("preferences")
+    payload = nested_value(depth) if kind == "value" else nested_struct(depth)
+    body = with_field(request_message, field, payload)
+    call = raw_call(open_channel(user_server.address), method, struct_pb2.Struct)
+    failure = await rpc_error(call(body, metadata=alice.metadata))
+    assert (failure.code, failure.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "INVALID_ARGUMENT")
+    assert [(v.field, v.description) for v in failure.violations] == [(field, DEEP)]
+    assert f"{field}: {DEEP}" in failure.message
+
+
+async def test_a_setting_value_nested_exactly_32_levels_is_accepted(
+    user_server: Any, open_channel: Callable[[str], grpc.aio.Channel], alice: Account
+) -> None:
+    body = with_field(
+        user_pb2.SetSettingRequest(setting=user_pb2.Setting(key="deep32")), "setting.value", nested_value(32)
+    )
+    call = raw_call(open_channel(user_server.address), "SetSetting", user_pb2.Setting)
+    stored = await call(body, metadata=alice.metadata)
+    assert stored.key == "deep32" and stored.value.struct_value.fields["a"].struct_value.fields
+
+
+async def test_a_service_token_without_the_scope_is_told_a_users_token_works_too(
+    stub: UserServiceAsyncStub, alice: Account, tokens: Tokens
+) -> None:
+    unscoped = tokens.service("runtime.worker", name="operator")
+    cases: list[tuple[Awaitable[Any], str]] = [
+        (stub.GetProfile(user_pb2.GetProfileRequest(user_id=alice.user_id), metadata=unscoped), "user.profiles.read"),
+        (stub.GetUser(user_pb2.GetUserRequest(user_id=alice.user_id), metadata=unscoped), "user.admin"),
+        (
+            stub.VerifyConnection(user_pb2.VerifyConnectionRequest(connection_id=UUID), metadata=unscoped),
+            "user.connections.verify",
+        ),
+        (stub.ListCredentialReveals(user_pb2.ListCredentialRevealsRequest(), metadata=unscoped), "user.audit.read"),
+    ]
+    for call, scope in cases:
+        failure = await rpc_error(call)
+        assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "MISSING_SCOPE"), scope
+        assert failure.message == f"this call needs a user's access token or a service token with scope {scope!r}"
+    # Only a scoped service may reveal credentials: there the scope alone is named.
+    failure = await rpc_error(
+        stub.RevealConnectionCredentials(
+            user_pb2.RevealConnectionCredentialsRequest(connection_id=UUID, purpose="p"), metadata=alice.metadata
+        )
+    )
+    assert failure.message == f"this call needs a token with scope {REVEAL!r}"

@@ -135,12 +135,19 @@ class GetMeRequest(_message.Message):
 
     DESCRIPTOR: _descriptor.Descriptor
 
+    SETTINGS_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    settings_page_token: _builtins.str
+    """`settings_next_page_token` of a previous response, for the settings that followed it; empty
+    for the first.
+    """
     def __init__(
         self,
+        *,
+        settings_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["settings_page_token", b"settings_page_token"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -155,6 +162,11 @@ class GetMeResponse(_message.Message):
     USER_FIELD_NUMBER: _builtins.int
     PROFILE_FIELD_NUMBER: _builtins.int
     SETTINGS_FIELD_NUMBER: _builtins.int
+    SETTINGS_NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    settings_next_page_token: _builtins.str
+    """Set when more settings follow: GetMe with it as `settings_page_token` continues right after
+    the last one here (the user and profile come again).
+    """
     @_builtins.property
     def user(self) -> _user_pb2.User:
         """The caller's account."""
@@ -165,7 +177,7 @@ class GetMeResponse(_message.Message):
 
     @_builtins.property
     def settings(self) -> _containers.RepeatedCompositeFieldContainer[_user_pb2.Setting]:
-        """The caller's settings in key order (at most 1000)."""
+        """The caller's settings in key order: at most 1000, and no more than fit in one message."""
 
     def __init__(
         self,
@@ -173,10 +185,11 @@ class GetMeResponse(_message.Message):
         user: _user_pb2.User | None = ...,
         profile: _user_pb2.Profile | None = ...,
         settings: _abc.Iterable[_user_pb2.Setting] | None = ...,
+        settings_next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "user", b"user"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "settings", b"settings", "user", b"user"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "settings", b"settings", "settings_next_page_token", b"settings_next_page_token", "user", b"user"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -363,16 +376,22 @@ class GetSidebarRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     RECENT_PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
     recent_page_size: _builtins.int
     """At most this many recent (unpinned) tasks; 0 means 20, the maximum is 100."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous response, with the same recent_page_size; empty for the
+    first.
+    """
     def __init__(
         self,
         *,
         recent_page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["recent_page_size", b"recent_page_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_token", b"page_token", "recent_page_size", b"recent_page_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -387,6 +406,11 @@ class GetSidebarResponse(_message.Message):
     PINNED_TASKS_FIELD_NUMBER: _builtins.int
     RECENT_TASKS_FIELD_NUMBER: _builtins.int
     PINNED_ARTIFACTS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    """Set when the sidebar did not fit in one message: GetSidebar with it as `page_token` returns
+    the rest of the three lists, continuing each right after its last item here.
+    """
     @_builtins.property
     def pinned_tasks(self) -> _containers.RepeatedCompositeFieldContainer[_task_pb2.Task]:
         """The caller's pinned tasks that are not archived, most recently active first (at most 100)."""
@@ -405,10 +429,11 @@ class GetSidebarResponse(_message.Message):
         pinned_tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
         recent_tasks: _abc.Iterable[_task_pb2.Task] | None = ...,
         pinned_artifacts: _abc.Iterable[_artifact_pb2.Artifact] | None = ...,
+        next_page_token: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["pinned_artifacts", b"pinned_artifacts", "pinned_tasks", b"pinned_tasks", "recent_tasks", b"recent_tasks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["next_page_token", b"next_page_token", "pinned_artifacts", b"pinned_artifacts", "pinned_tasks", b"pinned_tasks", "recent_tasks", b"recent_tasks"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

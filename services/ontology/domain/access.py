@@ -59,7 +59,12 @@ class Viewer:
         """Who owns an object this caller creates: the user, or None (system) for an admin."""
         if self.user_id is not None:
             return self.user_id
-        self.require_admin()
+        if not self.admin:
+            raise PermissionDenied(
+                f"this call needs a user's access token or a service token with scope {ADMIN_SCOPE!r}",
+                reason="MISSING_SCOPE",
+                metadata={"scope": ADMIN_SCOPE},
+            )
         return None
 
 

@@ -66,6 +66,11 @@ async def _lock_digest(conn: AsyncConnection, digest: str) -> None:
     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_digest_key(digest))))
 
 
+def artifact_cursor(item: Artifact) -> list[Any]:
+    """The keyset after `item` in the artifacts' order (what `page` takes as its cursor)."""
+    return [item.is_pinned, (item.created_at - _EPOCH) // timedelta(microseconds=1), item.id]
+
+
 class ArtifactStore:
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
@@ -176,10 +181,7 @@ class ArtifactStore:
             ).limit(limit + 1)
             rows = (await conn.execute(query)).all()
         items = [_artifact(r) for r in rows[:limit]]
-        if len(rows) <= limit:
-            return items, None
-        last = items[-1]
-        return items, [last.is_pinned, (last.created_at - _EPOCH) // timedelta(microseconds=1), last.id]
+        return items, None if len(rows) <= limit else artifact_cursor(items[-1])
 
     async def _lock_writable(self, conn: AsyncConnection, actor: Actor, artifact_id: str, etag: str) -> Any:
         row = (

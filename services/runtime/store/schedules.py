@@ -53,6 +53,11 @@ def _not_found() -> NotFound:
     return NotFound("schedule not found", reason="SCHEDULE_NOT_FOUND")
 
 
+def schedule_cursor(item: Schedule) -> list[Any]:
+    """The keyset after `item` in the schedules' order (what `page` takes as its cursor)."""
+    return [(item.created_at - _EPOCH) // timedelta(microseconds=1), item.id]
+
+
 class ScheduleStore:
     def __init__(self, db: Database, tasks: TaskStore) -> None:
         self._db = db
@@ -117,10 +122,7 @@ class ScheduleStore:
         async with self._db.connection() as conn:
             rows = (await conn.execute(query)).all()
         items = [_schedule(r) for r in rows[:limit]]
-        if len(rows) <= limit:
-            return items, None
-        last = items[-1]
-        return items, [(last.created_at - _EPOCH) // timedelta(microseconds=1), last.id]
+        return items, None if len(rows) <= limit else schedule_cursor(items[-1])
 
     async def set_state(self, user_id: str, schedule_id: str, state: State, etag: str) -> Schedule:
         """Pause or resume; idempotent (already in that state: returned unchanged). Resuming

@@ -39,6 +39,11 @@ def _check_etag(current: Session, etag: str) -> None:
         raise Aborted("the session changed since it was read; read it again", reason="ETAG_MISMATCH")
 
 
+def session_cursor(item: Session) -> list[Any]:
+    """The keyset after `item` in the sessions' order (what `page` takes as its cursor)."""
+    return [(item.updated_at - _EPOCH) // timedelta(microseconds=1), item.id]
+
+
 class SessionStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -99,10 +104,7 @@ class SessionStore:
         async with self._db.connection() as conn:
             rows = (await conn.execute(query)).all()
         sessions = [_session(r) for r in rows[:limit]]
-        if len(rows) <= limit:
-            return sessions, None
-        last = sessions[-1]
-        return sessions, [(last.updated_at - _EPOCH) // timedelta(microseconds=1), last.id]
+        return sessions, None if len(rows) <= limit else session_cursor(sessions[-1])
 
     async def update(self, user_id: str, session_id: str, changes: dict[str, Any], etag: str) -> Session:
         async with self._db.transaction() as conn:

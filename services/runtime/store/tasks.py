@@ -367,10 +367,7 @@ class TaskStore:
         async with self._db.connection() as conn:
             rows = (await conn.execute(query)).all()
         tasks = [_task(r) for r in rows[:limit]]
-        if len(rows) <= limit:
-            return tasks, None
-        last = tasks[-1]
-        return tasks, [last.is_pinned, _micros(last.last_active_at), last.id]
+        return tasks, None if len(rows) <= limit else task_cursor(tasks[-1])
 
     async def update(self, user_id: str, task_id: str, changes: dict[str, Any], etag: str) -> Task:
         async with self._db.transaction() as conn:
@@ -401,8 +398,17 @@ class TaskStore:
 
     # -- leases -------------------------------------------------------------------------------
 
-    async def claim(self, worker: str, agent_ids: Sequence[str], limit: int, lease_s: float) -> list[ClaimedTask]:
-        """Oldest queued tasks first; `SKIP LOCKED` so concurrent claimers never share a task."""
+    async def claim(
+        self,
+        worker: str,
+        agent_ids: Sequence[str],
+        limit: int,
+        lease_s: float,
+        accept: Callable[[Task], bool] = lambda task: True,
+    ) -> list[ClaimedTask]:
+        """Oldest queued tasks first; `SKIP LOCKED` so concurrent claimers never share a task.
+        The claim ends at the first task `accept` refuses (the answer would not fit in one
+        message): that task and the rest stay queued."""
         await self.expire_leases(agent_ids=agent_ids)
         claimed: list[ClaimedTask] = []
         published: list[tuple[str, list[Event]]] = []
@@ -417,6 +423,8 @@ class TaskStore:
                 )
             ).all()
             for row in rows:
+                if not accept(_task(row)):
+                    break
                 lease_id = str(uuid.uuid4())
                 moved, events = await self._move(
                     conn,
@@ -484,6 +492,11 @@ class TaskStore:
 
     async def provide_input(self, actor: Actor, task_id: str, answer: NewEvent) -> Task:
         return await self._drive(actor, task_id, Reason.INPUT_PROVIDED, before=[answer])
+
+
+def task_cursor(item: Task) -> list[Any]:
+    """The keyset of the sidebar order after `item` (what `page` takes as its cursor)."""
+    return [item.is_pinned, _micros(item.last_active_at), item.id]
 
 
 def _micros(moment: datetime) -> int:

@@ -54,6 +54,11 @@ def _memory(task_id: str, row: Any) -> mem.Memory:
     )
 
 
+def hit_cursor(hit: mem.Hit) -> list[Any]:
+    """The keyset after `hit` in the search order (what `search_memories` takes as its cursor)."""
+    return [hit.score, hit.tiebreak, hit.memory.task_id]
+
+
 class WorkspaceStore:
     def __init__(self, db: Database, tasks: TaskStore) -> None:
         self._db = db
@@ -260,7 +265,4 @@ class WorkspaceStore:
         hits = [
             mem.Hit(_memory(r.task_id, r), r.score, r.tiebreak, r.task_title, r.task_is_archived) for r in rows[:limit]
         ]
-        if len(rows) <= limit:
-            return hits, None
-        last = hits[-1]
-        return hits, [last.score, last.tiebreak, last.memory.task_id]
+        return hits, None if len(rows) <= limit else hit_cursor(hits[-1])

@@ -44,7 +44,7 @@ def user_or_scoped_service(principal: Principal, requested: str, *, scope: str, 
     """A user acts on themself; a service with `scope` acts on the user it names."""
     if principal.is_user:
         return own_user(principal, requested, kind=kind)
-    principal.require_scope(scope)
+    principal.require_user_or_scope(scope)
     named = _requested(requested, "user_id")
     if named is None:
         raise invalid("user_id", "is required with a service token")
