@@ -10,6 +10,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
@@ -54,9 +55,10 @@ def stub(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) 
     return runtime_pb2_grpc.RuntimeServiceStub(open_channel(runtime.address))
 
 
-@pytest.fixture
-async def second_replica(settings: Settings) -> AsyncIterator[str]:
-    """Another runtime process on the same database, as `nexus serve runtime` runs it."""
+@asynccontextmanager
+async def replica(settings: Settings, **env: str) -> AsyncIterator[str]:
+    """Another runtime process on the same database, as `nexus serve runtime` runs it, with
+    `env` (NEXUS_* variables) on top of the session's settings; yields its address."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -68,7 +70,7 @@ async def second_replica(settings: Settings) -> AsyncIterator[str]:
         "runtime",
         "--port",
         str(port),
-        env={**os.environ, **config.to_env(settings)},
+        env={**os.environ, **config.to_env(settings), **env},
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -95,6 +97,13 @@ async def second_replica(settings: Settings) -> AsyncIterator[str]:
         except TimeoutError:
             process.kill()
             await process.wait()
+
+
+@pytest.fixture
+async def second_replica(settings: Settings) -> AsyncIterator[str]:
+    """Another runtime process on the same database."""
+    async with replica(settings) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")
