@@ -1,6 +1,6 @@
 """LISTEN on the runtime's channel: other replicas' commits arrive as wake-up hints.
 
-A notification only says "task T has events up to seq S"; the reader then reads the table, which
+A notification only says "task T has events up to seq S" (`writer.parse_hints`); the reader then reads the table, which
 is the truth. If the connection drops, notifications may have been missed, so on every
 (re)connect every watched task is re-read.
 """
@@ -15,20 +15,10 @@ from typing import Any
 
 import psycopg
 
-from services.runtime.store import pg
+from services.runtime.store import pg, writer
 from services.runtime.store.tables import NOTIFY_CHANNEL
-from services.runtime.store.tasks import NOTIFY_EVERYTHING
 
 log = logging.getLogger("nexus.runtime.notify")
-
-
-def parse_payload(payload: str) -> list[tuple[str, int]]:
-    hints = []
-    for part in payload.split(","):
-        task_id, _, seq = part.partition(":")
-        if task_id and seq.isdigit():
-            hints.append((task_id, int(seq)))
-    return hints
 
 
 class Listener:
@@ -57,7 +47,7 @@ class Listener:
         backoff = 0.1
         while True:
             try:
-                conn = await pg.connect(self._url)
+                conn = await pg.connect(self._url, name="nexus-runtime-listen")
                 try:
                     await conn.execute(f"LISTEN {NOTIFY_CHANNEL}")
                     self.ready.set()
@@ -101,8 +91,9 @@ class Listener:
             loop.remove_reader(fd)
 
     def _dispatch(self, payload: str) -> None:
-        if payload == NOTIFY_EVERYTHING:
+        hints = writer.parse_hints(payload)
+        if hints is None:
             self._on_reconnect()
             return
-        for task_id, seq in parse_payload(payload):
+        for task_id, seq in hints:
             self._on_hint(task_id, seq)
