@@ -16,7 +16,7 @@ from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc
 from tests.runtime.conftest import Metadata, append, create_task, message, replica
 from tests.runtime.locks import admin_sql, until
 
-CHECK_S = 0.3
+CHECK_S = 0.5
 # Well inside the hub's 5 s poll, which would otherwise be what delivers.
 PROMPT_S = 2.0
 
@@ -37,7 +37,15 @@ async def test_a_silent_listen_connection_is_replaced_and_other_replicas_commits
     before = await listeners(settings)
     async with replica(settings, NEXUS_LISTEN_CHECK_S=str(CHECK_S)) as address:
         other = runtime_pb2_grpc.RuntimeServiceStub(open_channel(address))
-        (silenced,) = await listeners(settings) - before
+        theirs: set[int] = set()
+
+        async def listening() -> bool:
+            theirs.clear()
+            theirs.update(await listeners(settings) - before)
+            return len(theirs) == 1
+
+        await until(listening, what="the other replica's LISTEN connection")
+        (silenced,) = theirs
         try:
             os.kill(silenced, 0)
         except (ProcessLookupError, PermissionError):
