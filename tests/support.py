@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,11 +144,13 @@ async def serving(address: str, process: asyncio.subprocess.Process | None = Non
 
 
 @asynccontextmanager
-async def server_process(service: str, settings: Settings, port: int) -> AsyncIterator[ServerProcess]:
-    """Starts `service` in a process of its own on `port`, with `settings` in its environment,
-    and yields it once it is SERVING; at the end stops it (SIGTERM, then SIGKILL) unless the test
-    already did. The one place that knows how a server process is spawned. Its log goes to
-    `<data_dir>/<service>-<port>.log`."""
+async def server_process(
+    service: str, settings: Settings, port: int, env: Mapping[str, str] | None = None
+) -> AsyncIterator[ServerProcess]:
+    """Starts `service` in a process of its own on `port`, with `settings` (and `env`, NEXUS_*
+    variables on top) in its environment, and yields it once it is SERVING; at the end stops it
+    (SIGTERM, then SIGKILL) unless the test already did. The one place that knows how a server
+    process is spawned. Its log goes to `<data_dir>/<service>-<port>.log`."""
     log = (settings.data_dir / f"{service}-{port}.log").open("ab")
     process = await asyncio.create_subprocess_exec(
         *NEXUS_COMMAND,
@@ -156,7 +158,7 @@ async def server_process(service: str, settings: Settings, port: int) -> AsyncIt
         service,
         "--port",
         str(port),
-        env={**os.environ, **config.to_env(settings)},
+        env={**os.environ, **config.to_env(settings), **(env or {})},
         stdout=log,
         stderr=log,
     )

@@ -1,7 +1,7 @@
 """The Runtime service (`nexus.runtime.v1`, schema `runtime`): tasks, leases and event streams,
 and each task's workspace: sessions, plan, context, memory, artifacts and cron schedules.
 
-Background machinery, started with the server and stopped with it: the group committer's lanes,
+Background machinery, started with the server and stopped with it: the group committer's lane,
 the LISTEN connection that wakes streams for commits made by other replicas, the lease reaper and
 the scheduler.
 """
@@ -72,7 +72,7 @@ async def build(resources: Resources) -> ServiceDefinition:
     sessions = SessionStore(db)
     schedules = ScheduleStore(db, tasks)
     references = References(resources, sessions)
-    listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan)
+    listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan, check_s=resources.settings.listen_check_s)
 
     async def reap() -> bool:
         return await tasks.expire_leases(limit=REAP_BATCH) == REAP_BATCH

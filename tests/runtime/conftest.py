@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,11 +51,19 @@ def stub(runtime: NexusServer, open_channel: Callable[[str], grpc.aio.Channel]) 
     return runtime_pb2_grpc.RuntimeServiceStub(open_channel(runtime.address))
 
 
+@asynccontextmanager
+async def replica(settings: Settings, **env: str) -> AsyncIterator[str]:
+    """Another runtime process on the same database, as `nexus serve runtime` runs it, with
+    `env` (NEXUS_* variables) on top of the session's settings; yields its address."""
+    async with server_process("runtime", settings, free_port(), env) as process:
+        yield process.address
+
+
 @pytest.fixture
 async def second_replica(settings: Settings) -> AsyncIterator[str]:
-    """Another runtime process on the same database, as `nexus serve runtime` runs it."""
-    async with server_process("runtime", settings, free_port()) as replica:
-        yield replica.address
+    """Another runtime process on the same database."""
+    async with replica(settings) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

@@ -115,10 +115,9 @@ def test_only_the_live_holder_of_the_named_lease_holds_it() -> None:
 
 
 def test_a_notification_names_tasks_and_tails_or_asks_for_a_full_reread() -> None:
-    from services.runtime.store.notify import parse_payload
-    from services.runtime.store.tasks import NOTIFY_EVERYTHING, notify_payload
+    from services.runtime.store.writer import NOTIFY_EVERYTHING, parse_hints
 
-    tails = {"00000000-0000-4000-8000-000000000001": 7, "00000000-0000-4000-8000-000000000002": 12}
-    assert parse_payload(notify_payload(tails)) == list(tails.items())
-    many = {f"00000000-0000-4000-8000-{i:012d}": 2 for i in range(250)}
-    assert notify_payload(many) == NOTIFY_EVERYTHING
+    first, second = "00000000-0000-4000-8000-000000000001", "00000000-0000-4000-8000-000000000002"
+    assert parse_hints(f"{first}:7,{second}:12") == [(first, 7), (second, 12)]
+    assert parse_hints(NOTIFY_EVERYTHING) is None
+    assert parse_hints(f"{first}:x,:3,{second}:4") == [(second, 4)]

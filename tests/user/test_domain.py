@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 
 import pytest
 
@@ -114,16 +113,16 @@ async def test_hashing_runs_off_the_event_loop_and_is_bounded() -> None:
                 await asyncio.sleep(0.005)
 
         beat = asyncio.ensure_future(ticker())
-        started = time.perf_counter()
         results = await asyncio.gather(*[hasher.hash("a password!") for _ in range(3)], return_exceptions=True)
-        elapsed = time.perf_counter() - started
         beat.cancel()
         hashed = [r for r in results if isinstance(r, str)]
         refused = [r for r in results if isinstance(r, ResourceExhausted)]
         # One slot and a short queue: the first runs, the others wait briefly and are refused.
         assert len(hashed) >= 1 and len(refused) >= 1 and len(hashed) + len(refused) == 3
         assert refused[0].reason == "PASSWORD_HASHING_BUSY"
-        # The loop kept running while Argon2id worked in its thread.
-        assert ticks >= max(2, int(elapsed / 0.005 / 4))
+        # The loop kept running while Argon2id worked in its thread: a hash on the loop's own
+        # thread would let the ticker run at most once before the gather returned. (No rate is
+        # asserted: on a loaded machine the loop may tick far less often than every 5 ms.)
+        assert ticks >= 2
     finally:
         hasher.close()

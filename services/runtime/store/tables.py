@@ -6,7 +6,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
 SCHEMA = "runtime"
-# One channel for the whole service; payloads name the tasks (see events.notify_payload).
+# One channel for the whole service; payloads name the tasks (see writer.py).
 NOTIFY_CHANNEL = "runtime_events"
 
 metadata = sa.MetaData(schema=SCHEMA)

@@ -1,9 +1,13 @@
 """Tasks, their transitions and worker leases: SQLAlchemy Core, one transaction per call.
 
-Every status change locks the task row (`FOR UPDATE`), checks the move with the domain state
-machine, appends its status event at `last_seq + 1` and advances `last_seq`, all in one
-transaction. The event log's hot path (events.py) takes the same row lock, so the two paths
-interleave safely and seqs stay gapless and in commit order.
+Every status change locks the task row (`FOR NO KEY UPDATE`), checks the move with the domain
+state machine, and appends its status event through `writer` (the one writer of event rows,
+which the event log's hot path uses too), all in one transaction. Both paths take the same row
+lock, so they interleave safely and seqs stay gapless and in commit order.
+
+Lock order: a statement here that may wait for several task rows takes them in id order (as the
+writer does); the claim and the lease reaper take theirs `SKIP LOCKED`, so they never wait for a
+row and cannot be part of a deadlock, whatever order they lock in.
 """
 
 from __future__ import annotations
@@ -23,14 +27,19 @@ from services.runtime.domain import leases, states
 from services.runtime.domain.events import Event, NewEvent
 from services.runtime.domain.states import Reason, Status
 from services.runtime.domain.tasks import Actor, ClaimedTask, NewTask, Task, TaskFilter, require_visible
-from services.runtime.store.tables import NOTIFY_CHANNEL, session, task, task_event
+from services.runtime.store import writer
+from services.runtime.store.tables import session, task
 
 Publish = Callable[[str, list[Event]], None]
 # Writes a new task's first workspace rows in its transaction; returns the events they add.
 Seeder = Callable[[AsyncConnection, str], Awaitable[Sequence[NewEvent]]]
 R = TypeVar("R")
 
-_LIVE = (task.c.lease_expires_at > sa.func.now()).label("lease_live")
+# Row locks here are FOR NO KEY UPDATE (SQLAlchemy: `with_for_update(key_share=True)`), as the
+# writer's: the updates change no key, and it does not wait for the KEY SHARE locks of inserts
+# into the workspace tables (their foreign keys).
+# clock_timestamp(), not now(): now() is when the transaction began, perhaps long before a lock wait.
+_LIVE = (task.c.lease_expires_at > sa.func.clock_timestamp()).label("lease_live")
 
 
 def _task(row: Any) -> Task:
@@ -62,17 +71,6 @@ def _lease_state(row: Any) -> leases.LeaseState:
     return leases.LeaseState(
         status=row.status, lease_id=row.lease_id, holder=row.lease_holder, live=bool(row.lease_live)
     )
-
-
-# Postgres caps a payload below 8000 bytes; a larger group says "re-read everything" instead.
-MAX_NOTIFY_PAYLOAD = 7900
-NOTIFY_EVERYTHING = "*"
-
-
-def notify_payload(tails: dict[str, int]) -> str:
-    """`task:last_seq` pairs: a hint that those tasks have events up to last_seq."""
-    payload = ",".join(f"{task_id}:{seq}" for task_id, seq in tails.items())
-    return payload if len(payload) <= MAX_NOTIFY_PAYLOAD else NOTIFY_EVERYTHING
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,27 +108,21 @@ class TaskStore:
     # -- plumbing shared by every transition -------------------------------------------------
 
     async def _lock(self, conn: AsyncConnection, task_id: str) -> Any:
-        row = (await conn.execute(sa.select(task, _LIVE).where(task.c.id == task_id).with_for_update())).one_or_none()
-        return row
+        query = sa.select(task, _LIVE).where(task.c.id == task_id).with_for_update(key_share=True)
+        return (await conn.execute(query)).one_or_none()
 
-    async def _append(self, conn: AsyncConnection, task_id: str, after_seq: int, events: Sequence[NewEvent]) -> None:
-        # created_at defaults to now(): the transaction's time, the same for every row it writes.
-        await conn.execute(
-            sa.insert(task_event),
-            [
-                {
-                    "task_id": task_id,
-                    "seq": after_seq + i,
-                    "role": str(e.role),
-                    "type": str(e.type),
-                    "content_text": e.content_text,
-                    "render_payload": e.render_payload,
-                    "metadata": e.metadata,
-                    "client_key": e.client_key,
-                }
-                for i, e in enumerate(events, start=1)
-            ],
-        )
+    @staticmethod
+    async def _append(
+        conn: AsyncConnection, task_id: str, events: Sequence[NewEvent], *, notify: bool = True
+    ) -> writer.Advanced:
+        """Appends to a task whose row this transaction has locked (or just created)."""
+        batch = writer.Batch()
+        batch.add(task_id, events)
+        # The writer's statement is psycopg's, run on this transaction's own connection.
+        driver = (await conn.get_raw_connection()).driver_connection
+        assert driver is not None
+        advanced = await (await writer.write(driver, batch, notify=notify)).advanced()
+        return advanced[task_id]
 
     async def _move(
         self,
@@ -142,46 +134,31 @@ class TaskStore:
         worker: str | None = None,
         before: Sequence[NewEvent] = (),
         values: dict[str, Any] | None = None,
+        lease_s: float | None = None,
     ) -> tuple[Task, list[Event]]:
         """Applies one legal transition to a locked row, with its status event (and any events
-        that belong before it, such as a question), in the caller's transaction."""
+        that belong before it, such as a question), in the caller's transaction. A new lease
+        (`lease_s`) runs from the status event's time."""
         target = states.transition(row.status, reason)
         new = [*before, states.status_event(row.status, reason, note, worker=worker)]
-        await self._append(conn, row.id, row.last_seq, new)
-        last_seq = row.last_seq + len(new)
-        changes: dict[str, Any] = {
-            "status": str(target),
-            "state_version": task.c.state_version + 1,
-            "last_seq": last_seq,
-            "updated_at": sa.func.now(),
-            "last_active_at": sa.func.now(),
-        }
+        advanced = await self._append(conn, row.id, new)
+        changes: dict[str, Any] = {"status": str(target), "state_version": task.c.state_version + 1}
         if target != Status.RUNNING:
             changes.update(lease_id=None, lease_holder=None, lease_expires_at=None)
+        if lease_s is not None:
+            changes["lease_expires_at"] = advanced.at + timedelta(seconds=lease_s)
         changes.update(values or {})
         updated = (await conn.execute(sa.update(task).where(task.c.id == row.id).values(changes).returning(task))).one()
-        await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, notify_payload({row.id: last_seq}))))
-        moved = _task(updated)
-        return moved, _stored(row.id, row.last_seq, new, moved.updated_at)
+        return _task(updated), _stored(row.id, advanced.base, new, advanced.at)
 
     async def _append_system(self, conn: AsyncConnection, row: Any, new: Sequence[NewEvent]) -> list[Event]:
         """Appends system events that change no status (a `plan` event) to a locked row, in the
-        caller's transaction: the same row lock, `last_seq + 1`, one notification. The owner,
-        status and lease stay as they are, so `state_version` is not bumped: the event log's
-        fast path checked its cached state against exactly those, and its guarded UPDATE takes
-        `last_seq` from the row itself (waiting for this lock), so its seqs follow ours."""
-        await self._append(conn, row.id, row.last_seq, new)
-        last_seq = row.last_seq + len(new)
-        now: datetime = (
-            await conn.execute(
-                sa.update(task)
-                .where(task.c.id == row.id)
-                .values(last_seq=last_seq, updated_at=sa.func.now(), last_active_at=sa.func.now())
-                .returning(task.c.updated_at)
-            )
-        ).scalar_one()
-        await conn.execute(sa.select(sa.func.pg_notify(NOTIFY_CHANNEL, notify_payload({row.id: last_seq}))))
-        return _stored(row.id, row.last_seq, new, now)
+        caller's transaction. The owner, status and lease stay as they are, so `state_version`
+        is not bumped: the event log's fast path checked its cached state against exactly
+        those, and its guarded write takes `last_seq` from the row itself (waiting for this
+        lock), so its seqs follow ours."""
+        advanced = await self._append(conn, row.id, new)
+        return _stored(row.id, advanced.base, new, advanced.at)
 
     async def locked_write(
         self,
@@ -268,7 +245,7 @@ class TaskStore:
                     status=str(Status.QUEUED),
                     is_pinned=False,
                     is_archived=False,
-                    last_seq=1,
+                    last_seq=0,
                     request_id=new.request_id,
                     state_version=1,
                     edit_version=1,
@@ -286,15 +263,9 @@ class TaskStore:
             ).one()
             return _task(existing)
         seeded = list(await seed(conn, inserted.id)) if seed is not None else []
-        await self._append(conn, inserted.id, 0, [states.status_event(None, Reason.CREATED), *seeded])
-        if seeded:
-            # Nobody can see the task before this transaction commits, so no lock is needed.
-            inserted = (
-                await conn.execute(
-                    sa.update(task).where(task.c.id == inserted.id).values(last_seq=1 + len(seeded)).returning(task)
-                )
-            ).one()
-        return _task(inserted)
+        await self._append(conn, inserted.id, [states.status_event(None, Reason.CREATED), *seeded], notify=False)
+        created = (await conn.execute(sa.select(task).where(task.c.id == inserted.id))).one()
+        return _task(created)
 
     @staticmethod
     async def _touch_session(conn: AsyncConnection, user_id: str, session_id: str) -> None:
@@ -326,9 +297,12 @@ class TaskStore:
     async def archive_session_tasks(conn: AsyncConnection, user_id: str, session_id: str) -> int:
         """A force-deleted session's tasks: archived and detached, never deleted (their events,
         plan, context, memory and artifacts stay). An edit, like UpdateTask: the etag moves."""
+        mine = (task.c.user_id == user_id, task.c.session_id == session_id)
+        # Several rows, so in id order (an UPDATE would lock them in whatever order it scans).
+        await conn.execute(sa.select(task.c.id).where(*mine).order_by(task.c.id).with_for_update(key_share=True))
         result = await conn.execute(
             sa.update(task)
-            .where(task.c.user_id == user_id, task.c.session_id == session_id)
+            .where(*mine)
             .values(is_archived=True, session_id=None, edit_version=task.c.edit_version + 1, updated_at=sa.func.now())
         )
         return int(result.rowcount)
@@ -371,7 +345,7 @@ class TaskStore:
 
     async def update(self, user_id: str, task_id: str, changes: dict[str, Any], etag: str) -> Task:
         async with self._db.transaction() as conn:
-            row = (await conn.execute(sa.select(task).where(task.c.id == task_id).with_for_update())).one_or_none()
+            row = await self._lock(conn, task_id)
             require_visible(Actor(user_id=user_id), row.user_id if row else None)
             if etag and etag != _task(row).etag:
                 raise Aborted("the task changed since it was read; read it again", reason="ETAG_MISMATCH")
@@ -419,7 +393,7 @@ class TaskStore:
                     .where(task.c.status == str(Status.QUEUED), task.c.agent_id.in_(agent_ids))
                     .order_by(task.c.created_at, task.c.id)
                     .limit(limit)
-                    .with_for_update(skip_locked=True)
+                    .with_for_update(skip_locked=True, key_share=True)
                 )
             ).all()
             for row in rows:
@@ -431,14 +405,10 @@ class TaskStore:
                     row,
                     Reason.CLAIMED,
                     worker=worker,
-                    values={
-                        "lease_id": lease_id,
-                        "lease_holder": worker,
-                        "lease_expires_at": sa.func.now() + timedelta(seconds=lease_s),
-                    },
+                    values={"lease_id": lease_id, "lease_holder": worker},
+                    lease_s=lease_s,
                 )
-                expires = moved.updated_at + timedelta(seconds=lease_s)
-                claimed.append(ClaimedTask(moved, lease_id, expires))
+                claimed.append(ClaimedTask(moved, lease_id, events[-1].created_at + timedelta(seconds=lease_s)))
                 published.append((row.id, events))
         for task_id, events in published:
             self._publish(task_id, events)
@@ -453,7 +423,7 @@ class TaskStore:
                 await conn.execute(
                     sa.update(task)
                     .where(task.c.id == task_id)
-                    .values(lease_expires_at=sa.func.now() + timedelta(seconds=lease_s))
+                    .values(lease_expires_at=sa.func.clock_timestamp() + timedelta(seconds=lease_s))
                     .returning(task.c.lease_expires_at)
                 )
             ).scalar_one()
@@ -471,7 +441,9 @@ class TaskStore:
         async with self._db.transaction() as conn:
             rows = (
                 await conn.execute(
-                    query.order_by(task.c.lease_expires_at).limit(limit).with_for_update(skip_locked=True)
+                    query.order_by(task.c.lease_expires_at)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True, key_share=True)
                 )
             ).all()
             for row in rows:
