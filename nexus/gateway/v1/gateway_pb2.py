@@ -23,71 +23,93 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from nexus.ontology.v1 import ontology_pb2 as nexus_dot_ontology_dot_v1_dot_ontology__pb2
 from nexus.runtime.v1 import artifact_pb2 as nexus_dot_runtime_dot_v1_dot_artifact__pb2
+from nexus.runtime.v1 import runtime_pb2 as nexus_dot_runtime_dot_v1_dot_runtime__pb2
+from nexus.runtime.v1 import session_pb2 as nexus_dot_runtime_dot_v1_dot_session__pb2
 from nexus.runtime.v1 import task_pb2 as nexus_dot_runtime_dot_v1_dot_task__pb2
 from nexus.runtime.v1 import workspace_pb2 as nexus_dot_runtime_dot_v1_dot_workspace__pb2
 from nexus.user.v1 import user_pb2 as nexus_dot_user_dot_v1_dot_user__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enexus/gateway/v1/gateway.proto\x12\x10nexus.gateway.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a nexus/ontology/v1/ontology.proto\x1a\x1fnexus/runtime/v1/artifact.proto\x1a\x1bnexus/runtime/v1/task.proto\x1a nexus/runtime/v1/workspace.proto\x1a\x18nexus/user/v1/user.proto\"B\n\rSignUpRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\"0\n\rSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\'\n\x0eSignOutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x0e\n\x0cGetMeRequest\"\x85\x01\n\rGetMeResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.nexus.user.v1.User\x12\'\n\x07profile\x18\x02 \x01(\x0b\x32\x16.nexus.user.v1.Profile\x12(\n\x08settings\x18\x03 \x03(\x0b\x32\x16.nexus.user.v1.Setting\"I\n\x11RunCommandRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"Z\n\x10StartChatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"7\n\x11StreamTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"3\n\x12SubmitInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"-\n\x11GetSidebarRequest\x12\x18\n\x10recent_page_size\x18\x01 \x01(\x05\"\xa6\x01\n\x12GetSidebarResponse\x12,\n\x0cpinned_tasks\x18\x01 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12,\n\x0crecent_tasks\x18\x02 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x34\n\x10pinned_artifacts\x18\x03 \x03(\x0b\x32\x1a.nexus.runtime.v1.Artifact\"N\n\x14ListArtifactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"+\n\x17GetAgentSettingsRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"s\n\x18GetAgentSettingsResponse\x12\'\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Agent\x12.\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\x19.nexus.user.v1.Connection\"\x91\x01\n\x13\x43onnectAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12,\n\x0b\x63redentials\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"=\n\x16\x44isconnectAgentRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\";\n\x16\x43ompleteCommandRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"G\n\x17\x43ompleteCommandResponse\x12,\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x1a.nexus.ontology.v1.Command\"r\n\x17\x43rystallizeSkillRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"p\n\x18\x43rystallizeSkillResponse\x12\'\n\x05skill\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Skill\x12+\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x1a.nexus.ontology.v1.Command\"M\n\x15SearchMemoriesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t2\x9d\r\n\x0eGatewayService\x12H\n\x06SignUp\x12\x1f.nexus.gateway.v1.SignUpRequest\x1a\x1d.nexus.user.v1.SignUpResponse\x12\x44\n\x06SignIn\x12\x1f.nexus.gateway.v1.SignInRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x46\n\x07Refresh\x12 .nexus.gateway.v1.RefreshRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x43\n\x07SignOut\x12 .nexus.gateway.v1.SignOutRequest\x1a\x16.google.protobuf.Empty\x12H\n\x05GetMe\x12\x1e.nexus.gateway.v1.GetMeRequest\x1a\x1f.nexus.gateway.v1.GetMeResponse\x12I\n\nRunCommand\x12#.nexus.gateway.v1.RunCommandRequest\x1a\x16.nexus.runtime.v1.Task\x12G\n\tStartChat\x12\".nexus.gateway.v1.StartChatRequest\x1a\x16.nexus.runtime.v1.Task\x12\x43\n\x07GetTask\x12 .nexus.gateway.v1.GetTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12P\n\nStreamTask\x12#.nexus.gateway.v1.StreamTaskRequest\x1a\x1b.nexus.runtime.v1.TaskEvent0\x01\x12K\n\x0bSubmitInput\x12$.nexus.gateway.v1.SubmitInputRequest\x1a\x16.nexus.runtime.v1.Task\x12I\n\nCancelTask\x12#.nexus.gateway.v1.CancelTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12W\n\nGetSidebar\x12#.nexus.gateway.v1.GetSidebarRequest\x1a$.nexus.gateway.v1.GetSidebarResponse\x12`\n\rListArtifacts\x12&.nexus.gateway.v1.ListArtifactsRequest\x1a\'.nexus.runtime.v1.ListArtifactsResponse\x12X\n\nListAgents\x12#.nexus.gateway.v1.ListAgentsRequest\x1a%.nexus.ontology.v1.ListAgentsResponse\x12i\n\x10GetAgentSettings\x12).nexus.gateway.v1.GetAgentSettingsRequest\x1a*.nexus.gateway.v1.GetAgentSettingsResponse\x12P\n\x0c\x43onnectAgent\x12%.nexus.gateway.v1.ConnectAgentRequest\x1a\x19.nexus.user.v1.Connection\x12S\n\x0f\x44isconnectAgent\x12(.nexus.gateway.v1.DisconnectAgentRequest\x1a\x16.google.protobuf.Empty\x12\x66\n\x0f\x43ompleteCommand\x12(.nexus.gateway.v1.CompleteCommandRequest\x1a).nexus.gateway.v1.CompleteCommandResponse\x12i\n\x10\x43rystallizeSkill\x12).nexus.gateway.v1.CrystallizeSkillRequest\x1a*.nexus.gateway.v1.CrystallizeSkillResponse\x12g\n\x0eSearchMemories\x12\'.nexus.gateway.v1.SearchMemoriesRequest\x1a,.nexus.runtime.v1.SearchTaskMemoriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enexus/gateway/v1/gateway.proto\x12\x10nexus.gateway.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a nexus/ontology/v1/ontology.proto\x1a\x1fnexus/runtime/v1/artifact.proto\x1a\x1enexus/runtime/v1/runtime.proto\x1a\x1enexus/runtime/v1/session.proto\x1a\x1bnexus/runtime/v1/task.proto\x1a nexus/runtime/v1/workspace.proto\x1a\x18nexus/user/v1/user.proto\"B\n\rSignUpRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\"0\n\rSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\'\n\x0eSignOutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\x0e\n\x0cGetMeRequest\"\x85\x01\n\rGetMeResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.nexus.user.v1.User\x12\'\n\x07profile\x18\x02 \x01(\x0b\x32\x16.nexus.user.v1.Profile\x12(\n\x08settings\x18\x03 \x03(\x0b\x32\x16.nexus.user.v1.Setting\"p\n\x14UpdateProfileRequest\x12\'\n\x07profile\x18\x01 \x01(\x0b\x32\x16.nexus.user.v1.Profile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"I\n\x11RunCommandRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"Z\n\x10StartChatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x86\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x37\n\x0e\x61rchive_filter\x18\x03 \x01(\x0e\x32\x1f.nexus.runtime.v1.ArchiveFilter\x12\x12\n\nsession_id\x18\x04 \x01(\t\"j\n\x11UpdateTaskRequest\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"7\n\x11StreamTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\",\n\x19\x43reateStreamTicketRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"d\n\x0cStreamTicket\x12\x0e\n\x06ticket\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vents_path\x18\x03 \x01(\t\"3\n\x12SubmitInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"-\n\x11GetSidebarRequest\x12\x18\n\x10recent_page_size\x18\x01 \x01(\x05\"\xa6\x01\n\x12GetSidebarResponse\x12,\n\x0cpinned_tasks\x18\x01 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12,\n\x0crecent_tasks\x18\x02 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x34\n\x10pinned_artifacts\x18\x03 \x03(\x0b\x32\x1a.nexus.runtime.v1.Artifact\"N\n\x14ListArtifactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"C\n\x17\x44ownloadArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x13\n\x0bread_offset\x18\x02 \x01(\x03\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"9\n\x14\x43reateSessionRequest\x12\r\n\x05title\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"+\n\x17GetAgentSettingsRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"s\n\x18GetAgentSettingsResponse\x12\'\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Agent\x12.\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\x19.nexus.user.v1.Connection\"\x91\x01\n\x13\x43onnectAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12,\n\x0b\x63redentials\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"=\n\x16\x44isconnectAgentRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"0\n\x17VerifyConnectionRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\";\n\x16\x43ompleteCommandRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"G\n\x17\x43ompleteCommandResponse\x12,\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x1a.nexus.ontology.v1.Command\"r\n\x17\x43rystallizeSkillRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"p\n\x18\x43rystallizeSkillResponse\x12\'\n\x05skill\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Skill\x12+\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x1a.nexus.ontology.v1.Command\"M\n\x15SearchMemoriesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t2\xec\x12\n\x0eGatewayService\x12H\n\x06SignUp\x12\x1f.nexus.gateway.v1.SignUpRequest\x1a\x1d.nexus.user.v1.SignUpResponse\x12\x44\n\x06SignIn\x12\x1f.nexus.gateway.v1.SignInRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x46\n\x07Refresh\x12 .nexus.gateway.v1.RefreshRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x43\n\x07SignOut\x12 .nexus.gateway.v1.SignOutRequest\x1a\x16.google.protobuf.Empty\x12H\n\x05GetMe\x12\x1e.nexus.gateway.v1.GetMeRequest\x1a\x1f.nexus.gateway.v1.GetMeResponse\x12O\n\rUpdateProfile\x12&.nexus.gateway.v1.UpdateProfileRequest\x1a\x16.nexus.user.v1.Profile\x12I\n\nRunCommand\x12#.nexus.gateway.v1.RunCommandRequest\x1a\x16.nexus.runtime.v1.Task\x12G\n\tStartChat\x12\".nexus.gateway.v1.StartChatRequest\x1a\x16.nexus.runtime.v1.Task\x12\x43\n\x07GetTask\x12 .nexus.gateway.v1.GetTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12T\n\tListTasks\x12\".nexus.gateway.v1.ListTasksRequest\x1a#.nexus.runtime.v1.ListTasksResponse\x12I\n\nUpdateTask\x12#.nexus.gateway.v1.UpdateTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12P\n\nStreamTask\x12#.nexus.gateway.v1.StreamTaskRequest\x1a\x1b.nexus.runtime.v1.TaskEvent0\x01\x12\x61\n\x12\x43reateStreamTicket\x12+.nexus.gateway.v1.CreateStreamTicketRequest\x1a\x1e.nexus.gateway.v1.StreamTicket\x12K\n\x0bSubmitInput\x12$.nexus.gateway.v1.SubmitInputRequest\x1a\x16.nexus.runtime.v1.Task\x12I\n\nCancelTask\x12#.nexus.gateway.v1.CancelTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12W\n\nGetSidebar\x12#.nexus.gateway.v1.GetSidebarRequest\x1a$.nexus.gateway.v1.GetSidebarResponse\x12`\n\rListArtifacts\x12&.nexus.gateway.v1.ListArtifactsRequest\x1a\'.nexus.runtime.v1.ListArtifactsResponse\x12k\n\x10\x44ownloadArtifact\x12).nexus.gateway.v1.DownloadArtifactRequest\x1a*.nexus.runtime.v1.DownloadArtifactResponse0\x01\x12]\n\x0cListSessions\x12%.nexus.gateway.v1.ListSessionsRequest\x1a&.nexus.runtime.v1.ListSessionsResponse\x12R\n\rCreateSession\x12&.nexus.gateway.v1.CreateSessionRequest\x1a\x19.nexus.runtime.v1.Session\x12X\n\nListAgents\x12#.nexus.gateway.v1.ListAgentsRequest\x1a%.nexus.ontology.v1.ListAgentsResponse\x12i\n\x10GetAgentSettings\x12).nexus.gateway.v1.GetAgentSettingsRequest\x1a*.nexus.gateway.v1.GetAgentSettingsResponse\x12P\n\x0c\x43onnectAgent\x12%.nexus.gateway.v1.ConnectAgentRequest\x1a\x19.nexus.user.v1.Connection\x12S\n\x0f\x44isconnectAgent\x12(.nexus.gateway.v1.DisconnectAgentRequest\x1a\x16.google.protobuf.Empty\x12X\n\x10VerifyConnection\x12).nexus.gateway.v1.VerifyConnectionRequest\x1a\x19.nexus.user.v1.Connection\x12\x66\n\x0f\x43ompleteCommand\x12(.nexus.gateway.v1.CompleteCommandRequest\x1a).nexus.gateway.v1.CompleteCommandResponse\x12i\n\x10\x43rystallizeSkill\x12).nexus.gateway.v1.CrystallizeSkillRequest\x1a*.nexus.gateway.v1.CrystallizeSkillResponse\x12g\n\x0eSearchMemories\x12\'.nexus.gateway.v1.SearchMemoriesRequest\x1a,.nexus.runtime.v1.SearchTaskMemoriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nexus.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNUPREQUEST']._serialized_start=267
-  _globals['_SIGNUPREQUEST']._serialized_end=333
-  _globals['_SIGNINREQUEST']._serialized_start=335
-  _globals['_SIGNINREQUEST']._serialized_end=383
-  _globals['_REFRESHREQUEST']._serialized_start=385
-  _globals['_REFRESHREQUEST']._serialized_end=424
-  _globals['_SIGNOUTREQUEST']._serialized_start=426
-  _globals['_SIGNOUTREQUEST']._serialized_end=465
-  _globals['_GETMEREQUEST']._serialized_start=467
-  _globals['_GETMEREQUEST']._serialized_end=481
-  _globals['_GETMERESPONSE']._serialized_start=484
-  _globals['_GETMERESPONSE']._serialized_end=617
-  _globals['_RUNCOMMANDREQUEST']._serialized_start=619
-  _globals['_RUNCOMMANDREQUEST']._serialized_end=692
-  _globals['_STARTCHATREQUEST']._serialized_start=694
-  _globals['_STARTCHATREQUEST']._serialized_end=784
-  _globals['_GETTASKREQUEST']._serialized_start=786
-  _globals['_GETTASKREQUEST']._serialized_end=819
-  _globals['_STREAMTASKREQUEST']._serialized_start=821
-  _globals['_STREAMTASKREQUEST']._serialized_end=876
-  _globals['_SUBMITINPUTREQUEST']._serialized_start=878
-  _globals['_SUBMITINPUTREQUEST']._serialized_end=929
-  _globals['_CANCELTASKREQUEST']._serialized_start=931
-  _globals['_CANCELTASKREQUEST']._serialized_end=983
-  _globals['_GETSIDEBARREQUEST']._serialized_start=985
-  _globals['_GETSIDEBARREQUEST']._serialized_end=1030
-  _globals['_GETSIDEBARRESPONSE']._serialized_start=1033
-  _globals['_GETSIDEBARRESPONSE']._serialized_end=1199
-  _globals['_LISTARTIFACTSREQUEST']._serialized_start=1201
-  _globals['_LISTARTIFACTSREQUEST']._serialized_end=1279
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1281
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1339
-  _globals['_GETAGENTSETTINGSREQUEST']._serialized_start=1341
-  _globals['_GETAGENTSETTINGSREQUEST']._serialized_end=1384
-  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_start=1386
-  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_end=1501
-  _globals['_CONNECTAGENTREQUEST']._serialized_start=1504
-  _globals['_CONNECTAGENTREQUEST']._serialized_end=1649
-  _globals['_DISCONNECTAGENTREQUEST']._serialized_start=1651
-  _globals['_DISCONNECTAGENTREQUEST']._serialized_end=1712
-  _globals['_COMPLETECOMMANDREQUEST']._serialized_start=1714
-  _globals['_COMPLETECOMMANDREQUEST']._serialized_end=1773
-  _globals['_COMPLETECOMMANDRESPONSE']._serialized_start=1775
-  _globals['_COMPLETECOMMANDRESPONSE']._serialized_end=1846
-  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_start=1848
-  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_end=1962
-  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_start=1964
-  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_end=2076
-  _globals['_SEARCHMEMORIESREQUEST']._serialized_start=2078
-  _globals['_SEARCHMEMORIESREQUEST']._serialized_end=2155
-  _globals['_GATEWAYSERVICE']._serialized_start=2158
-  _globals['_GATEWAYSERVICE']._serialized_end=3851
+  _globals['_SIGNUPREQUEST']._serialized_start=398
+  _globals['_SIGNUPREQUEST']._serialized_end=464
+  _globals['_SIGNINREQUEST']._serialized_start=466
+  _globals['_SIGNINREQUEST']._serialized_end=514
+  _globals['_REFRESHREQUEST']._serialized_start=516
+  _globals['_REFRESHREQUEST']._serialized_end=555
+  _globals['_SIGNOUTREQUEST']._serialized_start=557
+  _globals['_SIGNOUTREQUEST']._serialized_end=596
+  _globals['_GETMEREQUEST']._serialized_start=598
+  _globals['_GETMEREQUEST']._serialized_end=612
+  _globals['_GETMERESPONSE']._serialized_start=615
+  _globals['_GETMERESPONSE']._serialized_end=748
+  _globals['_UPDATEPROFILEREQUEST']._serialized_start=750
+  _globals['_UPDATEPROFILEREQUEST']._serialized_end=862
+  _globals['_RUNCOMMANDREQUEST']._serialized_start=864
+  _globals['_RUNCOMMANDREQUEST']._serialized_end=937
+  _globals['_STARTCHATREQUEST']._serialized_start=939
+  _globals['_STARTCHATREQUEST']._serialized_end=1029
+  _globals['_GETTASKREQUEST']._serialized_start=1031
+  _globals['_GETTASKREQUEST']._serialized_end=1064
+  _globals['_LISTTASKSREQUEST']._serialized_start=1067
+  _globals['_LISTTASKSREQUEST']._serialized_end=1201
+  _globals['_UPDATETASKREQUEST']._serialized_start=1203
+  _globals['_UPDATETASKREQUEST']._serialized_end=1309
+  _globals['_STREAMTASKREQUEST']._serialized_start=1311
+  _globals['_STREAMTASKREQUEST']._serialized_end=1366
+  _globals['_CREATESTREAMTICKETREQUEST']._serialized_start=1368
+  _globals['_CREATESTREAMTICKETREQUEST']._serialized_end=1412
+  _globals['_STREAMTICKET']._serialized_start=1414
+  _globals['_STREAMTICKET']._serialized_end=1514
+  _globals['_SUBMITINPUTREQUEST']._serialized_start=1516
+  _globals['_SUBMITINPUTREQUEST']._serialized_end=1567
+  _globals['_CANCELTASKREQUEST']._serialized_start=1569
+  _globals['_CANCELTASKREQUEST']._serialized_end=1621
+  _globals['_GETSIDEBARREQUEST']._serialized_start=1623
+  _globals['_GETSIDEBARREQUEST']._serialized_end=1668
+  _globals['_GETSIDEBARRESPONSE']._serialized_start=1671
+  _globals['_GETSIDEBARRESPONSE']._serialized_end=1837
+  _globals['_LISTARTIFACTSREQUEST']._serialized_start=1839
+  _globals['_LISTARTIFACTSREQUEST']._serialized_end=1917
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=1919
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=1986
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=1988
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2048
+  _globals['_CREATESESSIONREQUEST']._serialized_start=2050
+  _globals['_CREATESESSIONREQUEST']._serialized_end=2107
+  _globals['_LISTAGENTSREQUEST']._serialized_start=2109
+  _globals['_LISTAGENTSREQUEST']._serialized_end=2167
+  _globals['_GETAGENTSETTINGSREQUEST']._serialized_start=2169
+  _globals['_GETAGENTSETTINGSREQUEST']._serialized_end=2212
+  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_start=2214
+  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_end=2329
+  _globals['_CONNECTAGENTREQUEST']._serialized_start=2332
+  _globals['_CONNECTAGENTREQUEST']._serialized_end=2477
+  _globals['_DISCONNECTAGENTREQUEST']._serialized_start=2479
+  _globals['_DISCONNECTAGENTREQUEST']._serialized_end=2540
+  _globals['_VERIFYCONNECTIONREQUEST']._serialized_start=2542
+  _globals['_VERIFYCONNECTIONREQUEST']._serialized_end=2590
+  _globals['_COMPLETECOMMANDREQUEST']._serialized_start=2592
+  _globals['_COMPLETECOMMANDREQUEST']._serialized_end=2651
+  _globals['_COMPLETECOMMANDRESPONSE']._serialized_start=2653
+  _globals['_COMPLETECOMMANDRESPONSE']._serialized_end=2724
+  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_start=2726
+  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_end=2840
+  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_start=2842
+  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_end=2954
+  _globals['_SEARCHMEMORIESREQUEST']._serialized_start=2956
+  _globals['_SEARCHMEMORIESREQUEST']._serialized_end=3033
+  _globals['_GATEWAYSERVICE']._serialized_start=3036
+  _globals['_GATEWAYSERVICE']._serialized_end=5448
 # @@protoc_insertion_point(module_scope)
