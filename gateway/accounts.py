@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from google.protobuf import empty_pb2
 
+from gateway import convert
 from gateway.downstream import Peers, Scope, together
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.user.v1 import user_pb2
@@ -43,3 +44,13 @@ async def get_me(peers: Peers, scope: Scope) -> pb.GetMeResponse:
             peers.user.ListSettings(user_pb2.ListSettingsRequest(page_size=MAX_SETTINGS), metadata=md, timeout=timeout)
         )
     return pb.GetMeResponse(user=user.result(), profile=profile.result(), settings=settings.result().settings)
+
+
+async def update_profile(peers: Peers, scope: Scope, update: convert.ProfileUpdate) -> user_pb2.Profile:
+    """The caller's own profile: the user id stays empty ("me"), so the user service takes it from
+    the token."""
+    return await peers.user.UpdateProfile(
+        user_pb2.UpdateProfileRequest(profile=update.profile, update_mask=update.mask),
+        metadata=scope.metadata,
+        timeout=scope.timeout,
+    )

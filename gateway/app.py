@@ -1,12 +1,17 @@
 """The gateway (`nexus.gateway.v1`): the one service client apps call. It composes the User,
-Ontology and Runtime services as the caller and keeps no state (no database)."""
+Ontology and Runtime services as the caller and keeps no state (no database).
+
+One servicer, two front doors: the gRPC port, and the HTTP port (`gateway/http/`: Connect,
+Server-Sent Events, artifact downloads, the web console), which calls the same servicer."""
 
 from __future__ import annotations
 
 import grpc
 
 from gateway.downstream import Peers
+from gateway.http import FrontDoor
 from gateway.servicer import GatewayServicer
+from gateway.tickets import TicketSealer
 from nexus.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from nexus.kit.server import Resources, ServiceDefinition
 
@@ -17,15 +22,21 @@ PUBLIC_METHODS = tuple(f"/{SERVICE_NAME}/{name}" for name in ("SignUp", "SignIn"
 
 
 async def build(resources: Resources) -> ServiceDefinition:
-    servicer = GatewayServicer(Peers.connect(resources))
+    tickets = TicketSealer.from_settings(resources.settings)
+    servicer = GatewayServicer(Peers.connect(resources), tickets)
 
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
 
+    front_door = FrontDoor(
+        servicer, resources.verifier, tickets, resources.settings, public_methods=PUBLIC_METHODS, domain=DOMAIN
+    )
     return ServiceDefinition(
         name="gateway",
         domain=DOMAIN,
         register=register,
         service_names=[SERVICE_NAME],
         public_methods=PUBLIC_METHODS,
+        http_app=front_door,
+        http_drain=front_door.drain,
     )

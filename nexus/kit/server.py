@@ -23,6 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from nexus.kit.channels import channel_options, open_channel
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
+from nexus.kit.http import ASGIApp, HttpServer, StreamDrain
 from nexus.kit.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
@@ -48,6 +49,9 @@ class ServiceDefinition:
     public_methods: Collection[str] = ()
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # An ASGI app served on the service's HTTP port beside gRPC, and the drain of its streams.
+    http_app: ASGIApp | None = None
+    http_drain: StreamDrain | None = None
 
 
 class Resources:
@@ -128,12 +132,17 @@ class NexusServer:
             [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self.port = 0
+        self.http = (
+            HttpServer(definition.http_app, settings, name=definition.name, drain=definition.http_drain)
+            if definition.http_app is not None
+            else None
+        )
 
     @property
     def address(self) -> str:
         return f"{self.resources.settings.host}:{self.port}"
 
-    async def start(self, port: int | None = None) -> str:
+    async def start(self, port: int | None = None, *, http_port: int | None = None) -> str:
         settings = self.resources.settings
         target = f"{settings.host}:{settings.port(self.definition.name) if port is None else port}"
         if settings.tls_cert_file and settings.tls_key_file:
@@ -146,6 +155,11 @@ class NexusServer:
         await self.server.start()
         for hook in self.definition.on_start:
             await hook()
+        if self.http is not None:
+            if http_port is None:
+                # Port 0 (tests: any free port) stands for both ports.
+                http_port = 0 if port == 0 else settings.http_port(self.definition.name)
+            await self.http.start(http_port)
         for name in ["", *self.definition.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"fields": {"service": self.definition.name, "address": self.address}})
@@ -157,7 +171,10 @@ class NexusServer:
         # A moment for health watchers (load balancers) to see NOT_SERVING before streams end.
         await asyncio.sleep(min(0.5, grace / 2))
         self._drain.drain()
-        await self.server.stop(grace)
+        if self.http is None:
+            await self.server.stop(grace)
+        else:
+            await asyncio.gather(self.server.stop(grace), self.http.stop())
         for hook in self.definition.on_stop:
             await hook()
         await self.resources.close()
@@ -186,6 +203,8 @@ async def serve_forever(spec: Servable, settings: Settings, *, port: int | None 
     server = await build(spec, Resources(settings))
     await server.start(port)
     print(f"{server.definition.name} serving on {server.address}", flush=True)
+    if server.http is not None:
+        print(f"{server.definition.name} serving HTTP on {server.http.address}", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
