@@ -224,6 +224,33 @@ def download_artifact(request: pb.DownloadArtifactRequest) -> artifact_pb2.Downl
     return artifact_pb2.DownloadArtifactRequest(artifact_id=artifact or "", read_offset=request.read_offset)
 
 
+ARTIFACT_FIELDS = ("display_name", "is_pinned", "is_archived")
+MAX_ARTIFACT_NAME = 500
+
+
+@dataclass(frozen=True)
+class ArtifactUpdate:
+    artifact: artifact_pb2.Artifact
+    mask: field_mask_pb2.FieldMask
+
+
+def update_artifact(request: pb.UpdateArtifactRequest) -> ArtifactUpdate:
+    given = request.artifact
+    v = Violations()
+    artifact = v.uuid("artifact.artifact_id", given.artifact_id)
+    v.text("artifact.display_name", given.display_name, max_len=MAX_ARTIFACT_NAME)
+    v.text("artifact.etag", given.etag, max_len=MAX_ETAG)
+    v.raise_if_any()
+    values = artifact_pb2.Artifact(
+        display_name=given.display_name, is_pinned=given.is_pinned, is_archived=given.is_archived, etag=given.etag
+    )
+    paths = validation.update_paths(request.update_mask, values, ARTIFACT_FIELDS)
+    if "display_name" in paths and not given.display_name.strip():
+        raise invalid("artifact.display_name", "is required")
+    values.artifact_id = artifact or ""
+    return ArtifactUpdate(values, field_mask_pb2.FieldMask(paths=sorted(paths)))
+
+
 def list_sessions(request: pb.ListSessionsRequest) -> tuple[int, str]:
     v = Violations()
     v.check(request.page_size >= 0, "page_size", "must not be negative")

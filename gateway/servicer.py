@@ -106,6 +106,10 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         async for part in tasks.download_artifact(self._peers, Scope.of(context), wanted):
             yield part
 
+    async def UpdateArtifact(self, request: pb.UpdateArtifactRequest, context: Context) -> artifact_pb2.Artifact:
+        update = convert.update_artifact(request)
+        return await tasks.update_artifact(self._peers, Scope.of(context), update)
+
     async def ListSessions(self, request: pb.ListSessionsRequest, context: Context) -> session_pb2.ListSessionsResponse:
         page_size, page_token = convert.list_sessions(request)
         return await tasks.list_sessions(self._peers, Scope.of(context), page_size, page_token)

@@ -204,6 +204,15 @@ async def download_artifact(
         call.cancel()
 
 
+async def update_artifact(peers: Peers, scope: Scope, update: convert.ArtifactUpdate) -> artifact_pb2.Artifact:
+    updated = await peers.artifacts.UpdateArtifact(
+        artifact_pb2.UpdateArtifactRequest(artifact=update.artifact, update_mask=update.mask),
+        metadata=scope.metadata,
+        timeout=scope.timeout,
+    )
+    return public_artifact(updated)
+
+
 async def list_sessions(
     peers: Peers, scope: Scope, page_size: int, page_token: str
 ) -> session_pb2.ListSessionsResponse:

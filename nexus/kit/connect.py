@@ -25,6 +25,7 @@ from connectrpc.code import Code
 from connectrpc.codec import Codec
 from connectrpc.compat import google_protobuf_binary_codec, google_protobuf_json_codec
 from connectrpc.errors import ConnectError, ErrorDetail
+from google.protobuf import json_format
 from google.protobuf.message import Message
 from google.rpc import status_pb2
 from protobuf import Message as PyMessage
@@ -170,7 +171,8 @@ def _malformed(field: str, description: str) -> InvalidArgument:
 
 
 class _SafeJsonCodec:
-    """Proto3 JSON; a body that does not decode is INVALID_ARGUMENT naming the field."""
+    """Proto3 JSON, written compact; a body that does not decode is INVALID_ARGUMENT naming the
+    field."""
 
     def __init__(self, domain: str) -> None:
         self._inner = google_protobuf_json_codec(ignore_unknown_fields=True)
@@ -180,7 +182,7 @@ class _SafeJsonCodec:
         return self._inner.name()
 
     def encode(self, message: Any) -> bytes:
-        return self._inner.encode(message)
+        return json_format.MessageToJson(message, indent=None, ensure_ascii=False).encode()
 
     def decode(self, data: bytes | bytearray, message_class: Any) -> Any:
         try:

@@ -356,7 +356,8 @@ async def extra_server(
         server = await kit_server.build(BY_NAME[name], Resources(settings))
     finally:
         grpc.aio.server = original
-    await server.start(port)
+    # Beside the session's servers: its HTTP port (the gateway's) is any free one.
+    await server.start(port, http_port=0)
     try:
         yield server
     finally:

@@ -60,6 +60,7 @@ def _outside_env(home: Path) -> dict[str, str]:
     """This process's environment without anything that points back into the repository."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "PYTHON", "VIRTUAL_ENV"))}
     ports = {name: free_port() for name in ("GATEWAY", "USER", "ONTOLOGY", "RUNTIME")}
+    ports["GATEWAY_HTTP"] = free_port()
     return {**env, "HOME": str(home), **{f"NEXUS_{name}_PORT": str(port) for name, port in ports.items()}}
 
 

@@ -21,7 +21,7 @@ from connectrpc.protocol import ProtocolType
 from connectrpc.server import ConnectASGIApplication, DEFAULT_READ_MAX_BYTES, Endpoint
 from google.protobuf.empty_pb2 import Empty
 from nexus.ontology.v1.ontology_pb2 import ListAgentsResponse
-from nexus.runtime.v1.artifact_pb2 import DownloadArtifactResponse, ListArtifactsResponse
+from nexus.runtime.v1.artifact_pb2 import Artifact, DownloadArtifactResponse, ListArtifactsResponse
 from nexus.runtime.v1.runtime_pb2 import ListTasksResponse
 from nexus.runtime.v1.session_pb2 import ListSessionsResponse, Session
 from nexus.runtime.v1.task_pb2 import Task, TaskEvent
@@ -29,7 +29,7 @@ from nexus.runtime.v1.workspace_pb2 import SearchTaskMemoriesResponse
 from nexus.user.v1.user_pb2 import AuthTokens, Connection, Profile, SignUpResponse
 from pyqwest import Client
 
-from .gateway_pb2 import CancelTaskRequest, CompleteCommandRequest, CompleteCommandResponse, ConnectAgentRequest, CreateSessionRequest, CreateStreamTicketRequest, CrystallizeSkillRequest, CrystallizeSkillResponse, DisconnectAgentRequest, DownloadArtifactRequest, GetAgentSettingsRequest, GetAgentSettingsResponse, GetMeRequest, GetMeResponse, GetSidebarRequest, GetSidebarResponse, GetTaskRequest, ListAgentsRequest, ListArtifactsRequest, ListSessionsRequest, ListTasksRequest, RefreshRequest, RunCommandRequest, SearchMemoriesRequest, SignInRequest, SignOutRequest, SignUpRequest, StartChatRequest, StreamTaskRequest, StreamTicket, SubmitInputRequest, UpdateProfileRequest, UpdateTaskRequest, VerifyConnectionRequest
+from .gateway_pb2 import CancelTaskRequest, CompleteCommandRequest, CompleteCommandResponse, ConnectAgentRequest, CreateSessionRequest, CreateStreamTicketRequest, CrystallizeSkillRequest, CrystallizeSkillResponse, DisconnectAgentRequest, DownloadArtifactRequest, GetAgentSettingsRequest, GetAgentSettingsResponse, GetMeRequest, GetMeResponse, GetSidebarRequest, GetSidebarResponse, GetTaskRequest, ListAgentsRequest, ListArtifactsRequest, ListSessionsRequest, ListTasksRequest, RefreshRequest, RunCommandRequest, SearchMemoriesRequest, SignInRequest, SignOutRequest, SignUpRequest, StartChatRequest, StreamTaskRequest, StreamTicket, SubmitInputRequest, UpdateArtifactRequest, UpdateProfileRequest, UpdateTaskRequest, VerifyConnectionRequest
 
 if TYPE_CHECKING:
     from collections.abc import AsyncGenerator, AsyncIterator, Iterable, Mapping
@@ -176,6 +176,12 @@ class GatewayService(Protocol):
         """
         Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
         most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
+        """
+        raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
+
+    async def update_artifact(self, request: UpdateArtifactRequest, ctx: RequestContext[UpdateArtifactRequest, Artifact], /) -> Artifact:
+        """
+        Renames, pins or unpins, archives or restores one of the caller's artifacts.
         """
         raise ConnectError(Code.UNIMPLEMENTED, 'Not implemented')
 
@@ -454,6 +460,17 @@ class GatewayServiceASGIApplication(ConnectASGIApplication[GatewayService]):
                         stream_type=StreamType.SERVER_STREAM,
                     ),
                     function=svc.download_artifact,
+                ),
+                "/nexus.gateway.v1.GatewayService/UpdateArtifact": Endpoint.unary(
+                    method=MethodInfo(
+                        name="UpdateArtifact",
+                        service_name="nexus.gateway.v1.GatewayService",
+                        input=UpdateArtifactRequest,
+                        output=Artifact,
+                        idempotency_level=IdempotencyLevel.UNKNOWN,
+                        stream_type=StreamType.UNARY,
+                    ),
+                    function=svc.update_artifact,
                 ),
                 "/nexus.gateway.v1.GatewayService/ListSessions": Endpoint.unary(
                     method=MethodInfo(
@@ -1038,6 +1055,29 @@ class GatewayServiceClient(ConnectClient):
                 output=DownloadArtifactResponse,
                 idempotency_level=IdempotencyLevel.UNKNOWN,
                 stream_type=StreamType.SERVER_STREAM,
+            ),
+            headers=headers,
+            timeout_ms=timeout_ms,
+        )
+    async def update_artifact(
+        self,
+        request: UpdateArtifactRequest,
+        *,
+        headers: Headers | Mapping[str, str] | None = None, 
+        timeout_ms: int | None = None,
+    ) -> Artifact:
+        """
+        Renames, pins or unpins, archives or restores one of the caller's artifacts.
+        """
+        return await self.execute_unary(
+            request=request,
+            method=MethodInfo(
+                name="UpdateArtifact",
+                service_name="nexus.gateway.v1.GatewayService",
+                input=UpdateArtifactRequest,
+                output=Artifact,
+                idempotency_level=IdempotencyLevel.UNKNOWN,
+                stream_type=StreamType.UNARY,
             ),
             headers=headers,
             timeout_ms=timeout_ms,

@@ -626,6 +626,38 @@ class DownloadArtifactRequest(_message.Message):
 Global___DownloadArtifactRequest: _TypeAlias = DownloadArtifactRequest  # noqa: Y015
 
 @_typing.final
+class UpdateArtifactRequest(_message.Message):
+    """Request for UpdateArtifact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTIFACT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def artifact(self) -> _artifact_pb2.Artifact:
+        """The artifact: artifact_id and the new values; `etag`, when set, must be current (else
+        ABORTED).
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which of display_name, is_pinned, is_archived to change; empty means the ones that are set."""
+
+    def __init__(
+        self,
+        *,
+        artifact: _artifact_pb2.Artifact | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateArtifactRequest: _TypeAlias = UpdateArtifactRequest  # noqa: Y015
+
+@_typing.final
 class ListSessionsRequest(_message.Message):
     """Request for ListSessions."""
 

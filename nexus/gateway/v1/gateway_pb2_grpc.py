@@ -143,6 +143,11 @@ class GatewayServiceStub:
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.DownloadArtifactRequest.SerializeToString,
                 response_deserializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.DownloadArtifactResponse.FromString,
                 _registered_method=True)
+        self.UpdateArtifact = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/UpdateArtifact',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateArtifactRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.Artifact.FromString,
+                _registered_method=True)
         self.ListSessions = channel.unary_unary(
                 '/nexus.gateway.v1.GatewayService/ListSessions',
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListSessionsRequest.SerializeToString,
@@ -347,6 +352,13 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateArtifact(self, request, context):
+        """Renames, pins or unpins, archives or restores one of the caller's artifacts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListSessions(self, request, context):
         """Lists the caller's sessions, most recently updated first.
         """
@@ -513,6 +525,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.DownloadArtifact,
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.DownloadArtifactRequest.FromString,
                     response_serializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.DownloadArtifactResponse.SerializeToString,
+            ),
+            'UpdateArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateArtifact,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateArtifactRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.Artifact.SerializeToString,
             ),
             'ListSessions': grpc.unary_unary_rpc_method_handler(
                     servicer.ListSessions,
@@ -1062,6 +1079,33 @@ class GatewayService:
             '/nexus.gateway.v1.GatewayService/DownloadArtifact',
             nexus_dot_gateway_dot_v1_dot_gateway__pb2.DownloadArtifactRequest.SerializeToString,
             nexus_dot_runtime_dot_v1_dot_artifact__pb2.DownloadArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/UpdateArtifact',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateArtifactRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_artifact__pb2.Artifact.FromString,
             options,
             channel_credentials,
             insecure,

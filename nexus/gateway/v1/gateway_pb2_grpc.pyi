@@ -107,6 +107,8 @@ class GatewayServiceStub:
     """Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
     most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
     """
+    UpdateArtifact: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UpdateArtifactRequest, _artifact_pb2.Artifact]
+    """Renames, pins or unpins, archives or restores one of the caller's artifacts."""
     ListSessions: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListSessionsRequest, _session_pb2.ListSessionsResponse]
     """Lists the caller's sessions, most recently updated first."""
     CreateSession: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CreateSessionRequest, _session_pb2.Session]
@@ -207,6 +209,8 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
     most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
     """
+    UpdateArtifact: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UpdateArtifactRequest, _artifact_pb2.Artifact]  # type: ignore[assignment]
+    """Renames, pins or unpins, archives or restores one of the caller's artifacts."""
     ListSessions: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListSessionsRequest, _session_pb2.ListSessionsResponse]  # type: ignore[assignment]
     """Lists the caller's sessions, most recently updated first."""
     CreateSession: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CreateSessionRequest, _session_pb2.Session]  # type: ignore[assignment]
@@ -412,6 +416,14 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
         most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
         """
+
+    @_abc_1.abstractmethod
+    def UpdateArtifact(
+        self,
+        request: _gateway_pb2.UpdateArtifactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_artifact_pb2.Artifact, _abc.Awaitable[_artifact_pb2.Artifact]]:
+        """Renames, pins or unpins, archives or restores one of the caller's artifacts."""
 
     @_abc_1.abstractmethod
     def ListSessions(
