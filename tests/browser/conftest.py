@@ -31,6 +31,7 @@ from tests.conftest import free_port
 from tests.support import NEXUS_COMMAND
 
 CHROMIUM = Path(os.environ.get("NEXUS_CHROMIUM", "/usr/bin/chromium"))
+HAVE_CHROMIUM = CHROMIUM.exists()
 # Headless Chromium on a machine with no network, no GPU and no sandbox support.
 CHROMIUM_FLAGS = [
     "--headless",
@@ -46,7 +47,7 @@ PASSWORD = "correct horse battery"
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    if CHROMIUM.exists():
+    if HAVE_CHROMIUM:
         return
     if os.environ.get("CI"):
         return  # the fixture fails: CI must run these
@@ -125,7 +126,7 @@ def nexus_up(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
 
 @pytest.fixture(scope="session")
 async def browser() -> AsyncIterator[Browser]:
-    if not CHROMIUM.exists():
+    if not HAVE_CHROMIUM:
         pytest.fail(f"CI needs Chromium at {CHROMIUM} (.ci/run installs it)")
     async with async_playwright() as playwright:
         launched = await playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_FLAGS, headless=True)
@@ -154,8 +155,8 @@ async def page(context: BrowserContext) -> Page:
 async def snap(page: Page, name: str) -> None:
     folder = os.environ.get("NEXUS_BROWSER_SCREENSHOTS")
     if folder:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        await page.screenshot(path=str(Path(folder) / f"{name}.png"), animations="disabled")
+        # Playwright makes the folder.
+        await page.screenshot(path=os.path.join(folder, f"{name}.png"), animations="disabled")
 
 
 def unique_email() -> str:
