@@ -35,6 +35,7 @@ from nexus.runtime.v1 import (
 )
 from nexus.user.v1 import user_pb2
 from services.user.keys import ensure_key_file
+from tests.gateway.http_support import Http
 from tests.support import Tokens
 
 Metadata = tuple[tuple[str, str], ...]
@@ -88,6 +89,13 @@ def runtime(
 ) -> runtime_pb2_grpc.RuntimeServiceAsyncStub:
     """The runtime itself, for the tests' worker (the gateway offers clients no worker calls)."""
     return runtime_pb2_grpc.RuntimeServiceStub(open_channel(platform.runtime.address))
+
+
+@pytest.fixture(scope="session")
+def http(platform: Platform) -> Http:
+    """The gateway's HTTP port, as a browser reaches it."""
+    assert platform.gateway.http is not None
+    return Http(f"http://{platform.gateway.http.address}")
 
 
 SignUp = Callable[[], Awaitable[Account]]
