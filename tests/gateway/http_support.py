@@ -62,11 +62,15 @@ class ConnectError:
         return {v.get("field", "") for v in self.detail("google.rpc.BadRequest")["fieldViolations"]}
 
 
+def json_of(reply: pyqwest.FullResponse) -> Any:
+    return json.loads(reply.content)
+
+
 def bearer(token: str) -> dict[str, str]:
     return {"authorization": f"Bearer {token}"}
 
 
-async def parse_sse(chunks: AsyncIterator[bytes]) -> AsyncIterator[SseEvent]:
+async def parse_sse(chunks: AsyncIterator[Any]) -> AsyncIterator[SseEvent]:
     buffer = ""
     async for chunk in chunks:
         buffer += bytes(chunk).decode()
@@ -97,29 +101,26 @@ class Http:
     async def ok(self, method: str, body: Mapping[str, Any], *, token: str = "") -> Any:
         reply = await self.rpc(method, body, token=token)
         assert reply.status == 200, (reply.status, reply.content)
-        return reply.json()
+        return json_of(reply)
 
     async def error(self, method: str, body: bytes | Mapping[str, Any], *, token: str = "", **kw: Any) -> ConnectError:
         reply = await self.rpc(method, body, token=token, **kw)
         assert reply.status != 200, reply.content
         assert reply.headers.get("content-type", "").startswith("application/json"), reply.headers
-        return ConnectError(reply.status, reply.json())
+        return ConnectError(reply.status, json_of(reply))
 
     async def get(self, path: str, headers: Mapping[str, str] = {}) -> pyqwest.FullResponse:
         return await asyncio.wait_for(self.client.get(self.base + path, headers), 30)
 
     @asynccontextmanager
     async def stream(self, path: str, headers: Mapping[str, str] = {}) -> AsyncIterator[Stream]:
-        response = await asyncio.wait_for(self.client.stream("GET", self.base + path, headers), 30)
-        try:
+        async with self.client.stream("GET", self.base + path, headers) as response:
             content_type = response.headers.get("content-type", "")
             if response.status != 200 or not content_type.startswith("text/event-stream"):
                 body = b"".join([bytes(c) async for c in response.content])
                 yield Stream(response.status, dict(response.headers.items()), _none(), body)
             else:
                 yield Stream(response.status, dict(response.headers.items()), parse_sse(response.content))
-        finally:
-            await response.aclose()
 
     async def events(self, path: str, headers: Mapping[str, str] = {}, *, timeout_s: float = 30) -> list[SseEvent]:
         """Every event of a stream until it ends (`end` or `abort`)."""

@@ -24,7 +24,7 @@ from nexus.kit.config import Settings
 from nexus.kit.server import running
 from nexus.protobuf_py.google.rpc import error_details_pb
 from tests.gateway.conftest import PASSWORD, Account, Platform, Scan, Worker, unique
-from tests.gateway.http_support import Http, bearer
+from tests.gateway.http_support import Http, bearer, json_of
 
 if TYPE_CHECKING:
     from nexus.gateway.v1.gateway_pb2_grpc import GatewayServiceAsyncStub as Stub
@@ -169,7 +169,7 @@ async def test_invalid_utf8_in_a_binary_request_names_the_field(http: Http, alic
         "GetTask", body, token=alice.tokens.access_token, headers={"content-type": "application/proto"}
     )
     assert reply.status == 400
-    encoded = next(d["value"] for d in reply.json()["details"] if d["type"] == "google.rpc.BadRequest")
+    encoded = next(d["value"] for d in json_of(reply)["details"] if d["type"] == "google.rpc.BadRequest")
     info = error_details_pb.BadRequest.from_binary(base64.b64decode(encoded + "=="))
     assert [v.field for v in info.field_violations] == ["task_id"]
 
@@ -179,7 +179,7 @@ async def test_an_oversized_request_is_refused_before_it_is_read(
 ) -> None:
     body = json.dumps({"text": "x" * (settings.max_message_bytes + 10)}).encode()
     reply = await http.rpc("RunCommand", body, token=alice.tokens.access_token)
-    assert reply.status == 429 and reply.json()["code"] == "resource_exhausted"
+    assert reply.status == 429 and json_of(reply)["code"] == "resource_exhausted"
 
 
 async def test_plain_http_gets_the_console_and_unknown_routes_a_json_404(http: Http) -> None:
@@ -191,7 +191,7 @@ async def test_plain_http_gets_the_console_and_unknown_routes_a_json_404(http: H
     assert script.status == 200 and script.headers["content-type"].startswith("text/javascript")
     for path in ("/nope", "/console/../app.py", "/console/missing.js"):
         missing = await http.get(path)
-        assert missing.status == 404 and missing.json()["code"] == "not_found", path
+        assert missing.status == 404 and json_of(missing)["code"] == "not_found", path
 
 
 async def test_cors_is_off_by_default_and_answers_only_configured_origins(
