@@ -88,3 +88,81 @@ async def test_sign_up_run_scan_answer_open_the_report_pin_and_sign_out(page: Pa
     await expect(page.get_by_test_id("auth-email")).to_be_visible()
     assert await page.evaluate("sessionStorage.length") == 0
     assert page.problems == []  # type: ignore[attr-defined]
+
+
+async def test_a_reload_in_the_middle_of_a_stream_resumes_with_no_duplicate_and_no_gap(page: Page) -> None:
+    await sign_up(page, nickname="Grace")
+    streams: list[str] = []
+    page.on("request", lambda request: streams.append(request.url) if "/events?" in request.url else None)
+    task_id = await run_scan(page, "https://example.org")
+    await expect(page.get_by_test_id("answer-input")).to_be_visible()
+    await expect(page.get_by_test_id("stream-state")).to_have_attribute("data-state", "live")
+    before = await timeline_seqs(page)
+    assert before == list(range(1, len(before) + 1)), before
+
+    await page.reload()
+    await expect(page.get_by_test_id("answer-input")).to_be_visible()
+    await expect(page.get_by_test_id("stream-state")).to_have_attribute("data-state", "live")
+    # The page shows what it had seen and the new stream starts right after it.
+    assert f"after_seq={before[-1]}&" in streams[-1], streams
+    assert await timeline_seqs(page) == before
+
+    await page.get_by_test_id("answer-input").fill("team")
+    await page.get_by_test_id("answer-send").click()
+    await expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "finished")
+    after = await timeline_seqs(page)
+    assert after == list(range(1, len(after) + 1)), after
+    assert len(after) > len(before)
+    await expect(page.get_by_test_id("timeline")).to_contain_text("Done. The scan report of https://example.org")
+
+    # Archived, it leaves the sidebar for the archive, and comes back.
+    await page.get_by_test_id("archive-task").click()
+    await expect(page.get_by_test_id("sidebar").locator(f'[data-task-id="{task_id}"]')).to_have_count(0)
+    await page.get_by_test_id("open-archive").click()
+    row = page.get_by_test_id("archive-list").locator(f'[data-task-id="{task_id}"]')
+    await expect(row).to_be_visible()
+    await snap(page, "05-archive")
+    await row.get_by_role("button", name="Restore").click()
+    await expect(page.get_by_test_id("sidebar-recent").locator(f'[data-task-id="{task_id}"]')).to_be_visible()
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
+async def test_settings_profile_and_a_connection_whose_secret_never_comes_back(page: Page) -> None:
+    await sign_up(page, nickname="Lin")
+    page.on("dialog", lambda dialog: dialog.accept())
+    await page.get_by_test_id("open-settings").click()
+    nickname = page.get_by_test_id("profile-nickname")
+    await nickname.fill("Lin Wei")
+    await page.get_by_test_id("pref-theme").select_option("dark")
+    await page.get_by_test_id("pref-output_style").select_option("concise")
+    await page.get_by_test_id("principle-add").click()
+    await page.get_by_test_id("principle-input").last.fill("Cite a source for every claim")
+    await page.get_by_test_id("profile-save").click()
+    await expect(page.get_by_test_id("user-name")).to_have_text("Lin Wei")
+    await expect(page.locator("html")).to_have_attribute("data-theme", "dark")
+    await snap(page, "06-settings-profile")
+    await page.reload()
+    await expect(page.get_by_test_id("profile-nickname")).to_have_value("Lin Wei")
+    await expect(page.get_by_test_id("principle-input")).to_have_value("Cite a source for every claim")
+    await expect(page.get_by_test_id("pref-output_style")).to_have_value("concise")
+
+    await page.get_by_test_id("tab-agents").click()
+    await page.get_by_test_id("agent-list").locator('[data-agent-id="web_researcher_v1"]').click()
+    await expect(page.get_by_test_id("agent-name")).to_have_text("Web Researcher")
+    await expect(page.locator(".skill").first).to_contain_text("depth")  # from the capabilities snapshot
+    secret = "sk-very-secret-4242"
+    await page.get_by_test_id("connection-provider").fill("notion_oauth")
+    await page.get_by_test_id("connection-name").fill("Team Notion")
+    await page.get_by_test_id("secret-key").fill("api_key")
+    await page.get_by_test_id("secret-value").fill(secret)
+    await page.get_by_test_id("connection-add").click()
+    connection = page.get_by_test_id("connection").filter(has_text="Team Notion")
+    await expect(connection).to_be_visible()
+    assert secret not in await page.content()  # write-only: never shown again
+    await expect(connection.get_by_test_id("connection-verified")).to_have_text("Never verified")
+    await connection.get_by_test_id("connection-verify").click()
+    await expect(connection.get_by_test_id("connection-verified")).to_have_text("Verified just now")
+    await snap(page, "07-settings-agent")
+    await connection.get_by_test_id("connection-remove").click()
+    await expect(page.get_by_test_id("connection")).to_have_count(0)
+    assert page.problems == []  # type: ignore[attr-defined]

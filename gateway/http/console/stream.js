@@ -110,9 +110,18 @@ export function follow(taskId, known, handlers) {
     retryMs = Math.min(retryMs * 2, 10_000);
   }
 
+  // A reload or a closed tab keeps what was seen, so the next page resumes right after it.
+  const flush = () => remember(taskId, events);
+  window.addEventListener("pagehide", flush);
+  const stopStream = stop;
+  const stopAll = () => {
+    window.removeEventListener("pagehide", flush);
+    stopStream();
+  };
+
   open();
   return {
-    stop,
+    stop: stopAll,
     get lastSeq() {
       return lastSeq;
     },
