@@ -42,6 +42,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = (work / "dist").glob("nexus-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "catalog/catalog.toml" in names and "migrations/runtime/versions/0001_tasks_and_events.py" in names
+    assert {"gateway/http/console/index.html", "gateway/http/console/app.js", "gateway/http/console/styles.css"} <= set(
+        names
+    )
     venv = work / "venv"
     _run(sys.executable, "-m", "venv", venv)
     _run(
