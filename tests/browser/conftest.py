@@ -21,12 +21,17 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import grpc
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright
 
 from launch.registry import OWNING
 from nexus.kit import postgres
+from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
+from nexus.kit.tokens import TokenSigner, ensure_signing_key
+from nexus.ontology.v1 import ontology_pb2 as onto
+from nexus.ontology.v1 import ontology_pb2_grpc as onto_grpc
 from tests.conftest import free_port
 from tests.support import NEXUS_COMMAND
 
@@ -61,7 +66,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 class NexusUp:
     base_url: str
     process: subprocess.Popen[str]
+    data_dir: Path
+    ports: dict[str, int]
     output: list[str] = field(default_factory=list)
+
+    async def add_command(self, trigger: str, steps: list[onto.Step], description: str) -> None:
+        """A skill of the catalog's web researcher (the worker runs it) and a command for it,
+        created as an operator would, with a service token minted from the data dir's keys."""
+        signer = TokenSigner(ensure_signing_key(self.data_dir / "keys" / "signing"), issuer="nexus", audience="nexus")
+        admin = bearer_metadata(
+            signer.mint("service:browser-tests", kind="service", scopes=["ontology.admin"], ttl_s=300)
+        )
+        async with grpc.aio.insecure_channel(f"127.0.0.1:{self.ports['ONTOLOGY']}") as channel:
+            stub = onto_grpc.OntologyServiceStub(channel)
+            skill_id = "skill_" + secrets.token_hex(4)
+            skill = onto.Skill(
+                agent_id="web_researcher_v1", name=description, definition=onto.SkillDefinition(steps=steps)
+            )
+            await stub.CreateSkill(onto.CreateSkillRequest(skill_id=skill_id, skill=skill), metadata=admin)
+            command = onto.Command(
+                trigger=trigger, agent_id="web_researcher_v1", target_skill_id=skill_id, description=description
+            )
+            await stub.CreateCommand(onto.CreateCommandRequest(command=command), metadata=admin)
 
 
 def _drain(process: subprocess.Popen[str], lines: list[str], ready: threading.Event) -> None:
@@ -78,6 +104,7 @@ def nexus_up(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
     suffix = secrets.token_hex(4)
     data_dir = tmp_path_factory.mktemp("nexus-up")
     http_port = free_port()
+    ports = {name: free_port() for name in ("GATEWAY", "USER", "ONTOLOGY", "RUNTIME")}
     settings = Settings(
         data_dir=data_dir,
         database_url=pg_admin_url,
@@ -93,7 +120,7 @@ def nexus_up(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         "NEXUS_DB_POOL_SIZE": "4",
         "NEXUS_SHUTDOWN_GRACE": "1",
         "NEXUS_GATEWAY_HTTP_PORT": str(http_port),
-        **{f"NEXUS_{name}_PORT": str(free_port()) for name in ("GATEWAY", "USER", "ONTOLOGY", "RUNTIME")},
+        **{f"NEXUS_{name}_PORT": str(port) for name, port in ports.items()},
     }
     process = subprocess.Popen(
         [*NEXUS_COMMAND, "up"],
@@ -113,7 +140,7 @@ def nexus_up(pg_admin_url: str, tmp_path_factory: pytest.TempPathFactory) -> Ite
         base_url = f"http://127.0.0.1:{http_port}"
         # `nexus up` prints where the browser goes.
         assert f"{base_url}/" in printed, printed
-        yield NexusUp(base_url, process, lines)
+        yield NexusUp(base_url, process, data_dir, ports, lines)
     finally:
         process.send_signal(signal.SIGINT)
         try:
@@ -148,6 +175,15 @@ async def page(context: BrowserContext) -> Page:
     opened = await context.new_page()
     problems: list[str] = []
     opened.on("pageerror", lambda error: problems.append(str(error)))
+    # Console errors too (a CSP violation is one); pictures from elsewhere cannot load offline.
+    opened.on(
+        "console",
+        lambda message: (
+            problems.append(message.text)
+            if message.type == "error" and "Failed to load resource" not in message.text
+            else None
+        ),
+    )
     opened.problems = problems  # type: ignore[attr-defined]
     return opened
 

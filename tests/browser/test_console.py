@@ -4,10 +4,13 @@ person with a mouse and a keyboard."""
 from __future__ import annotations
 
 import re
+import secrets
 
 from playwright.async_api import Page, expect
 
-from tests.browser.conftest import sign_up, snap
+from nexus.kit.validation import JSON, dict_to_struct
+from nexus.ontology.v1 import ontology_pb2 as onto
+from tests.browser.conftest import NexusUp, sign_up, snap
 
 TASK_URL = re.compile(r"#/task/([0-9a-f-]{36})$")
 
@@ -165,4 +168,30 @@ async def test_settings_profile_and_a_connection_whose_secret_never_comes_back(p
     await snap(page, "07-settings-agent")
     await connection.get_by_test_id("connection-remove").click()
     await expect(page.get_by_test_id("connection")).to_have_count(0)
+    assert page.problems == []  # type: ignore[attr-defined]
+
+
+def render_step(step_id: str, zone: str, component: str, props: dict[str, JSON], after: str = "") -> onto.Step:
+    args = dict_to_struct({"target_zone": zone, "component": component, "props": props})
+    return onto.Step(id=step_id, action="render", args=args, depends_on=[after] if after else [])
+
+
+async def test_an_unknown_component_is_a_labelled_card_with_its_json(page: Page, nexus_up: NexusUp) -> None:
+    trigger = f"/chart{secrets.token_hex(3)}"
+    await nexus_up.add_command(
+        trigger,
+        [render_step("draw", "sidebar_panel", "stock_chart", {"symbol": "ACME", "points": [3, 1, 4]})],
+        "Draw a chart: /chart",
+    )
+    await sign_up(page, nickname="Ken")
+    box = page.get_by_test_id("command-input")
+    await box.fill(trigger)
+    await box.press("Enter")
+    await page.wait_for_url(TASK_URL)
+    card = page.get_by_test_id("zone-canvas").locator("[data-component=stock_chart]")
+    await expect(card).to_contain_text("stock_chart")
+    await expect(card).to_contain_text("zone: sidebar_panel")
+    await expect(card.locator("pre.json")).to_contain_text('"symbol": "ACME"')
+    await expect(page.get_by_test_id("task-status")).to_have_attribute("data-status", "finished")
+    await snap(page, "08-unknown-component")
     assert page.problems == []  # type: ignore[attr-defined]
