@@ -43,8 +43,12 @@ async def run_scan(page: Page, url: str = "https://example.com") -> str:
 
 
 async def test_sign_up_run_scan_answer_open_the_report_pin_and_sign_out(page: Page) -> None:
+    await page.goto("/")
+    await expect(page.get_by_test_id("auth-email")).to_be_visible()
+    await snap(page, "00-sign-in")
     await sign_up(page, nickname="Ada")
     await expect(page.get_by_test_id("user-name")).to_have_text("Ada")
+    await expect(page.get_by_test_id("command-gallery")).to_contain_text("/summarize")
     await snap(page, "01-home")
 
     task_id = await run_scan(page)
