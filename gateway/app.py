@@ -13,6 +13,7 @@ from gateway.http import FrontDoor
 from gateway.servicer import GatewayServicer
 from gateway.tickets import TicketSealer
 from nexus.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from nexus.kit.http import Authenticator, HttpFrontDoor
 from nexus.kit.server import Resources, ServiceDefinition
 
 DOMAIN = "nexus.gateway.v1"
@@ -28,15 +29,17 @@ async def build(resources: Resources) -> ServiceDefinition:
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
 
-    front_door = FrontDoor(
-        servicer, resources.verifier, tickets, resources.settings, public_methods=PUBLIC_METHODS, domain=DOMAIN
-    )
+    def http(authenticator: Authenticator) -> HttpFrontDoor:
+        door = FrontDoor(
+            servicer, authenticator, tickets, resources.settings, public_methods=PUBLIC_METHODS, domain=DOMAIN
+        )
+        return door.front_door()
+
     return ServiceDefinition(
         name="gateway",
         domain=DOMAIN,
         register=register,
         service_names=[SERVICE_NAME],
         public_methods=PUBLIC_METHODS,
-        http_app=front_door,
-        http_drain=front_door.drain,
+        http=http,
     )

@@ -23,8 +23,7 @@ from gateway.servicer import GatewayServicer
 from nexus.gateway.v1 import gateway_pb2
 from nexus.gateway.v1.gateway_connect import GatewayService, GatewayServiceASGIApplication
 from nexus.kit import auth, connect
-from nexus.kit.http import ASGIApp, StreamDrain
-from nexus.kit.tokens import TokenVerifier
+from nexus.kit.http import ASGIApp, Authenticator, StreamDrain
 
 log = logging.getLogger("nexus.rpc")
 
@@ -32,7 +31,8 @@ SERVICE = gateway_pb2.DESCRIPTOR.services_by_name["GatewayService"]
 
 
 class ConnectContext:
-    """What a servicer method reads of its gRPC context, from a Connect request."""
+    """What a servicer method reads of its gRPC context, from a Connect request: the time left,
+    the peer (in gRPC's `ipv4:host:port` form) and the metadata (the request's headers)."""
 
     def __init__(self, ctx: RequestContext[Any, Any]) -> None:
         self._ctx = ctx
@@ -40,6 +40,16 @@ class ConnectContext:
     def time_remaining(self) -> float | None:
         remaining_ms = self._ctx.timeout_ms
         return None if remaining_ms is None else max(remaining_ms, 0.0) / 1000
+
+    def peer(self) -> str:
+        address = self._ctx.client_address or ""
+        if not address:
+            return ""
+        host = address.rsplit(":", 1)[0]
+        return f"ipv6:{address}" if ":" in host.strip("[]") else f"ipv4:{address}"
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return tuple((key.lower(), value) for key, value in self._ctx.request_headers.items())
 
 
 def snake_case(name: str) -> str:
@@ -79,13 +89,13 @@ class ConnectFrontDoor:
     def __init__(
         self,
         servicer: GatewayServicer,
-        verifier: TokenVerifier,
+        authenticator: Authenticator,
         public: Collection[str],
         domain: str,
         drain: StreamDrain,
     ) -> None:
         self._servicer = servicer
-        self._verifier = verifier
+        self._authenticator = authenticator
         self._public = frozenset(public)
         self._domain = domain
         self._drain = drain
@@ -96,7 +106,7 @@ class ConnectFrontDoor:
         async def call(request: Any, ctx: RequestContext[Any, Any]) -> Any:
             started, code = time.perf_counter(), "OK"
             try:
-                await connect.authenticate(self._verifier, ctx.request_headers, public=public)
+                await connect.authenticate(self._authenticator, ctx.request_headers, public=public)
                 return await behavior(request, ConnectContext(ctx))
             except Exception as exc:
                 error = connect.connect_error(exc, self._domain)
@@ -116,7 +126,7 @@ class ConnectFrontDoor:
             started, code = time.perf_counter(), "OK"
             try:
                 with self._drain.tracked():
-                    await connect.authenticate(self._verifier, ctx.request_headers, public=public)
+                    await connect.authenticate(self._authenticator, ctx.request_headers, public=public)
                     async for item in behavior(request, ConnectContext(ctx)):
                         yield item
             except Exception as exc:

@@ -17,7 +17,7 @@ from gateway.http.web import Request
 from gateway.servicer import GatewayServicer
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit import connect
-from nexus.kit.tokens import TokenVerifier
+from nexus.kit.http import Authenticator
 
 SANDBOX = b"sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 DEFAULT_TYPE = "application/octet-stream"
@@ -30,9 +30,9 @@ def _disposition(name: str, attachment: bool) -> bytes:
 
 
 class ArtifactDownloads:
-    def __init__(self, servicer: GatewayServicer, verifier: TokenVerifier, domain: str) -> None:
+    def __init__(self, servicer: GatewayServicer, authenticator: Authenticator, domain: str) -> None:
         self._servicer = servicer
-        self._verifier = verifier
+        self._authenticator = authenticator
         self._domain = domain
 
     async def __call__(self, request: Request, artifact_id: str) -> None:
@@ -40,7 +40,7 @@ class ArtifactDownloads:
         parts = None
         try:
             await connect.authenticate(
-                self._verifier, {"authorization": header} if header is not None else {}, public=False
+                self._authenticator, {"authorization": header} if header is not None else {}, public=False
             )
             parts = cast(
                 AsyncGenerator[Any, None],

@@ -31,8 +31,7 @@ from gateway.tickets import TicketSealer
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit import connect
 from nexus.kit.errors import invalid
-from nexus.kit.http import StreamDrain
-from nexus.kit.tokens import TokenVerifier
+from nexus.kit.http import Authenticator, StreamDrain
 
 HEARTBEAT_S = 15.0
 RETRY_MS = 1000
@@ -74,10 +73,15 @@ def frame(event: Any) -> bytes:
 
 class TaskEvents:
     def __init__(
-        self, servicer: GatewayServicer, verifier: TokenVerifier, tickets: TicketSealer, drain: StreamDrain, domain: str
+        self,
+        servicer: GatewayServicer,
+        authenticator: Authenticator,
+        tickets: TicketSealer,
+        drain: StreamDrain,
+        domain: str,
     ) -> None:
         self._servicer = servicer
-        self._verifier = verifier
+        self._authenticator = authenticator
         self._tickets = tickets
         self._drain = drain
         self._domain = domain
@@ -89,7 +93,7 @@ class TaskEvents:
             opened = self._tickets.open(ticket, task_id=task_id)
             header = f"Bearer {opened.token}"
         await connect.authenticate(
-            self._verifier, {"authorization": header} if header is not None else {}, public=False
+            self._authenticator, {"authorization": header} if header is not None else {}, public=False
         )
 
     async def __call__(self, request: Request, task_id: str) -> None:

@@ -27,8 +27,7 @@ from gateway.servicer import GatewayServicer
 from gateway.tickets import TicketSealer
 from nexus.kit import auth
 from nexus.kit.config import Settings
-from nexus.kit.http import Message, Receive, Scope, Send, StreamDrain
-from nexus.kit.tokens import TokenVerifier
+from nexus.kit.http import Authenticator, HttpFrontDoor, Message, Receive, Scope, Send, StreamDrain
 
 RPC_PREFIX = "/nexus.gateway.v1.GatewayService/"
 _EVENTS = re.compile(r"/v1/tasks/([^/]+)/events")
@@ -42,7 +41,7 @@ class FrontDoor:
     def __init__(
         self,
         servicer: GatewayServicer,
-        verifier: TokenVerifier,
+        authenticator: Authenticator,
         tickets: TicketSealer,
         settings: Settings,
         *,
@@ -51,13 +50,16 @@ class FrontDoor:
     ) -> None:
         self.drain = StreamDrain()
         self._domain = domain
-        self._rpcs = ConnectFrontDoor(servicer, verifier, public_methods, domain, self.drain).app(
+        self._rpcs = ConnectFrontDoor(servicer, authenticator, public_methods, domain, self.drain).app(
             settings.max_message_bytes
         )
-        self._events = TaskEvents(servicer, verifier, tickets, self.drain, domain)
-        self._downloads = ArtifactDownloads(servicer, verifier, domain)
+        self._events = TaskEvents(servicer, authenticator, tickets, self.drain, domain)
+        self._downloads = ArtifactDownloads(servicer, authenticator, domain)
         self._console = Console()
         self._cors = Cors(settings.cors_origins)
+
+    def front_door(self) -> HttpFrontDoor:
+        return HttpFrontDoor(self, self.drain)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":

@@ -2,8 +2,8 @@
 
 A service served over Connect calls the very handlers its gRPC server runs. What the gRPC
 interceptors do for a call, this module does for a Connect call, with the same kit code:
-- `authenticate`: the bearer token from the `authorization` header, verified by the service's
-  `TokenVerifier`, published as `auth.caller()`;
+- `authenticate`: the `authorization` header through the gRPC server's own auth interceptor
+  (`kit.http.Authenticator`), which publishes `auth.caller()`;
 - `connect_error`: any exception becomes the canonical status the error interceptor would send
   (`errors.classify` and `errors.to_status`; a downstream status passes through unchanged), as a
   `ConnectError` whose details (ErrorInfo, BadRequest, …) the error JSON carries both encoded and
@@ -32,9 +32,8 @@ from protobuf import Message as PyMessage
 from protobuf import message_to_json_value
 from protobuf.wkt import Any as PyAny
 
-from nexus.kit import interceptors
 from nexus.kit.errors import FieldViolation, InvalidArgument, NexusError, classify, to_status, upstream_status
-from nexus.kit.tokens import TokenVerifier
+from nexus.kit.http import Authenticator
 from nexus.kit.wire import find_invalid_field
 from nexus.protobuf_py.google.rpc import error_details_pb
 
@@ -139,13 +138,11 @@ def error_body(error: ConnectError) -> bytes:
     return json.dumps(error_json(error), ensure_ascii=False).encode()
 
 
-async def authenticate(verifier: TokenVerifier, headers: Any, *, public: bool) -> None:
-    """Sets `auth.caller()` from the `authorization` header through the gRPC auth interceptor's own
-    code: the same parsing, the same verifier (and its cache), the same UNAUTHENTICATED."""
+async def authenticate(authenticator: Authenticator, headers: Any, *, public: bool) -> None:
+    """Sets `auth.caller()` from the `authorization` header (any mapping of headers) exactly as
+    the gRPC port does from its metadata: through the same interceptor instance."""
     value = headers.get("authorization")
-    await interceptors.authenticate(
-        verifier, [("authorization", value)] if isinstance(value, str) else [], public=public
-    )
+    await authenticator.authenticate([("authorization", value)] if isinstance(value, str) else [], public=public)
 
 
 # json_format names the field it failed on (its JSON or proto name), then says why with the value.

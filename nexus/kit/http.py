@@ -16,7 +16,8 @@ import contextlib
 import logging
 import socket
 from collections.abc import Awaitable, Callable, Iterator, MutableMapping
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Protocol
 
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
@@ -31,6 +32,12 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+
+class Authenticator(Protocol):
+    """The gRPC server's own auth interceptor, as the HTTP side uses it."""
+
+    async def authenticate(self, metadata: Any, *, public: bool) -> None: ...
 
 
 class StreamDrain:
@@ -67,6 +74,18 @@ class StreamDrain:
             raise Unavailable("the server is shutting down; reconnect and resume", reason="SHUTTING_DOWN") from None
         finally:
             self._streams.discard(task)
+
+
+@dataclass(frozen=True)
+class HttpFrontDoor:
+    """What a service serves on its HTTP port: the app, and the drain of its streams."""
+
+    app: ASGIApp
+    drain: StreamDrain
+
+
+# A service's HTTP front door, made by the server with its own authenticator.
+HttpFrontDoorFactory = Callable[[Authenticator], HttpFrontDoor]
 
 
 class HttpServer:

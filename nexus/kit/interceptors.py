@@ -297,24 +297,6 @@ class ErrorInterceptor(_Wrapping):
         return mapped
 
 
-async def authenticate(verifier: TokenVerifier, metadata: Any, *, public: bool) -> None:
-    """Publishes the caller of a call with these metadata (or headers: key-value pairs) as
-    `auth.caller()`; UNAUTHENTICATED when a method that needs a token has none. The gRPC auth
-    interceptor and the Connect front door both authenticate through here."""
-    token = auth.token_from_metadata(metadata)
-    if token:
-        # A client sends the same token on every call: a cache hit needs no await.
-        principal = verifier.cached(token)
-        if principal is None:
-            auth.set_caller(None)
-            principal = await verifier.verify(token)
-        auth.set_caller(principal)
-        return
-    auth.set_caller(None)
-    if not public:
-        auth.caller()  # raises UNAUTHENTICATED with the standard message
-
-
 class AuthInterceptor(_Wrapping):
     """Verifies `authorization: Bearer <jwt>` and publishes the principal via `auth.caller()`.
 
@@ -332,8 +314,26 @@ class AuthInterceptor(_Wrapping):
     def _is_public(self, method: str) -> bool:
         return method in self._public or method.startswith(self._public_prefixes)
 
+    async def authenticate(self, metadata: Any, *, public: bool) -> None:
+        """Publishes the caller of a call with these metadata (key-value pairs) as `auth.caller()`;
+        UNAUTHENTICATED when a method that needs a token has none. A service's HTTP front door
+        authenticates through here too (`kit.http.Authenticator`), so both ports check a token
+        the same way."""
+        token = auth.token_from_metadata(metadata)
+        if token:
+            # A client sends the same token on every call: a cache hit needs no await.
+            principal = self._verifier.cached(token)
+            if principal is None:
+                auth.set_caller(None)
+                principal = await self._verifier.verify(token)
+            auth.set_caller(principal)
+            return
+        auth.set_caller(None)
+        if not public:
+            auth.caller()  # raises UNAUTHENTICATED with the standard message
+
     async def _authenticate(self, public: bool, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        await authenticate(self._verifier, context.invocation_metadata(), public=public)
+        await self.authenticate(context.invocation_metadata(), public=public)
 
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         public = self._is_public(method)

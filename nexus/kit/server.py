@@ -23,7 +23,7 @@ from grpc_reflection.v1alpha import reflection
 from nexus.kit.channels import channel_options, open_channel
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
-from nexus.kit.http import ASGIApp, HttpServer, StreamDrain
+from nexus.kit.http import HttpFrontDoorFactory, HttpServer
 from nexus.kit.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
@@ -49,9 +49,8 @@ class ServiceDefinition:
     public_methods: Collection[str] = ()
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-    # An ASGI app served on the service's HTTP port beside gRPC, and the drain of its streams.
-    http_app: ASGIApp | None = None
-    http_drain: StreamDrain | None = None
+    # What the service serves on its HTTP port beside gRPC (made with the server's authenticator).
+    http: HttpFrontDoorFactory | None = None
 
 
 class Resources:
@@ -111,12 +110,13 @@ class NexusServer:
         self.resources = resources
         settings = resources.settings
         self._drain = StreamDrainInterceptor()
+        self._auth = AuthInterceptor(resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC])
         self.server = grpc.aio.server(
             interceptors=[
                 RequestLogInterceptor(definition.name),
                 ErrorInterceptor(definition.domain),
                 self._drain,
-                AuthInterceptor(resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC]),
+                self._auth,
             ],
             options=[
                 *channel_options(settings),
@@ -132,11 +132,11 @@ class NexusServer:
             [*definition.service_names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
         )
         self.port = 0
-        self.http = (
-            HttpServer(definition.http_app, settings, name=definition.name, drain=definition.http_drain)
-            if definition.http_app is not None
-            else None
-        )
+        self.http: HttpServer | None = None
+        if definition.http is not None:
+            # The HTTP side authenticates through this server's own auth interceptor.
+            front_door = definition.http(self._auth)
+            self.http = HttpServer(front_door.app, settings, name=definition.name, drain=front_door.drain)
 
     @property
     def address(self) -> str:

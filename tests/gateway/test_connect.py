@@ -13,10 +13,12 @@ from typing import TYPE_CHECKING
 import pytest
 from connectrpc.code import Code
 from connectrpc.errors import ConnectError
+from connectrpc.method import IdempotencyLevel, MethodInfo, StreamType
 from connectrpc.protocol import ProtocolType
+from connectrpc.request import Headers, RequestContext
 from google.protobuf import json_format
 
-from gateway.http.connect import SERVICE, snake_case
+from gateway.http.connect import SERVICE, ConnectContext, snake_case
 from launch.registry import GATEWAY
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.gateway.v1.gateway_connect import GatewayServiceClient
@@ -228,3 +230,30 @@ async def test_each_connect_call_is_logged_once_without_its_token(
     entry = lines[0].rpc  # type: ignore[attr-defined]
     assert (entry["code"], entry["protocol"], entry["caller"]) == ("OK", "connect", alice.user_id)
     assert alice.tokens.access_token not in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("client", "peer"),
+    [("127.0.0.1:5555", "ipv4:127.0.0.1:5555"), ("[::1]:5555", "ipv6:[::1]:5555"), (None, "")],
+)
+def test_the_servicer_sees_a_connect_caller_as_it_sees_a_grpc_one(client: str | None, peer: str) -> None:
+    """Time left from Connect-Timeout-Ms, the peer in gRPC's form, the headers as metadata."""
+    method = MethodInfo(
+        name="GetTask",
+        service_name=SERVICE.full_name,
+        input=pb.GetTaskRequest,
+        output=pb.GetTaskRequest,
+        idempotency_level=IdempotencyLevel.UNKNOWN,
+        stream_type=StreamType.UNARY,
+    )
+    headers = Headers({"Authorization": "Bearer t", "X-Thing": "1"})
+    ctx = RequestContext(
+        method=method, http_method="POST", request_headers=headers, timeout_ms=5000, client_address=client
+    )
+    seen = ConnectContext(ctx)
+    remaining = seen.time_remaining()
+    assert remaining is not None and 0 < remaining <= 5
+    assert seen.peer() == peer
+    assert ("authorization", "Bearer t") in seen.invocation_metadata()
+    untimed = RequestContext(method=method, http_method="POST", request_headers=headers)
+    assert ConnectContext(untimed).time_remaining() is None
