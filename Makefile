@@ -22,6 +22,7 @@ up: $(STAMP)
 
 test: $(STAMP)
 	@scripts/ensure-docker-compose.sh
+	@test -x /usr/bin/chromium || echo "make test: no Chromium at /usr/bin/chromium, so the browser tests (tests/browser) are SKIPPED; apt-get install chromium runs them"
 	$(BIN)/pytest
 
 protos: $(STAMP)

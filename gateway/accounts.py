@@ -8,6 +8,7 @@ from typing import Any
 
 from google.protobuf import empty_pb2
 
+from gateway import convert
 from gateway.downstream import Peers, Scope, together
 from gateway.pages import same, token_after
 from nexus.gateway.v1 import gateway_pb2 as pb
@@ -85,3 +86,13 @@ async def get_me(peers: Peers, scope: Scope, after: str, budget: paging.Budget) 
     if len(settings) < len(items):
         next_token = await token_after(list_settings, after, len(settings))
     return pb.GetMeResponse(user=user.result(), profile=profile.result(), settings=settings), next_token
+
+
+async def update_profile(peers: Peers, scope: Scope, update: convert.ProfileUpdate) -> user_pb2.Profile:
+    """The caller's own profile: the user id stays empty ("me"), so the user service takes it from
+    the token."""
+    return await peers.user.UpdateProfile(
+        user_pb2.UpdateProfileRequest(profile=update.profile, update_mask=update.mask),
+        metadata=scope.metadata,
+        timeout=scope.timeout,
+    )

@@ -58,6 +58,12 @@ async def disconnect(peers: Peers, scope: Scope, connection_id: str, etag: str) 
     )
 
 
+async def verify_connection(peers: Peers, scope: Scope, connection_id: str) -> user_pb2.Connection:
+    return await peers.user.VerifyConnection(
+        user_pb2.VerifyConnectionRequest(connection_id=connection_id), metadata=scope.metadata, timeout=scope.timeout
+    )
+
+
 async def complete_command(peers: Peers, scope: Scope, prefix: str, page_size: int) -> pb.CompleteCommandResponse:
     page = await peers.ontology.ListCommands(
         ontology_pb2.ListCommandsRequest(prefix=prefix, page_size=page_size),

@@ -1,5 +1,8 @@
 """The gateway (`nexus.gateway.v1`): the one service client apps call. It composes the User,
-Ontology and Runtime services as the caller and keeps no state (no database)."""
+Ontology and Runtime services as the caller and keeps no state (no database).
+
+One servicer, two front doors: the gRPC port, and the HTTP port (`gateway/http/`: Connect,
+Server-Sent Events, artifact downloads, the web console), which calls the same servicer."""
 
 from __future__ import annotations
 
@@ -7,8 +10,11 @@ import grpc
 
 from gateway.accounts import EdgeLimits
 from gateway.downstream import Peers
+from gateway.http import FrontDoor
 from gateway.servicer import GatewayServicer
+from gateway.tickets import TicketSealer
 from nexus.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from nexus.kit.http import Authenticator, HttpFrontDoor
 from nexus.kit.server import Resources, ServiceDefinition
 
 DOMAIN = "nexus.gateway.v1"
@@ -19,10 +25,17 @@ PUBLIC_METHODS = tuple(f"/{SERVICE_NAME}/{name}" for name in ("SignUp", "SignIn"
 
 async def build(resources: Resources) -> ServiceDefinition:
     settings = resources.settings
-    servicer = GatewayServicer(Peers.connect(resources), EdgeLimits(settings), settings.max_message_bytes)
+    tickets = TicketSealer.from_settings(settings)
+    servicer = GatewayServicer(Peers.connect(resources), EdgeLimits(settings), settings.max_message_bytes, tickets)
 
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)
+
+    def http(authenticator: Authenticator) -> HttpFrontDoor:
+        door = FrontDoor(
+            servicer, authenticator, tickets, resources.settings, public_methods=PUBLIC_METHODS, domain=DOMAIN
+        )
+        return door.front_door()
 
     return ServiceDefinition(
         name="gateway",
@@ -30,4 +43,5 @@ async def build(resources: Resources) -> ServiceDefinition:
         register=register,
         service_names=[SERVICE_NAME],
         public_methods=PUBLIC_METHODS,
+        http=http,
     )

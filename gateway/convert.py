@@ -8,12 +8,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from google.protobuf import struct_pb2
+from google.protobuf import field_mask_pb2, struct_pb2
 
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit import paging, validation
 from nexus.kit.errors import invalid
 from nexus.kit.validation import Violations
+from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2
+from nexus.user.v1 import user_pb2
 
 # Generous bounds for fields the services check exactly; they only keep junk out of the gateway.
 MAX_EMAIL = 320
@@ -31,6 +33,10 @@ MAX_PREFIX = 64
 MAX_SKILL_NAME = 200
 MAX_DESCRIPTION = 1000
 MAX_QUERY = 200
+MAX_TITLE = 500
+MAX_AVATAR_URL = 2048
+MAX_PRINCIPLE = 500
+MAX_PRINCIPLES = 50
 
 DEFAULT_RECENT = 20
 # GetSidebar shows at most this many pinned tasks, and as many pinned artifacts.
@@ -66,6 +72,35 @@ def refresh_token(value: str) -> str:
     v.text("refresh_token", value, max_len=MAX_TOKEN)
     v.raise_if_any()
     return value
+
+
+PROFILE_FIELDS = ("nickname", "avatar_url", "preferences", "principles")
+
+
+@dataclass(frozen=True)
+class ProfileUpdate:
+    profile: user_pb2.Profile
+    mask: field_mask_pb2.FieldMask
+
+
+def update_profile(request: pb.UpdateProfileRequest) -> ProfileUpdate:
+    """The caller's own profile (the user id is never taken from the request)."""
+    given = request.profile
+    paths = validation.update_paths(request.update_mask, given, PROFILE_FIELDS)
+    v = Violations()
+    v.text("profile.nickname", given.nickname, max_len=MAX_NICKNAME, required="nickname" in paths)
+    v.text("profile.avatar_url", given.avatar_url, max_len=MAX_AVATAR_URL)
+    v.struct("profile.preferences", given.preferences)
+    v.check(len(given.principles) <= MAX_PRINCIPLES, "profile.principles", f"at most {MAX_PRINCIPLES} principles")
+    for i, principle in enumerate(given.principles[:MAX_PRINCIPLES]):
+        v.text(f"profile.principles[{i}]", principle, max_len=MAX_PRINCIPLE)
+    v.text("profile.etag", given.etag, max_len=MAX_ETAG)
+    v.raise_if_any()
+    profile = user_pb2.Profile(
+        nickname=given.nickname, avatar_url=given.avatar_url, principles=given.principles, etag=given.etag
+    )
+    profile.preferences.CopyFrom(given.preferences)
+    return ProfileUpdate(profile, field_mask_pb2.FieldMask(paths=sorted(paths)))
 
 
 # -- tasks -------------------------------------------------------------------------------------
@@ -134,6 +169,104 @@ def cancel_task(request: pb.CancelTaskRequest) -> tuple[str, str]:
     v.text("reason", request.reason, max_len=MAX_REASON)
     v.raise_if_any()
     return checked or "", request.reason
+
+
+@dataclass(frozen=True)
+class Tasks:
+    page_size: int
+    page_token: str
+    archive_filter: int
+    session_id: str
+
+
+def list_tasks(request: pb.ListTasksRequest) -> Tasks:
+    v = Violations()
+    v.check(request.page_size >= 0, "page_size", "must not be negative")
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.enum("archive_filter", request.archive_filter, runtime_pb2.ArchiveFilter.DESCRIPTOR, required=False)
+    session = v.uuid("session_id", request.session_id, required=False)
+    v.raise_if_any()
+    return Tasks(validation.page_size(request.page_size), request.page_token, request.archive_filter, session or "")
+
+
+TASK_FIELDS = ("title", "is_pinned", "is_archived")
+
+
+@dataclass(frozen=True)
+class TaskUpdate:
+    task: task_pb2.Task
+    mask: field_mask_pb2.FieldMask
+
+
+def update_task(request: pb.UpdateTaskRequest) -> TaskUpdate:
+    given = request.task
+    v = Violations()
+    task = v.uuid("task.task_id", given.task_id)
+    v.text("task.title", given.title, max_len=MAX_TITLE)
+    v.text("task.etag", given.etag, max_len=MAX_ETAG)
+    v.raise_if_any()
+    # The mask is checked against the updatable fields only (task_id names the task).
+    values = task_pb2.Task(title=given.title, is_pinned=given.is_pinned, is_archived=given.is_archived, etag=given.etag)
+    paths = validation.update_paths(request.update_mask, values, TASK_FIELDS)
+    if "title" in paths and not given.title.strip():
+        raise invalid("task.title", "is required")
+    values.task_id = task or ""
+    return TaskUpdate(values, field_mask_pb2.FieldMask(paths=sorted(paths)))
+
+
+def stream_ticket(request: pb.CreateStreamTicketRequest) -> str:
+    return task_id(request.task_id)
+
+
+def download_artifact(request: pb.DownloadArtifactRequest) -> artifact_pb2.DownloadArtifactRequest:
+    v = Violations()
+    artifact = v.uuid("artifact_id", request.artifact_id)
+    v.check(request.read_offset >= 0, "read_offset", "must not be negative")
+    v.raise_if_any()
+    return artifact_pb2.DownloadArtifactRequest(artifact_id=artifact or "", read_offset=request.read_offset)
+
+
+ARTIFACT_FIELDS = ("display_name", "is_pinned", "is_archived")
+MAX_ARTIFACT_NAME = 500
+
+
+@dataclass(frozen=True)
+class ArtifactUpdate:
+    artifact: artifact_pb2.Artifact
+    mask: field_mask_pb2.FieldMask
+
+
+def update_artifact(request: pb.UpdateArtifactRequest) -> ArtifactUpdate:
+    given = request.artifact
+    v = Violations()
+    artifact = v.uuid("artifact.artifact_id", given.artifact_id)
+    v.text("artifact.display_name", given.display_name, max_len=MAX_ARTIFACT_NAME)
+    v.text("artifact.etag", given.etag, max_len=MAX_ETAG)
+    v.raise_if_any()
+    values = artifact_pb2.Artifact(
+        display_name=given.display_name, is_pinned=given.is_pinned, is_archived=given.is_archived, etag=given.etag
+    )
+    paths = validation.update_paths(request.update_mask, values, ARTIFACT_FIELDS)
+    if "display_name" in paths and not given.display_name.strip():
+        raise invalid("artifact.display_name", "is required")
+    values.artifact_id = artifact or ""
+    return ArtifactUpdate(values, field_mask_pb2.FieldMask(paths=sorted(paths)))
+
+
+def list_sessions(request: pb.ListSessionsRequest) -> tuple[int, str]:
+    v = Violations()
+    v.check(request.page_size >= 0, "page_size", "must not be negative")
+    v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
+    v.raise_if_any()
+    return validation.page_size(request.page_size), request.page_token
+
+
+def create_session(request: pb.CreateSessionRequest) -> tuple[str, str]:
+    v = Violations()
+    v.text("title", request.title, max_len=MAX_TITLE, required=True)
+    request_id = v.uuid("request_id", request.request_id, required=False)
+    v.raise_if_any()
+    return request.title.strip(), request_id or ""
 
 
 @dataclass(frozen=True)
@@ -281,6 +414,13 @@ def disconnect(request: pb.DisconnectAgentRequest) -> tuple[str, str]:
     v.text("etag", request.etag, max_len=MAX_ETAG)
     v.raise_if_any()
     return connection_id or "", request.etag
+
+
+def connection_id(value: str) -> str:
+    v = Violations()
+    checked = v.uuid("connection_id", value)
+    v.raise_if_any()
+    return checked or ""
 
 
 def complete_command(request: pb.CompleteCommandRequest) -> tuple[str, int]:

@@ -22,7 +22,7 @@ from nexus.kit.errors import PermissionDenied
 from nexus.kit.ratelimit import forwarded_address
 from nexus.kit.server import Resources
 from nexus.ontology.v1 import ontology_pb2_grpc
-from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2_grpc, workspace_pb2_grpc
+from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2_grpc, session_pb2_grpc, workspace_pb2_grpc
 from nexus.user.v1 import user_pb2_grpc
 
 Metadata = tuple[tuple[str, str], ...]
@@ -83,13 +83,14 @@ class Scope:
 @dataclass(frozen=True)
 class Peers:
     """Stubs of the three services on the shared channels of `Resources` (the runtime serves
-    tasks, workspaces and artifacts on one channel)."""
+    tasks, workspaces, artifacts and sessions on one channel)."""
 
     user: user_pb2_grpc.UserServiceAsyncStub
     ontology: ontology_pb2_grpc.OntologyServiceAsyncStub
     runtime: runtime_pb2_grpc.RuntimeServiceAsyncStub
     workspace: workspace_pb2_grpc.WorkspaceServiceAsyncStub
     artifacts: artifact_pb2_grpc.ArtifactServiceAsyncStub
+    sessions: session_pb2_grpc.SessionServiceAsyncStub
 
     @classmethod
     def connect(cls, resources: Resources) -> Peers:
@@ -100,6 +101,7 @@ class Peers:
             runtime=runtime_pb2_grpc.RuntimeServiceStub(runtime),
             workspace=workspace_pb2_grpc.WorkspaceServiceStub(runtime),
             artifacts=artifact_pb2_grpc.ArtifactServiceStub(runtime),
+            sessions=session_pb2_grpc.SessionServiceStub(runtime),
         )
 
 

@@ -10,22 +10,26 @@ from google.protobuf import empty_pb2
 
 from gateway import accounts, agents, convert, skills, tasks
 from gateway.downstream import Peers, Scope
+from gateway.tickets import TicketSealer
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from nexus.kit import paging
 from nexus.kit.auth import caller
 from nexus.ontology.v1 import ontology_pb2
-from nexus.runtime.v1 import artifact_pb2, task_pb2, workspace_pb2
+from nexus.runtime.v1 import artifact_pb2, runtime_pb2, session_pb2, task_pb2, workspace_pb2
 from nexus.user.v1 import user_pb2
 
 Context = Any
 
 
 class GatewayServicer(pb_grpc.GatewayServiceServicer):
-    def __init__(self, peers: Peers, limits: accounts.EdgeLimits, max_message_bytes: int) -> None:
+    def __init__(
+        self, peers: Peers, limits: accounts.EdgeLimits, max_message_bytes: int, tickets: TicketSealer
+    ) -> None:
         self._peers = peers
         self._limits = limits
         self._max_message_bytes = max_message_bytes
+        self._tickets = tickets
 
     def _budget(self) -> paging.Budget:
         return paging.Budget(self._max_message_bytes)
@@ -58,6 +62,10 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         response.settings_next_page_token = convert.settings_token(user_id, next_token)
         return response
 
+    async def UpdateProfile(self, request: pb.UpdateProfileRequest, context: Context) -> user_pb2.Profile:
+        update = convert.update_profile(request)
+        return await accounts.update_profile(self._peers, Scope.of(context), update)
+
     # -- tasks ----------------------------------------------------------------------------------
 
     async def RunCommand(self, request: pb.RunCommandRequest, context: Context) -> task_pb2.Task:
@@ -71,6 +79,18 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> task_pb2.Task:
         task_id = convert.task_id(request.task_id)
         return await tasks.get_task(self._peers, Scope.of(context), task_id)
+
+    async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> runtime_pb2.ListTasksResponse:
+        wanted = convert.list_tasks(request)
+        return await tasks.list_tasks(self._peers, Scope.of(context), wanted)
+
+    async def UpdateTask(self, request: pb.UpdateTaskRequest, context: Context) -> task_pb2.Task:
+        update = convert.update_task(request)
+        return await tasks.update_task(self._peers, Scope.of(context), update)
+
+    async def CreateStreamTicket(self, request: pb.CreateStreamTicketRequest, context: Context) -> pb.StreamTicket:
+        task_id = convert.stream_ticket(request)
+        return await tasks.stream_ticket(self._peers, Scope.of(context), self._tickets, task_id)
 
     async def StreamTask(self, request: pb.StreamTaskRequest, context: Context) -> AsyncIterator[task_pb2.TaskEvent]:
         task_id, after_seq = convert.stream_task(request)
@@ -99,6 +119,25 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         wanted = convert.list_artifacts(request)
         return await tasks.list_artifacts(self._peers, Scope.of(context), wanted)
 
+    async def DownloadArtifact(
+        self, request: pb.DownloadArtifactRequest, context: Context
+    ) -> AsyncIterator[artifact_pb2.DownloadArtifactResponse]:
+        wanted = convert.download_artifact(request)
+        async for part in tasks.download_artifact(self._peers, Scope.of(context), wanted):
+            yield part
+
+    async def UpdateArtifact(self, request: pb.UpdateArtifactRequest, context: Context) -> artifact_pb2.Artifact:
+        update = convert.update_artifact(request)
+        return await tasks.update_artifact(self._peers, Scope.of(context), update)
+
+    async def ListSessions(self, request: pb.ListSessionsRequest, context: Context) -> session_pb2.ListSessionsResponse:
+        page_size, page_token = convert.list_sessions(request)
+        return await tasks.list_sessions(self._peers, Scope.of(context), page_size, page_token)
+
+    async def CreateSession(self, request: pb.CreateSessionRequest, context: Context) -> session_pb2.Session:
+        title, request_id = convert.create_session(request)
+        return await tasks.create_session(self._peers, Scope.of(context), title, request_id)
+
     async def SearchMemories(
         self, request: pb.SearchMemoriesRequest, context: Context
     ) -> workspace_pb2.SearchTaskMemoriesResponse:
@@ -124,6 +163,10 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     async def DisconnectAgent(self, request: pb.DisconnectAgentRequest, context: Context) -> empty_pb2.Empty:
         connection_id, etag = convert.disconnect(request)
         return await agents.disconnect(self._peers, Scope.of(context), connection_id, etag)
+
+    async def VerifyConnection(self, request: pb.VerifyConnectionRequest, context: Context) -> user_pb2.Connection:
+        connection_id = convert.connection_id(request.connection_id)
+        return await agents.verify_connection(self._peers, Scope.of(context), connection_id)
 
     async def CompleteCommand(self, request: pb.CompleteCommandRequest, context: Context) -> pb.CompleteCommandResponse:
         prefix, page_size = convert.complete_command(request)

@@ -17,4 +17,4 @@ async def build(resources: Resources) -> ServiceDefinition:
     return await build(resources)
 
 
-SPEC = ServiceSpec(name="gateway", default_port=50050, build=build)
+SPEC = ServiceSpec(name="gateway", default_port=50050, default_http_port=50080, build=build)

@@ -10,11 +10,13 @@ from gateway import convert
 from gateway.domain import titles
 from gateway.downstream import Peers, Scope, together
 from gateway.pages import Fetch, token_after
+from gateway.tickets import TicketSealer
 from nexus.contract.plans import first_plan
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit import paging
+from nexus.kit.auth import caller
 from nexus.ontology.v1 import ontology_pb2
-from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2, workspace_pb2
+from nexus.runtime.v1 import artifact_pb2, runtime_pb2, session_pb2, task_pb2, workspace_pb2
 
 # The client key of StartChat's first message: a retried StartChat (same request_id, so the same
 # task) appends it once.
@@ -82,6 +84,24 @@ async def get_task(peers: Peers, scope: Scope, task_id: str) -> task_pb2.Task:
     )
 
 
+async def list_tasks(peers: Peers, scope: Scope, wanted: convert.Tasks) -> runtime_pb2.ListTasksResponse:
+    request = runtime_pb2.ListTasksRequest(
+        page_size=wanted.page_size,
+        page_token=wanted.page_token,
+        archive_filter=wanted.archive_filter,  # type: ignore[arg-type]
+        session_id=wanted.session_id,
+    )
+    return await peers.runtime.ListTasks(request, metadata=scope.metadata, timeout=scope.timeout)
+
+
+async def update_task(peers: Peers, scope: Scope, update: convert.TaskUpdate) -> task_pb2.Task:
+    return await peers.runtime.UpdateTask(
+        runtime_pb2.UpdateTaskRequest(task=update.task, update_mask=update.mask),
+        metadata=scope.metadata,
+        timeout=scope.timeout,
+    )
+
+
 async def stream_task(peers: Peers, scope: Scope, task_id: str, after_seq: int) -> AsyncIterator[task_pb2.TaskEvent]:
     """The runtime's stream, event for event. The downstream call is cancelled whenever this
     generator stops early: the client cancelled, its deadline passed, or the gateway drains for
@@ -96,6 +116,19 @@ async def stream_task(peers: Peers, scope: Scope, task_id: str, after_seq: int) 
             yield event
     finally:
         call.cancel()
+
+
+async def stream_ticket(peers: Peers, scope: Scope, sealer: TicketSealer, task_id: str) -> pb.StreamTicket:
+    """A ticket for one of the caller's tasks: the runtime answers NOT_FOUND for anyone else's, so
+    a ticket is never minted for a task the caller could not stream."""
+    await get_task(peers, scope, task_id)
+    principal = caller()
+    ticket, expires_at = sealer.mint(
+        token=principal.token, task_id=task_id, user_id=principal.user_id, token_expires_at=principal.expires_at
+    )
+    reply = pb.StreamTicket(ticket=ticket, events_path=f"/v1/tasks/{task_id}/events")
+    reply.expire_time.FromNanoseconds(int(expires_at * 1e9))
+    return reply
 
 
 async def submit_input(peers: Peers, scope: Scope, task_id: str, text: str) -> task_pb2.Task:
@@ -152,6 +185,13 @@ async def _sidebar_tasks(
     return pinned, unpinned, after(token)
 
 
+def public_artifact(artifact: artifact_pb2.Artifact) -> artifact_pb2.Artifact:
+    """An artifact as clients see it: where the runtime keeps its bytes (`local:sha256/…`) is the
+    runtime's business; clients fetch the bytes through DownloadArtifact."""
+    artifact.ClearField("storage_uri")
+    return artifact
+
+
 async def _pinned_artifacts(
     fetch: Fetch[artifact_pb2.Artifact],
     cursor: convert.SidebarCursor,
@@ -175,7 +215,7 @@ async def _pinned_artifacts(
                 return kept, after(None)
             if not budget.take(artifact.ByteSize()):
                 return kept, after(await token_after(fetch, token, consumed))
-            kept.append(artifact)
+            kept.append(public_artifact(artifact))
             count += 1
         if not next_token or count >= convert.MAX_PINNED:
             return kept, after(None)
@@ -187,7 +227,52 @@ async def list_artifacts(peers: Peers, scope: Scope, wanted: convert.Artifacts) 
     request = artifact_pb2.ListArtifactsRequest(
         task_id=wanted.task_id, page_size=wanted.page_size, page_token=wanted.page_token
     )
-    return await peers.artifacts.ListArtifacts(request, metadata=scope.metadata, timeout=scope.timeout)
+    page = await peers.artifacts.ListArtifacts(request, metadata=scope.metadata, timeout=scope.timeout)
+    for artifact in page.artifacts:
+        public_artifact(artifact)
+    return page
+
+
+async def download_artifact(
+    peers: Peers, scope: Scope, request: artifact_pb2.DownloadArtifactRequest
+) -> AsyncIterator[artifact_pb2.DownloadArtifactResponse]:
+    """The runtime's download, chunk for chunk (each at most 1 MiB, under the message limit); the
+    metadata in the first message without its storage URI. Cancelled downstream when this stops."""
+    call = peers.artifacts.DownloadArtifact(request, metadata=scope.metadata, timeout=scope.stream_timeout)
+    try:
+        async for part in call:
+            if part.HasField("artifact"):
+                public_artifact(part.artifact)
+            yield part
+    finally:
+        call.cancel()
+
+
+async def update_artifact(peers: Peers, scope: Scope, update: convert.ArtifactUpdate) -> artifact_pb2.Artifact:
+    updated = await peers.artifacts.UpdateArtifact(
+        artifact_pb2.UpdateArtifactRequest(artifact=update.artifact, update_mask=update.mask),
+        metadata=scope.metadata,
+        timeout=scope.timeout,
+    )
+    return public_artifact(updated)
+
+
+async def list_sessions(
+    peers: Peers, scope: Scope, page_size: int, page_token: str
+) -> session_pb2.ListSessionsResponse:
+    return await peers.sessions.ListSessions(
+        session_pb2.ListSessionsRequest(page_size=page_size, page_token=page_token),
+        metadata=scope.metadata,
+        timeout=scope.timeout,
+    )
+
+
+async def create_session(peers: Peers, scope: Scope, title: str, request_id: str) -> session_pb2.Session:
+    return await peers.sessions.CreateSession(
+        session_pb2.CreateSessionRequest(session=session_pb2.Session(title=title), request_id=request_id),
+        metadata=scope.metadata,
+        timeout=scope.timeout,
+    )
 
 
 async def sidebar(

@@ -282,6 +282,8 @@ async def up(settings: Settings, *, with_worker: bool = True) -> int:
         for child in children:
             where = child.address or f"pid {child.process.pid}"
             print(f"  {child.name:<9} {where:<22} log {child.log_path}")
+            if child.name in settings.http_ports:
+                print(f"  {'http':<9} http://{settings.host}:{settings.http_port(child.name)}/  console, Connect, SSE")
         database = f"embedded in {settings.data_dir / 'postgres'}" if embedded else "NEXUS_DATABASE_URL"
         print(f"  postgres  {database}")
         print("Ctrl-C stops everything.", flush=True)

@@ -49,6 +49,7 @@ def _isolated_settings(admin_url: str, data_dir: Path) -> Settings:
     return Settings(
         data_dir=data_dir,
         ports={spec.name: free_port() for spec in SERVICES},
+        http_ports={spec.name: free_port() for spec in SERVICES if spec.default_http_port is not None},
         database_url=admin_url,
         database_name=f"nexus_test_{suffix}",
         db_role_prefix=f"nt{suffix}_",

@@ -31,6 +31,8 @@ class ServiceLayout:
     extensions: tuple[str, ...] = ()
     # The service's Alembic history (script location); required with a schema.
     migrations: Path | None = None
+    # An HTTP port beside the gRPC one (the gateway's, for browsers), or None for none.
+    default_http_port: int | None = None
 
     def __post_init__(self) -> None:
         if (self.schema is None) != (self.migrations is None):
@@ -63,6 +65,13 @@ class Settings:
     ports: Mapping[str, int] = field(default_factory=dict)
     # Where peers are reached; defaults derive from host and ports.
     addresses: Mapping[str, str] = field(default_factory=dict)
+    # HTTP ports by service name, for the services whose spec has one (NEXUS_<SERVICE>_HTTP_PORT).
+    http_ports: Mapping[str, int] = field(default_factory=dict)
+    # Origins (`https://app.example.com`) whose pages may call the HTTP ports; none by default.
+    cors_origins: tuple[str, ...] = ()
+    # The key that seals stream tickets, shared by every gateway replica; None: a key of this
+    # process only (a ticket then opens streams on the replica that minted it).
+    stream_ticket_key_file: Path | None = None
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     # Client side of TLS: the CA that signed the servers' certificates.
@@ -131,6 +140,9 @@ class Settings:
         """Whether these settings say where `service` is."""
         return service in self.addresses or service in self.ports
 
+    def http_port(self, service: str) -> int:
+        return self.http_ports[service]
+
     def address(self, service: str) -> str:
         return self.addresses.get(service) or f"{self.host}:{self.ports[service]}"
 
@@ -188,6 +200,14 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
     addresses = {
         spec.name: env[f"NEXUS_{spec.env_name}_ADDR"] for spec in services if env.get(f"NEXUS_{spec.env_name}_ADDR")
     }
+    http_ports = {
+        spec.name: _int(env, f"NEXUS_{spec.env_name}_HTTP_PORT", spec.default_http_port)
+        for spec in services
+        if spec.default_http_port is not None
+    }
+    cors = tuple(
+        origin.strip().rstrip("/") for origin in env.get("NEXUS_CORS_ORIGINS", "").split(",") if origin.strip()
+    )
     return Settings(
         data_dir=Path(env.get("NEXUS_DATA_DIR") or ".nexus"),
         database_url=env.get("NEXUS_DATABASE_URL") or None,
@@ -203,6 +223,9 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
         host=env.get("NEXUS_HOST") or "127.0.0.1",
         ports=ports,
         addresses=addresses,
+        http_ports=http_ports,
+        cors_origins=cors,
+        stream_ticket_key_file=_path(env, "NEXUS_STREAM_TICKET_KEY_FILE"),
         tls_cert_file=_path(env, "NEXUS_TLS_CERT"),
         tls_key_file=_path(env, "NEXUS_TLS_KEY"),
         tls_ca_file=_path(env, "NEXUS_TLS_CA"),
@@ -267,6 +290,10 @@ def to_env(settings: Settings) -> dict[str, str]:
     }
     for name, port in settings.ports.items():
         env[f"NEXUS_{name.upper()}_PORT"] = str(port)
+    for name, port in settings.http_ports.items():
+        env[f"NEXUS_{name.upper()}_HTTP_PORT"] = str(port)
+    if settings.cors_origins:
+        env["NEXUS_CORS_ORIGINS"] = ",".join(settings.cors_origins)
     for name, addr in settings.addresses.items():
         env[f"NEXUS_{name.upper()}_ADDR"] = addr
     for name, url in settings.service_database_urls.items():
@@ -278,6 +305,7 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_TLS_KEY": settings.tls_key_file,
         "NEXUS_TLS_CA": settings.tls_ca_file,
         "NEXUS_TOKEN": settings.service_token,
+        "NEXUS_STREAM_TICKET_KEY_FILE": settings.stream_ticket_key_file,
     }
     env.update({k: str(v) for k, v in optional.items() if v is not None})
     return env

@@ -30,8 +30,7 @@ from nexus.kit.errors import (
 )
 from nexus.kit.revocations import RevokedSessions
 from nexus.kit.tokens import TokenVerifier
-from nexus.kit.validation import Violations
-from nexus.kit.wire import TOO_DEEP, find_invalid_fields
+from nexus.kit.wire import undecodable
 
 log = logging.getLogger("nexus.rpc")
 
@@ -223,21 +222,8 @@ class ErrorInterceptor(_Wrapping):
     @staticmethod
     def _reject(marker: tuple[Any, Any, bytes]) -> InvalidArgument:
         _, message_type, data = marker
-        v = Violations()
-        if message_type is not None and issubclass(message_type, Message):
-            for found in find_invalid_fields(message_type.DESCRIPTOR, data):
-                v.add(found.field, found.description)
-        if not v:
-            v.add("", "the request body does not decode")
-        error = (
-            # JSON nested too deep is the same mistake whether or not the runtime could still
-            # decode it (validation names it then), so it gets the same reason; broken bytes do not.
-            v.error()
-            if all(item.description == TOO_DEEP for item in v.items)
-            else v.error("the request is not a valid protobuf message", reason="MALFORMED_REQUEST")
-        )
-        assert error is not None
-        return error
+        descriptor = message_type.DESCRIPTOR if message_type is not None and issubclass(message_type, Message) else None
+        return undecodable(descriptor, data)
 
     def _check(self, request: Any) -> Any:
         if isinstance(request, Message):
@@ -308,8 +294,12 @@ class AuthInterceptor(_Wrapping):
     def _is_public(self, method: str) -> bool:
         return method in self._public or method.startswith(self._public_prefixes)
 
-    async def _authenticate(self, public: bool, context: grpc.aio.ServicerContext[Any, Any]) -> None:
-        token = auth.token_from_metadata(context.invocation_metadata())
+    async def authenticate(self, metadata: Any, *, public: bool) -> None:
+        """Publishes the caller of a call with these metadata (key-value pairs) as `auth.caller()`;
+        UNAUTHENTICATED when a method that needs a token has none. A service's HTTP front door
+        authenticates through here too (`kit.http.Authenticator`), so both ports check a token
+        the same way."""
+        token = auth.token_from_metadata(metadata)
         if token:
             # A client sends the same token on every call: a cache hit needs no await.
             principal = self._verifier.cached(token)
@@ -324,6 +314,9 @@ class AuthInterceptor(_Wrapping):
         auth.set_caller(None)
         if not public:
             auth.caller()  # raises UNAUTHENTICATED with the standard message
+
+    async def _authenticate(self, public: bool, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+        await self.authenticate(context.invocation_metadata(), public=public)
 
     def wrap_unary(self, method: str, behavior: UnaryBehavior) -> UnaryBehavior:
         public = self._is_public(method)

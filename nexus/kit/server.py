@@ -27,6 +27,7 @@ from nexus.kit.channels import channel_options, open_channel
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
 from nexus.kit.health import HealthServicer
+from nexus.kit.http import HttpFrontDoorFactory, HttpServer
 from nexus.kit.interceptors import (
     AuthInterceptor,
     ErrorInterceptor,
@@ -52,6 +53,8 @@ class ServiceDefinition:
     public_methods: Collection[str] = ()
     on_start: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     on_stop: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    # What the service serves on its HTTP port beside gRPC (made with the server's authenticator).
+    http: HttpFrontDoorFactory | None = None
 
 
 class Resources:
@@ -116,14 +119,15 @@ class NexusServer:
             max_open_streams=settings.max_open_streams,
             retry_after_s=settings.retry_after_s,
         )
+        self._auth = AuthInterceptor(
+            resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC], self.revocations.revoked
+        )
         self.server = grpc.aio.server(
             interceptors=[
                 RequestLogInterceptor(definition.name),
                 ErrorInterceptor(definition.domain, max_message_bytes=settings.max_message_bytes),
                 self.admission,
-                AuthInterceptor(
-                    resources.verifier, [*definition.public_methods, *ALWAYS_PUBLIC], self.revocations.revoked
-                ),
+                self._auth,
             ],
             options=[
                 *channel_options(settings),
@@ -142,12 +146,17 @@ class NexusServer:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable(self.server, [*definition.service_names, health.SERVICE_NAME])
         self.port = 0
+        self.http: HttpServer | None = None
+        if definition.http is not None:
+            # The HTTP side authenticates through this server's own auth interceptor.
+            front_door = definition.http(self._auth)
+            self.http = HttpServer(front_door.app, settings, name=definition.name, drain=front_door.drain)
 
     @property
     def address(self) -> str:
         return f"{self.resources.settings.host}:{self.port}"
 
-    async def start(self, port: int | None = None) -> str:
+    async def start(self, port: int | None = None, *, http_port: int | None = None) -> str:
         settings = self.resources.settings
         target = f"{settings.host}:{settings.port(self.definition.name) if port is None else port}"
         if settings.tls_cert_file and settings.tls_key_file:
@@ -167,6 +176,11 @@ class NexusServer:
             )
         for hook in self.definition.on_start:
             await hook()
+        if self.http is not None:
+            if http_port is None:
+                # Port 0 (tests: any free port) stands for both ports.
+                http_port = 0 if port == 0 else settings.http_port(self.definition.name)
+            await self.http.start(http_port)
         for name in ["", *self.definition.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
         log.info("serving", extra={"fields": {"service": self.definition.name, "address": self.address}})
@@ -184,7 +198,11 @@ class NexusServer:
         # A moment for health watchers (load balancers) to see NOT_SERVING before streams end.
         await asyncio.sleep(min(0.5, grace / 2))
         await self.admission.drain(deadline)
-        await self.server.stop(max(deadline - time.monotonic(), 0.1))
+        remaining = max(deadline - time.monotonic(), 0.1)
+        if self.http is None:
+            await self.server.stop(remaining)
+        else:
+            await asyncio.gather(self.server.stop(remaining), self.http.stop())
         await self.revocations.stop()
         for hook in self.definition.on_stop:
             await hook()
@@ -222,6 +240,8 @@ async def serve_forever(
     server = await build(spec, Resources(settings))
     await server.start(port)
     print(f"{server.definition.name} serving on {server.address}", flush=True)
+    if server.http is not None:
+        print(f"{server.definition.name} serving HTTP on {server.http.address}", flush=True)
     if on_serving is not None:
         on_serving(server)
     stop = asyncio.Event()

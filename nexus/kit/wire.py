@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from google.protobuf.descriptor import Descriptor, FieldDescriptor
 
-from nexus.kit.errors import FieldViolation
-from nexus.kit.validation import MAX_JSON_DEPTH
+from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.validation import MAX_JSON_DEPTH, Violations
 
 NOT_UTF8 = "is not valid UTF-8 (strings must be valid Unicode)"
 TOO_DEEP = f"is nested deeper than {MAX_JSON_DEPTH} levels"
@@ -120,6 +120,25 @@ def find_invalid_fields(descriptor: Descriptor, data: bytes) -> list[FieldViolat
     except _Truncated:
         return []
     return walk.violations
+
+
+def undecodable(descriptor: Descriptor | None, data: bytes) -> InvalidArgument:
+    """The error for request bytes the protobuf runtime would not decode, naming every bad field
+    it can find. JSON nested too deep is the same mistake whether or not the runtime could still
+    decode it (validation names it then), so it gets validation's reason; broken bytes get
+    MALFORMED_REQUEST. Both ports (gRPC and Connect) answer with this."""
+    v = Violations()
+    if descriptor is not None:
+        for found in find_invalid_fields(descriptor, data):
+            v.add(found.field, found.description)
+    if not v:
+        v.add("", "the request body does not decode")
+    if all(item.description == TOO_DEEP for item in v.items):
+        error = v.error()
+    else:
+        error = v.error("the request is not a valid protobuf message", reason="MALFORMED_REQUEST")
+    assert error is not None
+    return error
 
 
 def _is_map(field: FieldDescriptor) -> bool:

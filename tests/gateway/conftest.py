@@ -34,6 +34,7 @@ from nexus.runtime.v1 import (
 )
 from nexus.user.v1 import user_pb2
 from services.user.keys import ensure_key_file
+from tests.gateway.http_support import Http
 from tests.support import Tokens, eventually
 
 Metadata = tuple[tuple[str, str], ...]
@@ -87,6 +88,13 @@ def runtime(
 ) -> runtime_pb2_grpc.RuntimeServiceAsyncStub:
     """The runtime itself, for the tests' worker (the gateway offers clients no worker calls)."""
     return runtime_pb2_grpc.RuntimeServiceStub(open_channel(platform.runtime.address))
+
+
+@pytest.fixture(scope="session")
+def http(platform: Platform) -> Http:
+    """The gateway's HTTP port, as a browser reaches it."""
+    assert platform.gateway.http is not None
+    return Http(f"http://{platform.gateway.http.address}")
 
 
 SignUp = Callable[[], Awaitable[Account]]
@@ -355,7 +363,8 @@ async def extra_server(
         server = await kit_server.build(BY_NAME[name], Resources(settings))
     finally:
         grpc.aio.server = original
-    await server.start(port)
+    # Beside the session's servers: its HTTP port (the gateway's) is any free one.
+    await server.start(port, http_port=0)
     try:
         yield server
     finally:

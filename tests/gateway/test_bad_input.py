@@ -13,6 +13,8 @@ from google.protobuf.message import Message
 
 from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.kit.validation import JSON, MAX_JSON_DEPTH, dict_to_struct
+from nexus.runtime.v1 import artifact_pb2, task_pb2
+from nexus.user.v1 import user_pb2
 from tests.deep_json import nested_struct, with_field
 from tests.gateway.conftest import Account, Platform
 from tests.introspection import (
@@ -195,7 +197,17 @@ USER_CALLS: dict[str, Message] = {
     "CompleteCommand": pb.CompleteCommandRequest(prefix="/s"),
     "CrystallizeSkill": pb.CrystallizeSkillRequest(task_id=GOOD_ID, name="n"),
     "SearchMemories": pb.SearchMemoriesRequest(query="q"),
+    "UpdateProfile": pb.UpdateProfileRequest(profile=user_pb2.Profile(nickname="n")),
+    "ListTasks": pb.ListTasksRequest(),
+    "UpdateTask": pb.UpdateTaskRequest(task=task_pb2.Task(task_id=GOOD_ID, is_pinned=True)),
+    "CreateStreamTicket": pb.CreateStreamTicketRequest(task_id=GOOD_ID),
+    "DownloadArtifact": pb.DownloadArtifactRequest(artifact_id=GOOD_ID),
+    "UpdateArtifact": pb.UpdateArtifactRequest(artifact=artifact_pb2.Artifact(artifact_id=GOOD_ID, is_pinned=True)),
+    "ListSessions": pb.ListSessionsRequest(),
+    "CreateSession": pb.CreateSessionRequest(title="t"),
+    "VerifyConnection": pb.VerifyConnectionRequest(connection_id=GOOD_ID),
 }
+STREAMS = {"StreamTask", "DownloadArtifact"}
 
 
 async def test_an_operator_token_is_told_the_gateway_needs_a_users_token(gw: Stub, tokens: Tokens) -> None:
@@ -204,9 +216,7 @@ async def test_an_operator_token_is_told_the_gateway_needs_a_users_token(gw: Stu
     operator = tokens.service("runtime.worker", "ontology.admin", "user.admin", name="operator")
     for method, request_ in USER_CALLS.items():
         call: Callable[..., Any] = getattr(gw, method)
-        attempt = (
-            drain(call(request_, metadata=operator)) if method == "StreamTask" else call(request_, metadata=operator)
-        )
+        attempt = drain(call(request_, metadata=operator)) if method in STREAMS else call(request_, metadata=operator)
         failure = await rpc_error(attempt)
         assert (failure.code, failure.reason) == (grpc.StatusCode.PERMISSION_DENIED, "USER_TOKEN_REQUIRED"), method
         assert "user's access token" in failure.message and "scope" not in failure.message, method

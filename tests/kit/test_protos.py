@@ -8,6 +8,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
+# google.protobuf and gRPC stubs, Connect stubs, protobuf-py classes.
+GENERATED = ("*_pb2*", "*_connect.py", "*_pb.py")
 
 
 def test_committed_generated_code_matches_the_protos(tmp_path: Path) -> None:
@@ -16,10 +18,13 @@ def test_committed_generated_code_matches_the_protos(tmp_path: Path) -> None:
         check=True,
         capture_output=True,
     )
-    fresh = {p.relative_to(tmp_path): p.read_bytes() for p in tmp_path.rglob("*_pb2*")}
+    fresh = {p.relative_to(tmp_path): p.read_bytes() for pattern in GENERATED for p in tmp_path.rglob(pattern)}
     # Bytecode caches of the generated modules are not generated code.
     committed = {
-        p.relative_to(ROOT): p.read_bytes() for p in (ROOT / "nexus").rglob("*_pb2*") if "__pycache__" not in p.parts
+        p.relative_to(ROOT): p.read_bytes()
+        for pattern in GENERATED
+        for p in (ROOT / "nexus").rglob(pattern)
+        if "__pycache__" not in p.parts
     }
     assert fresh, "no protos were generated"
     stale = sorted(str(p) for p in fresh.keys() | committed.keys() if fresh.get(p) != committed.get(p))

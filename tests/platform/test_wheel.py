@@ -43,6 +43,9 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     (wheel,) = (work / "dist").glob("nexus-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "catalog/catalog.toml" in names and "migrations/runtime/versions/0001_tasks_and_events.py" in names
+    assert {"gateway/http/console/index.html", "gateway/http/console/app.js", "gateway/http/console/styles.css"} <= set(
+        names
+    )
     venv = work / "venv"
     _run(sys.executable, "-m", "venv", venv)
     _run(
@@ -61,6 +64,7 @@ def _outside_env(home: Path) -> dict[str, str]:
     """This process's environment without anything that points back into the repository."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NEXUS_", "PYTHON", "VIRTUAL_ENV"))}
     ports = {name: free_port() for name in ("GATEWAY", "USER", "ONTOLOGY", "RUNTIME")}
+    ports["GATEWAY_HTTP"] = free_port()
     return {**env, "HOME": str(home), **{f"NEXUS_{name}_PORT": str(port) for name, port in ports.items()}}
 
 

@@ -23,71 +23,95 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import struct_pb2 as google_dot_protobuf_dot_struct__pb2
+from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from nexus.ontology.v1 import ontology_pb2 as nexus_dot_ontology_dot_v1_dot_ontology__pb2
 from nexus.runtime.v1 import artifact_pb2 as nexus_dot_runtime_dot_v1_dot_artifact__pb2
+from nexus.runtime.v1 import runtime_pb2 as nexus_dot_runtime_dot_v1_dot_runtime__pb2
+from nexus.runtime.v1 import session_pb2 as nexus_dot_runtime_dot_v1_dot_session__pb2
 from nexus.runtime.v1 import task_pb2 as nexus_dot_runtime_dot_v1_dot_task__pb2
 from nexus.runtime.v1 import workspace_pb2 as nexus_dot_runtime_dot_v1_dot_workspace__pb2
 from nexus.user.v1 import user_pb2 as nexus_dot_user_dot_v1_dot_user__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enexus/gateway/v1/gateway.proto\x12\x10nexus.gateway.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a nexus/ontology/v1/ontology.proto\x1a\x1fnexus/runtime/v1/artifact.proto\x1a\x1bnexus/runtime/v1/task.proto\x1a nexus/runtime/v1/workspace.proto\x1a\x18nexus/user/v1/user.proto\"B\n\rSignUpRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\"0\n\rSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\'\n\x0eSignOutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"+\n\x0cGetMeRequest\x12\x1b\n\x13settings_page_token\x18\x01 \x01(\t\"\xa7\x01\n\rGetMeResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.nexus.user.v1.User\x12\'\n\x07profile\x18\x02 \x01(\x0b\x32\x16.nexus.user.v1.Profile\x12(\n\x08settings\x18\x03 \x03(\x0b\x32\x16.nexus.user.v1.Setting\x12 \n\x18settings_next_page_token\x18\x04 \x01(\t\"I\n\x11RunCommandRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"Z\n\x10StartChatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"7\n\x11StreamTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\"3\n\x12SubmitInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x11GetSidebarRequest\x12\x18\n\x10recent_page_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xbf\x01\n\x12GetSidebarResponse\x12,\n\x0cpinned_tasks\x18\x01 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12,\n\x0crecent_tasks\x18\x02 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x34\n\x10pinned_artifacts\x18\x03 \x03(\x0b\x32\x1a.nexus.runtime.v1.Artifact\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"N\n\x14ListArtifactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"+\n\x17GetAgentSettingsRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"s\n\x18GetAgentSettingsResponse\x12\'\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Agent\x12.\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\x19.nexus.user.v1.Connection\"\x91\x01\n\x13\x43onnectAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12,\n\x0b\x63redentials\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"=\n\x16\x44isconnectAgentRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\";\n\x16\x43ompleteCommandRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"G\n\x17\x43ompleteCommandResponse\x12,\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x1a.nexus.ontology.v1.Command\"r\n\x17\x43rystallizeSkillRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"p\n\x18\x43rystallizeSkillResponse\x12\'\n\x05skill\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Skill\x12+\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x1a.nexus.ontology.v1.Command\"M\n\x15SearchMemoriesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t2\x9d\r\n\x0eGatewayService\x12H\n\x06SignUp\x12\x1f.nexus.gateway.v1.SignUpRequest\x1a\x1d.nexus.user.v1.SignUpResponse\x12\x44\n\x06SignIn\x12\x1f.nexus.gateway.v1.SignInRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x46\n\x07Refresh\x12 .nexus.gateway.v1.RefreshRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x43\n\x07SignOut\x12 .nexus.gateway.v1.SignOutRequest\x1a\x16.google.protobuf.Empty\x12H\n\x05GetMe\x12\x1e.nexus.gateway.v1.GetMeRequest\x1a\x1f.nexus.gateway.v1.GetMeResponse\x12I\n\nRunCommand\x12#.nexus.gateway.v1.RunCommandRequest\x1a\x16.nexus.runtime.v1.Task\x12G\n\tStartChat\x12\".nexus.gateway.v1.StartChatRequest\x1a\x16.nexus.runtime.v1.Task\x12\x43\n\x07GetTask\x12 .nexus.gateway.v1.GetTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12P\n\nStreamTask\x12#.nexus.gateway.v1.StreamTaskRequest\x1a\x1b.nexus.runtime.v1.TaskEvent0\x01\x12K\n\x0bSubmitInput\x12$.nexus.gateway.v1.SubmitInputRequest\x1a\x16.nexus.runtime.v1.Task\x12I\n\nCancelTask\x12#.nexus.gateway.v1.CancelTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12W\n\nGetSidebar\x12#.nexus.gateway.v1.GetSidebarRequest\x1a$.nexus.gateway.v1.GetSidebarResponse\x12`\n\rListArtifacts\x12&.nexus.gateway.v1.ListArtifactsRequest\x1a\'.nexus.runtime.v1.ListArtifactsResponse\x12X\n\nListAgents\x12#.nexus.gateway.v1.ListAgentsRequest\x1a%.nexus.ontology.v1.ListAgentsResponse\x12i\n\x10GetAgentSettings\x12).nexus.gateway.v1.GetAgentSettingsRequest\x1a*.nexus.gateway.v1.GetAgentSettingsResponse\x12P\n\x0c\x43onnectAgent\x12%.nexus.gateway.v1.ConnectAgentRequest\x1a\x19.nexus.user.v1.Connection\x12S\n\x0f\x44isconnectAgent\x12(.nexus.gateway.v1.DisconnectAgentRequest\x1a\x16.google.protobuf.Empty\x12\x66\n\x0f\x43ompleteCommand\x12(.nexus.gateway.v1.CompleteCommandRequest\x1a).nexus.gateway.v1.CompleteCommandResponse\x12i\n\x10\x43rystallizeSkill\x12).nexus.gateway.v1.CrystallizeSkillRequest\x1a*.nexus.gateway.v1.CrystallizeSkillResponse\x12g\n\x0eSearchMemories\x12\'.nexus.gateway.v1.SearchMemoriesRequest\x1a,.nexus.runtime.v1.SearchTaskMemoriesResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1enexus/gateway/v1/gateway.proto\x12\x10nexus.gateway.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a nexus/ontology/v1/ontology.proto\x1a\x1fnexus/runtime/v1/artifact.proto\x1a\x1enexus/runtime/v1/runtime.proto\x1a\x1enexus/runtime/v1/session.proto\x1a\x1bnexus/runtime/v1/task.proto\x1a nexus/runtime/v1/workspace.proto\x1a\x18nexus/user/v1/user.proto\"B\n\rSignUpRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x10\n\x08nickname\x18\x03 \x01(\t\"0\n\rSignInRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\"\'\n\x0eRefreshRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"\'\n\x0eSignOutRequest\x12\x15\n\rrefresh_token\x18\x01 \x01(\t\"+\n\x0cGetMeRequest\x12\x1b\n\x13settings_page_token\x18\x01 \x01(\t\"\xa7\x01\n\rGetMeResponse\x12!\n\x04user\x18\x01 \x01(\x0b\x32\x13.nexus.user.v1.User\x12\'\n\x07profile\x18\x02 \x01(\x0b\x32\x16.nexus.user.v1.Profile\x12(\n\x08settings\x18\x03 \x03(\x0b\x32\x16.nexus.user.v1.Setting\x12 \n\x18settings_next_page_token\x18\x04 \x01(\t\"p\n\x14UpdateProfileRequest\x12\'\n\x07profile\x18\x01 \x01(\x0b\x32\x16.nexus.user.v1.Profile\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"I\n\x11RunCommandRequest\x12\x0c\n\x04text\x18\x01 \x01(\t\x12\x12\n\nsession_id\x18\x02 \x01(\t\x12\x12\n\nrequest_id\x18\x03 \x01(\t\"Z\n\x10StartChatRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\x12\x12\n\nsession_id\x18\x03 \x01(\t\x12\x12\n\nrequest_id\x18\x04 \x01(\t\"!\n\x0eGetTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"\x86\x01\n\x10ListTasksRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x37\n\x0e\x61rchive_filter\x18\x03 \x01(\x0e\x32\x1f.nexus.runtime.v1.ArchiveFilter\x12\x12\n\nsession_id\x18\x04 \x01(\t\"j\n\x11UpdateTaskRequest\x12$\n\x04task\x18\x01 \x01(\x0b\x32\x16.nexus.runtime.v1.Task\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"7\n\x11StreamTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tafter_seq\x18\x02 \x01(\x03\",\n\x19\x43reateStreamTicketRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\"d\n\x0cStreamTicket\x12\x0e\n\x06ticket\x18\x01 \x01(\t\x12/\n\x0b\x65xpire_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x13\n\x0b\x65vents_path\x18\x03 \x01(\t\"3\n\x12SubmitInputRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04text\x18\x02 \x01(\t\"4\n\x11\x43\x61ncelTaskRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\"A\n\x11GetSidebarRequest\x12\x18\n\x10recent_page_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"\xbf\x01\n\x12GetSidebarResponse\x12,\n\x0cpinned_tasks\x18\x01 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12,\n\x0crecent_tasks\x18\x02 \x03(\x0b\x32\x16.nexus.runtime.v1.Task\x12\x34\n\x10pinned_artifacts\x18\x03 \x03(\x0b\x32\x1a.nexus.runtime.v1.Artifact\x12\x17\n\x0fnext_page_token\x18\x04 \x01(\t\"N\n\x14ListArtifactsRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\"C\n\x17\x44ownloadArtifactRequest\x12\x13\n\x0b\x61rtifact_id\x18\x01 \x01(\t\x12\x13\n\x0bread_offset\x18\x02 \x01(\x03\"v\n\x15UpdateArtifactRequest\x12,\n\x08\x61rtifact\x18\x01 \x01(\x0b\x32\x1a.nexus.runtime.v1.Artifact\x12/\n\x0bupdate_mask\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"<\n\x13ListSessionsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"9\n\x14\x43reateSessionRequest\x12\r\n\x05title\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\":\n\x11ListAgentsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\"+\n\x17GetAgentSettingsRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\"s\n\x18GetAgentSettingsResponse\x12\'\n\x05\x61gent\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Agent\x12.\n\x0b\x63onnections\x18\x02 \x03(\x0b\x32\x19.nexus.user.v1.Connection\"\x91\x01\n\x13\x43onnectAgentRequest\x12\x10\n\x08\x61gent_id\x18\x01 \x01(\t\x12\x10\n\x08provider\x18\x02 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x03 \x01(\t\x12,\n\x0b\x63redentials\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"=\n\x16\x44isconnectAgentRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\x12\x0c\n\x04\x65tag\x18\x02 \x01(\t\"0\n\x17VerifyConnectionRequest\x12\x15\n\rconnection_id\x18\x01 \x01(\t\";\n\x16\x43ompleteCommandRequest\x12\x0e\n\x06prefix\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\"G\n\x17\x43ompleteCommandResponse\x12,\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x1a.nexus.ontology.v1.Command\"r\n\x17\x43rystallizeSkillRequest\x12\x0f\n\x07task_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x0f\n\x07trigger\x18\x03 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x04 \x01(\t\x12\x12\n\nrequest_id\x18\x05 \x01(\t\"p\n\x18\x43rystallizeSkillResponse\x12\'\n\x05skill\x18\x01 \x01(\x0b\x32\x18.nexus.ontology.v1.Skill\x12+\n\x07\x63ommand\x18\x02 \x01(\x0b\x32\x1a.nexus.ontology.v1.Command\"M\n\x15SearchMemoriesRequest\x12\r\n\x05query\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t2\xc3\x13\n\x0eGatewayService\x12H\n\x06SignUp\x12\x1f.nexus.gateway.v1.SignUpRequest\x1a\x1d.nexus.user.v1.SignUpResponse\x12\x44\n\x06SignIn\x12\x1f.nexus.gateway.v1.SignInRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x46\n\x07Refresh\x12 .nexus.gateway.v1.RefreshRequest\x1a\x19.nexus.user.v1.AuthTokens\x12\x43\n\x07SignOut\x12 .nexus.gateway.v1.SignOutRequest\x1a\x16.google.protobuf.Empty\x12H\n\x05GetMe\x12\x1e.nexus.gateway.v1.GetMeRequest\x1a\x1f.nexus.gateway.v1.GetMeResponse\x12O\n\rUpdateProfile\x12&.nexus.gateway.v1.UpdateProfileRequest\x1a\x16.nexus.user.v1.Profile\x12I\n\nRunCommand\x12#.nexus.gateway.v1.RunCommandRequest\x1a\x16.nexus.runtime.v1.Task\x12G\n\tStartChat\x12\".nexus.gateway.v1.StartChatRequest\x1a\x16.nexus.runtime.v1.Task\x12\x43\n\x07GetTask\x12 .nexus.gateway.v1.GetTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12T\n\tListTasks\x12\".nexus.gateway.v1.ListTasksRequest\x1a#.nexus.runtime.v1.ListTasksResponse\x12I\n\nUpdateTask\x12#.nexus.gateway.v1.UpdateTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12P\n\nStreamTask\x12#.nexus.gateway.v1.StreamTaskRequest\x1a\x1b.nexus.runtime.v1.TaskEvent0\x01\x12\x61\n\x12\x43reateStreamTicket\x12+.nexus.gateway.v1.CreateStreamTicketRequest\x1a\x1e.nexus.gateway.v1.StreamTicket\x12K\n\x0bSubmitInput\x12$.nexus.gateway.v1.SubmitInputRequest\x1a\x16.nexus.runtime.v1.Task\x12I\n\nCancelTask\x12#.nexus.gateway.v1.CancelTaskRequest\x1a\x16.nexus.runtime.v1.Task\x12W\n\nGetSidebar\x12#.nexus.gateway.v1.GetSidebarRequest\x1a$.nexus.gateway.v1.GetSidebarResponse\x12`\n\rListArtifacts\x12&.nexus.gateway.v1.ListArtifactsRequest\x1a\'.nexus.runtime.v1.ListArtifactsResponse\x12k\n\x10\x44ownloadArtifact\x12).nexus.gateway.v1.DownloadArtifactRequest\x1a*.nexus.runtime.v1.DownloadArtifactResponse0\x01\x12U\n\x0eUpdateArtifact\x12\'.nexus.gateway.v1.UpdateArtifactRequest\x1a\x1a.nexus.runtime.v1.Artifact\x12]\n\x0cListSessions\x12%.nexus.gateway.v1.ListSessionsRequest\x1a&.nexus.runtime.v1.ListSessionsResponse\x12R\n\rCreateSession\x12&.nexus.gateway.v1.CreateSessionRequest\x1a\x19.nexus.runtime.v1.Session\x12X\n\nListAgents\x12#.nexus.gateway.v1.ListAgentsRequest\x1a%.nexus.ontology.v1.ListAgentsResponse\x12i\n\x10GetAgentSettings\x12).nexus.gateway.v1.GetAgentSettingsRequest\x1a*.nexus.gateway.v1.GetAgentSettingsResponse\x12P\n\x0c\x43onnectAgent\x12%.nexus.gateway.v1.ConnectAgentRequest\x1a\x19.nexus.user.v1.Connection\x12S\n\x0f\x44isconnectAgent\x12(.nexus.gateway.v1.DisconnectAgentRequest\x1a\x16.google.protobuf.Empty\x12X\n\x10VerifyConnection\x12).nexus.gateway.v1.VerifyConnectionRequest\x1a\x19.nexus.user.v1.Connection\x12\x66\n\x0f\x43ompleteCommand\x12(.nexus.gateway.v1.CompleteCommandRequest\x1a).nexus.gateway.v1.CompleteCommandResponse\x12i\n\x10\x43rystallizeSkill\x12).nexus.gateway.v1.CrystallizeSkillRequest\x1a*.nexus.gateway.v1.CrystallizeSkillResponse\x12g\n\x0eSearchMemories\x12\'.nexus.gateway.v1.SearchMemoriesRequest\x1a,.nexus.runtime.v1.SearchTaskMemoriesResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'nexus.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_SIGNUPREQUEST']._serialized_start=267
-  _globals['_SIGNUPREQUEST']._serialized_end=333
-  _globals['_SIGNINREQUEST']._serialized_start=335
-  _globals['_SIGNINREQUEST']._serialized_end=383
-  _globals['_REFRESHREQUEST']._serialized_start=385
-  _globals['_REFRESHREQUEST']._serialized_end=424
-  _globals['_SIGNOUTREQUEST']._serialized_start=426
-  _globals['_SIGNOUTREQUEST']._serialized_end=465
-  _globals['_GETMEREQUEST']._serialized_start=467
-  _globals['_GETMEREQUEST']._serialized_end=510
-  _globals['_GETMERESPONSE']._serialized_start=513
-  _globals['_GETMERESPONSE']._serialized_end=680
-  _globals['_RUNCOMMANDREQUEST']._serialized_start=682
-  _globals['_RUNCOMMANDREQUEST']._serialized_end=755
-  _globals['_STARTCHATREQUEST']._serialized_start=757
-  _globals['_STARTCHATREQUEST']._serialized_end=847
-  _globals['_GETTASKREQUEST']._serialized_start=849
-  _globals['_GETTASKREQUEST']._serialized_end=882
-  _globals['_STREAMTASKREQUEST']._serialized_start=884
-  _globals['_STREAMTASKREQUEST']._serialized_end=939
-  _globals['_SUBMITINPUTREQUEST']._serialized_start=941
-  _globals['_SUBMITINPUTREQUEST']._serialized_end=992
-  _globals['_CANCELTASKREQUEST']._serialized_start=994
-  _globals['_CANCELTASKREQUEST']._serialized_end=1046
-  _globals['_GETSIDEBARREQUEST']._serialized_start=1048
-  _globals['_GETSIDEBARREQUEST']._serialized_end=1113
-  _globals['_GETSIDEBARRESPONSE']._serialized_start=1116
-  _globals['_GETSIDEBARRESPONSE']._serialized_end=1307
-  _globals['_LISTARTIFACTSREQUEST']._serialized_start=1309
-  _globals['_LISTARTIFACTSREQUEST']._serialized_end=1387
-  _globals['_LISTAGENTSREQUEST']._serialized_start=1389
-  _globals['_LISTAGENTSREQUEST']._serialized_end=1447
-  _globals['_GETAGENTSETTINGSREQUEST']._serialized_start=1449
-  _globals['_GETAGENTSETTINGSREQUEST']._serialized_end=1492
-  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_start=1494
-  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_end=1609
-  _globals['_CONNECTAGENTREQUEST']._serialized_start=1612
-  _globals['_CONNECTAGENTREQUEST']._serialized_end=1757
-  _globals['_DISCONNECTAGENTREQUEST']._serialized_start=1759
-  _globals['_DISCONNECTAGENTREQUEST']._serialized_end=1820
-  _globals['_COMPLETECOMMANDREQUEST']._serialized_start=1822
-  _globals['_COMPLETECOMMANDREQUEST']._serialized_end=1881
-  _globals['_COMPLETECOMMANDRESPONSE']._serialized_start=1883
-  _globals['_COMPLETECOMMANDRESPONSE']._serialized_end=1954
-  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_start=1956
-  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_end=2070
-  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_start=2072
-  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_end=2184
-  _globals['_SEARCHMEMORIESREQUEST']._serialized_start=2186
-  _globals['_SEARCHMEMORIESREQUEST']._serialized_end=2263
-  _globals['_GATEWAYSERVICE']._serialized_start=2266
-  _globals['_GATEWAYSERVICE']._serialized_end=3959
+  _globals['_SIGNUPREQUEST']._serialized_start=398
+  _globals['_SIGNUPREQUEST']._serialized_end=464
+  _globals['_SIGNINREQUEST']._serialized_start=466
+  _globals['_SIGNINREQUEST']._serialized_end=514
+  _globals['_REFRESHREQUEST']._serialized_start=516
+  _globals['_REFRESHREQUEST']._serialized_end=555
+  _globals['_SIGNOUTREQUEST']._serialized_start=557
+  _globals['_SIGNOUTREQUEST']._serialized_end=596
+  _globals['_GETMEREQUEST']._serialized_start=598
+  _globals['_GETMEREQUEST']._serialized_end=641
+  _globals['_GETMERESPONSE']._serialized_start=644
+  _globals['_GETMERESPONSE']._serialized_end=811
+  _globals['_UPDATEPROFILEREQUEST']._serialized_start=813
+  _globals['_UPDATEPROFILEREQUEST']._serialized_end=925
+  _globals['_RUNCOMMANDREQUEST']._serialized_start=927
+  _globals['_RUNCOMMANDREQUEST']._serialized_end=1000
+  _globals['_STARTCHATREQUEST']._serialized_start=1002
+  _globals['_STARTCHATREQUEST']._serialized_end=1092
+  _globals['_GETTASKREQUEST']._serialized_start=1094
+  _globals['_GETTASKREQUEST']._serialized_end=1127
+  _globals['_LISTTASKSREQUEST']._serialized_start=1130
+  _globals['_LISTTASKSREQUEST']._serialized_end=1264
+  _globals['_UPDATETASKREQUEST']._serialized_start=1266
+  _globals['_UPDATETASKREQUEST']._serialized_end=1372
+  _globals['_STREAMTASKREQUEST']._serialized_start=1374
+  _globals['_STREAMTASKREQUEST']._serialized_end=1429
+  _globals['_CREATESTREAMTICKETREQUEST']._serialized_start=1431
+  _globals['_CREATESTREAMTICKETREQUEST']._serialized_end=1475
+  _globals['_STREAMTICKET']._serialized_start=1477
+  _globals['_STREAMTICKET']._serialized_end=1577
+  _globals['_SUBMITINPUTREQUEST']._serialized_start=1579
+  _globals['_SUBMITINPUTREQUEST']._serialized_end=1630
+  _globals['_CANCELTASKREQUEST']._serialized_start=1632
+  _globals['_CANCELTASKREQUEST']._serialized_end=1684
+  _globals['_GETSIDEBARREQUEST']._serialized_start=1686
+  _globals['_GETSIDEBARREQUEST']._serialized_end=1751
+  _globals['_GETSIDEBARRESPONSE']._serialized_start=1754
+  _globals['_GETSIDEBARRESPONSE']._serialized_end=1945
+  _globals['_LISTARTIFACTSREQUEST']._serialized_start=1947
+  _globals['_LISTARTIFACTSREQUEST']._serialized_end=2025
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_start=2027
+  _globals['_DOWNLOADARTIFACTREQUEST']._serialized_end=2094
+  _globals['_UPDATEARTIFACTREQUEST']._serialized_start=2096
+  _globals['_UPDATEARTIFACTREQUEST']._serialized_end=2214
+  _globals['_LISTSESSIONSREQUEST']._serialized_start=2216
+  _globals['_LISTSESSIONSREQUEST']._serialized_end=2276
+  _globals['_CREATESESSIONREQUEST']._serialized_start=2278
+  _globals['_CREATESESSIONREQUEST']._serialized_end=2335
+  _globals['_LISTAGENTSREQUEST']._serialized_start=2337
+  _globals['_LISTAGENTSREQUEST']._serialized_end=2395
+  _globals['_GETAGENTSETTINGSREQUEST']._serialized_start=2397
+  _globals['_GETAGENTSETTINGSREQUEST']._serialized_end=2440
+  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_start=2442
+  _globals['_GETAGENTSETTINGSRESPONSE']._serialized_end=2557
+  _globals['_CONNECTAGENTREQUEST']._serialized_start=2560
+  _globals['_CONNECTAGENTREQUEST']._serialized_end=2705
+  _globals['_DISCONNECTAGENTREQUEST']._serialized_start=2707
+  _globals['_DISCONNECTAGENTREQUEST']._serialized_end=2768
+  _globals['_VERIFYCONNECTIONREQUEST']._serialized_start=2770
+  _globals['_VERIFYCONNECTIONREQUEST']._serialized_end=2818
+  _globals['_COMPLETECOMMANDREQUEST']._serialized_start=2820
+  _globals['_COMPLETECOMMANDREQUEST']._serialized_end=2879
+  _globals['_COMPLETECOMMANDRESPONSE']._serialized_start=2881
+  _globals['_COMPLETECOMMANDRESPONSE']._serialized_end=2952
+  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_start=2954
+  _globals['_CRYSTALLIZESKILLREQUEST']._serialized_end=3068
+  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_start=3070
+  _globals['_CRYSTALLIZESKILLRESPONSE']._serialized_end=3182
+  _globals['_SEARCHMEMORIESREQUEST']._serialized_start=3184
+  _globals['_SEARCHMEMORIESREQUEST']._serialized_end=3261
+  _globals['_GATEWAYSERVICE']._serialized_start=3264
+  _globals['_GATEWAYSERVICE']._serialized_end=5763
 # @@protoc_insertion_point(module_scope)

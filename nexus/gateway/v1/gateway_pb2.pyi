@@ -5,11 +5,14 @@ isort:skip_file
 
 from collections import abc as _abc
 from google.protobuf import descriptor as _descriptor
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import message as _message
 from google.protobuf import struct_pb2 as _struct_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from google.protobuf.internal import containers as _containers
 from nexus.ontology.v1 import ontology_pb2 as _ontology_pb2
 from nexus.runtime.v1 import artifact_pb2 as _artifact_pb2
+from nexus.runtime.v1 import runtime_pb2 as _runtime_pb2
 from nexus.runtime.v1 import task_pb2 as _task_pb2
 from nexus.user.v1 import user_pb2 as _user_pb2
 import builtins as _builtins
@@ -196,6 +199,36 @@ class GetMeResponse(_message.Message):
 Global___GetMeResponse: _TypeAlias = GetMeResponse  # noqa: Y015
 
 @_typing.final
+class UpdateProfileRequest(_message.Message):
+    """Request for UpdateProfile."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROFILE_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def profile(self) -> _user_pb2.Profile:
+        """The new values; `etag`, when set, must be the profile's current one (else ABORTED)."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which of nickname, avatar_url, preferences, principles to change; empty means the ones set."""
+
+    def __init__(
+        self,
+        *,
+        profile: _user_pb2.Profile | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["profile", b"profile", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateProfileRequest: _TypeAlias = UpdateProfileRequest  # noqa: Y015
+
+@_typing.final
 class RunCommandRequest(_message.Message):
     """---------------------------------------------------------------------------------------------
     Tasks
@@ -292,6 +325,70 @@ class GetTaskRequest(_message.Message):
 Global___GetTaskRequest: _TypeAlias = GetTaskRequest  # noqa: Y015
 
 @_typing.final
+class ListTasksRequest(_message.Message):
+    """Request for ListTasks."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    ARCHIVE_FILTER_FIELD_NUMBER: _builtins.int
+    SESSION_ID_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many tasks; 0 means 50, more than 1000 means 1000."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous response, with the same filters."""
+    archive_filter: _runtime_pb2.ArchiveFilter.ValueType
+    """Active tasks (the default), the archive, or both."""
+    session_id: _builtins.str
+    """Only the tasks of this session (UUID)."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+        archive_filter: _runtime_pb2.ArchiveFilter.ValueType = ...,
+        session_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["archive_filter", b"archive_filter", "page_size", b"page_size", "page_token", b"page_token", "session_id", b"session_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListTasksRequest: _TypeAlias = ListTasksRequest  # noqa: Y015
+
+@_typing.final
+class UpdateTaskRequest(_message.Message):
+    """Request for UpdateTask."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def task(self) -> _task_pb2.Task:
+        """The task: task_id and the new values; `etag`, when set, must be current (else ABORTED)."""
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which of title, is_pinned, is_archived to change; empty means the ones that are set."""
+
+    def __init__(
+        self,
+        *,
+        task: _task_pb2.Task | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task", b"task", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateTaskRequest: _TypeAlias = UpdateTaskRequest  # noqa: Y015
+
+@_typing.final
 class StreamTaskRequest(_message.Message):
     """Request for StreamTask."""
 
@@ -316,6 +413,64 @@ class StreamTaskRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___StreamTaskRequest: _TypeAlias = StreamTaskRequest  # noqa: Y015
+
+@_typing.final
+class CreateStreamTicketRequest(_message.Message):
+    """Request for CreateStreamTicket."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TASK_ID_FIELD_NUMBER: _builtins.int
+    task_id: _builtins.str
+    """The task whose events the ticket opens."""
+    def __init__(
+        self,
+        *,
+        task_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["task_id", b"task_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateStreamTicketRequest: _TypeAlias = CreateStreamTicketRequest  # noqa: Y015
+
+@_typing.final
+class StreamTicket(_message.Message):
+    """A ticket for one task's Server-Sent Events stream."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TICKET_FIELD_NUMBER: _builtins.int
+    EXPIRE_TIME_FIELD_NUMBER: _builtins.int
+    EVENTS_PATH_FIELD_NUMBER: _builtins.int
+    ticket: _builtins.str
+    """Opaque; pass it as the `ticket` query parameter of the events URL. Treat it like a password:
+    until it expires it opens this task's events as the caller.
+    """
+    events_path: _builtins.str
+    """The events URL path, `/v1/tasks/{task_id}/events`."""
+    @_builtins.property
+    def expire_time(self) -> _timestamp_pb2.Timestamp:
+        """When the ticket stops opening streams (a stream already open stays open). Never later than
+        the access token it was minted with.
+        """
+
+    def __init__(
+        self,
+        *,
+        ticket: _builtins.str = ...,
+        expire_time: _timestamp_pb2.Timestamp | None = ...,
+        events_path: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["expire_time", b"expire_time"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["events_path", b"events_path", "expire_time", b"expire_time", "ticket", b"ticket"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___StreamTicket: _TypeAlias = StreamTicket  # noqa: Y015
 
 @_typing.final
 class SubmitInputRequest(_message.Message):
@@ -470,6 +625,116 @@ class ListArtifactsRequest(_message.Message):
 Global___ListArtifactsRequest: _TypeAlias = ListArtifactsRequest  # noqa: Y015
 
 @_typing.final
+class DownloadArtifactRequest(_message.Message):
+    """Request for DownloadArtifact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTIFACT_ID_FIELD_NUMBER: _builtins.int
+    READ_OFFSET_FIELD_NUMBER: _builtins.int
+    artifact_id: _builtins.str
+    """The artifact's id."""
+    read_offset: _builtins.int
+    """Skip this many bytes (to resume a download); at most the artifact's size."""
+    def __init__(
+        self,
+        *,
+        artifact_id: _builtins.str = ...,
+        read_offset: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact_id", b"artifact_id", "read_offset", b"read_offset"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DownloadArtifactRequest: _TypeAlias = DownloadArtifactRequest  # noqa: Y015
+
+@_typing.final
+class UpdateArtifactRequest(_message.Message):
+    """Request for UpdateArtifact."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    ARTIFACT_FIELD_NUMBER: _builtins.int
+    UPDATE_MASK_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def artifact(self) -> _artifact_pb2.Artifact:
+        """The artifact: artifact_id and the new values; `etag`, when set, must be current (else
+        ABORTED).
+        """
+
+    @_builtins.property
+    def update_mask(self) -> _field_mask_pb2.FieldMask:
+        """Which of display_name, is_pinned, is_archived to change; empty means the ones that are set."""
+
+    def __init__(
+        self,
+        *,
+        artifact: _artifact_pb2.Artifact | None = ...,
+        update_mask: _field_mask_pb2.FieldMask | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "update_mask", b"update_mask"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["artifact", b"artifact", "update_mask", b"update_mask"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UpdateArtifactRequest: _TypeAlias = UpdateArtifactRequest  # noqa: Y015
+
+@_typing.final
+class ListSessionsRequest(_message.Message):
+    """Request for ListSessions."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """At most this many sessions; 0 means 50, more than 1000 means 1000."""
+    page_token: _builtins.str
+    """`next_page_token` of the previous response."""
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListSessionsRequest: _TypeAlias = ListSessionsRequest  # noqa: Y015
+
+@_typing.final
+class CreateSessionRequest(_message.Message):
+    """Request for CreateSession."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    TITLE_FIELD_NUMBER: _builtins.int
+    REQUEST_ID_FIELD_NUMBER: _builtins.int
+    title: _builtins.str
+    """Shown in the sidebar; at most 500 characters."""
+    request_id: _builtins.str
+    """Optional UUID; a retry with the same request_id returns the session of the first call."""
+    def __init__(
+        self,
+        *,
+        title: _builtins.str = ...,
+        request_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["request_id", b"request_id", "title", b"title"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateSessionRequest: _TypeAlias = CreateSessionRequest  # noqa: Y015
+
+@_typing.final
 class ListAgentsRequest(_message.Message):
     """---------------------------------------------------------------------------------------------
     Agents, connections, commands, skills
@@ -616,6 +881,28 @@ class DisconnectAgentRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___DisconnectAgentRequest: _TypeAlias = DisconnectAgentRequest  # noqa: Y015
+
+@_typing.final
+class VerifyConnectionRequest(_message.Message):
+    """Request for VerifyConnection."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONNECTION_ID_FIELD_NUMBER: _builtins.int
+    connection_id: _builtins.str
+    """The connection's id."""
+    def __init__(
+        self,
+        *,
+        connection_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["connection_id", b"connection_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___VerifyConnectionRequest: _TypeAlias = VerifyConnectionRequest  # noqa: Y015
 
 @_typing.final
 class CompleteCommandRequest(_message.Message):

@@ -7,6 +7,8 @@ from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from nexus.gateway.v1 import gateway_pb2 as nexus_dot_gateway_dot_v1_dot_gateway__pb2
 from nexus.ontology.v1 import ontology_pb2 as nexus_dot_ontology_dot_v1_dot_ontology__pb2
 from nexus.runtime.v1 import artifact_pb2 as nexus_dot_runtime_dot_v1_dot_artifact__pb2
+from nexus.runtime.v1 import runtime_pb2 as nexus_dot_runtime_dot_v1_dot_runtime__pb2
+from nexus.runtime.v1 import session_pb2 as nexus_dot_runtime_dot_v1_dot_session__pb2
 from nexus.runtime.v1 import task_pb2 as nexus_dot_runtime_dot_v1_dot_task__pb2
 from nexus.runtime.v1 import workspace_pb2 as nexus_dot_runtime_dot_v1_dot_workspace__pb2
 from nexus.user.v1 import user_pb2 as nexus_dot_user_dot_v1_dot_user__pb2
@@ -76,6 +78,11 @@ class GatewayServiceStub:
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetMeRequest.SerializeToString,
                 response_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetMeResponse.FromString,
                 _registered_method=True)
+        self.UpdateProfile = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/UpdateProfile',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateProfileRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
+                _registered_method=True)
         self.RunCommand = channel.unary_unary(
                 '/nexus.gateway.v1.GatewayService/RunCommand',
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.RunCommandRequest.SerializeToString,
@@ -91,10 +98,25 @@ class GatewayServiceStub:
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetTaskRequest.SerializeToString,
                 response_deserializer=nexus_dot_runtime_dot_v1_dot_task__pb2.Task.FromString,
                 _registered_method=True)
+        self.ListTasks = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/ListTasks',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_runtime__pb2.ListTasksResponse.FromString,
+                _registered_method=True)
+        self.UpdateTask = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/UpdateTask',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateTaskRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
         self.StreamTask = channel.unary_stream(
                 '/nexus.gateway.v1.GatewayService/StreamTask',
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.StreamTaskRequest.SerializeToString,
                 response_deserializer=nexus_dot_runtime_dot_v1_dot_task__pb2.TaskEvent.FromString,
+                _registered_method=True)
+        self.CreateStreamTicket = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/CreateStreamTicket',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CreateStreamTicketRequest.SerializeToString,
+                response_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.StreamTicket.FromString,
                 _registered_method=True)
         self.SubmitInput = channel.unary_unary(
                 '/nexus.gateway.v1.GatewayService/SubmitInput',
@@ -116,6 +138,26 @@ class GatewayServiceStub:
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListArtifactsRequest.SerializeToString,
                 response_deserializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.ListArtifactsResponse.FromString,
                 _registered_method=True)
+        self.DownloadArtifact = channel.unary_stream(
+                '/nexus.gateway.v1.GatewayService/DownloadArtifact',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.DownloadArtifactRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.DownloadArtifactResponse.FromString,
+                _registered_method=True)
+        self.UpdateArtifact = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/UpdateArtifact',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateArtifactRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.Artifact.FromString,
+                _registered_method=True)
+        self.ListSessions = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/ListSessions',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListSessionsRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_session__pb2.ListSessionsResponse.FromString,
+                _registered_method=True)
+        self.CreateSession = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/CreateSession',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CreateSessionRequest.SerializeToString,
+                response_deserializer=nexus_dot_runtime_dot_v1_dot_session__pb2.Session.FromString,
+                _registered_method=True)
         self.ListAgents = channel.unary_unary(
                 '/nexus.gateway.v1.GatewayService/ListAgents',
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListAgentsRequest.SerializeToString,
@@ -135,6 +177,11 @@ class GatewayServiceStub:
                 '/nexus.gateway.v1.GatewayService/DisconnectAgent',
                 request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectAgentRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.VerifyConnection = channel.unary_unary(
+                '/nexus.gateway.v1.GatewayService/VerifyConnection',
+                request_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.VerifyConnectionRequest.SerializeToString,
+                response_deserializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
                 _registered_method=True)
         self.CompleteCommand = channel.unary_unary(
                 '/nexus.gateway.v1.GatewayService/CompleteCommand',
@@ -202,6 +249,14 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateProfile(self, request, context):
+        """Updates the caller's profile: nickname, avatar_url, preferences (a JSON merge patch) and
+        principles. The user service checks the values (see nexus.user.v1.Profile).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def RunCommand(self, request, context):
         """Runs a slash command (`/scan https://acme.com`): resolves it, creates a `slash_command` task
         for the command's skill with the typed inputs, seeds the task's plan from the skill's steps
@@ -228,9 +283,33 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListTasks(self, request, context):
+        """Lists the caller's tasks, pinned first, then by last activity: the active ones, the archive,
+        or one session's.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateTask(self, request, context):
+        """Renames, pins or unpins, archives or restores one of the caller's tasks.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def StreamTask(self, request, context):
         """The task's events after `after_seq`, then live; ends once the task has ended and its last
         event was sent. On UNAVAILABLE, reconnect with the last seq seen: nothing is lost or repeated.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateStreamTicket(self, request, context):
+        """A short-lived ticket that opens one task's Server-Sent Events stream on the HTTP port
+        (`GET /v1/tasks/{task_id}/events?ticket=…`) for a client that cannot send an Authorization
+        header (a browser's EventSource). It is bound to the caller and the task, and to nothing else.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -265,6 +344,35 @@ class GatewayServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DownloadArtifact(self, request, context):
+        """Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
+        most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateArtifact(self, request, context):
+        """Renames, pins or unpins, archives or restores one of the caller's artifacts.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListSessions(self, request, context):
+        """Lists the caller's sessions, most recently updated first.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateSession(self, request, context):
+        """Creates a session (a group of tasks: RunCommand and StartChat take its id).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListAgents(self, request, context):
         """Lists agents ordered by id.
         """
@@ -289,6 +397,14 @@ class GatewayServiceServicer:
 
     def DisconnectAgent(self, request, context):
         """Removes one of the caller's connections and its credentials.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def VerifyConnection(self, request, context):
+        """Records that one of the caller's connections was just checked and works (its
+        `last_verify_time`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -345,6 +461,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetMeRequest.FromString,
                     response_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetMeResponse.SerializeToString,
             ),
+            'UpdateProfile': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateProfile,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateProfileRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Profile.SerializeToString,
+            ),
             'RunCommand': grpc.unary_unary_rpc_method_handler(
                     servicer.RunCommand,
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.RunCommandRequest.FromString,
@@ -360,10 +481,25 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.GetTaskRequest.FromString,
                     response_serializer=nexus_dot_runtime_dot_v1_dot_task__pb2.Task.SerializeToString,
             ),
+            'ListTasks': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListTasks,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListTasksRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_runtime__pb2.ListTasksResponse.SerializeToString,
+            ),
+            'UpdateTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTask,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateTaskRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_task__pb2.Task.SerializeToString,
+            ),
             'StreamTask': grpc.unary_stream_rpc_method_handler(
                     servicer.StreamTask,
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.StreamTaskRequest.FromString,
                     response_serializer=nexus_dot_runtime_dot_v1_dot_task__pb2.TaskEvent.SerializeToString,
+            ),
+            'CreateStreamTicket': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateStreamTicket,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CreateStreamTicketRequest.FromString,
+                    response_serializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.StreamTicket.SerializeToString,
             ),
             'SubmitInput': grpc.unary_unary_rpc_method_handler(
                     servicer.SubmitInput,
@@ -385,6 +521,26 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListArtifactsRequest.FromString,
                     response_serializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.ListArtifactsResponse.SerializeToString,
             ),
+            'DownloadArtifact': grpc.unary_stream_rpc_method_handler(
+                    servicer.DownloadArtifact,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.DownloadArtifactRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.DownloadArtifactResponse.SerializeToString,
+            ),
+            'UpdateArtifact': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateArtifact,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateArtifactRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_artifact__pb2.Artifact.SerializeToString,
+            ),
+            'ListSessions': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListSessions,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListSessionsRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_session__pb2.ListSessionsResponse.SerializeToString,
+            ),
+            'CreateSession': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateSession,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.CreateSessionRequest.FromString,
+                    response_serializer=nexus_dot_runtime_dot_v1_dot_session__pb2.Session.SerializeToString,
+            ),
             'ListAgents': grpc.unary_unary_rpc_method_handler(
                     servicer.ListAgents,
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListAgentsRequest.FromString,
@@ -404,6 +560,11 @@ def add_GatewayServiceServicer_to_server(servicer, server):
                     servicer.DisconnectAgent,
                     request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectAgentRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'VerifyConnection': grpc.unary_unary_rpc_method_handler(
+                    servicer.VerifyConnection,
+                    request_deserializer=nexus_dot_gateway_dot_v1_dot_gateway__pb2.VerifyConnectionRequest.FromString,
+                    response_serializer=nexus_dot_user_dot_v1_dot_user__pb2.Connection.SerializeToString,
             ),
             'CompleteCommand': grpc.unary_unary_rpc_method_handler(
                     servicer.CompleteCommand,
@@ -578,6 +739,33 @@ class GatewayService:
             _registered_method=True)
 
     @staticmethod
+    def UpdateProfile(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/UpdateProfile',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateProfileRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Profile.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def RunCommand(request,
             target,
             options=(),
@@ -659,6 +847,60 @@ class GatewayService:
             _registered_method=True)
 
     @staticmethod
+    def ListTasks(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/ListTasks',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListTasksRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_runtime__pb2.ListTasksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/UpdateTask',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateTaskRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_task__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def StreamTask(request,
             target,
             options=(),
@@ -675,6 +917,33 @@ class GatewayService:
             '/nexus.gateway.v1.GatewayService/StreamTask',
             nexus_dot_gateway_dot_v1_dot_gateway__pb2.StreamTaskRequest.SerializeToString,
             nexus_dot_runtime_dot_v1_dot_task__pb2.TaskEvent.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateStreamTicket(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/CreateStreamTicket',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.CreateStreamTicketRequest.SerializeToString,
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.StreamTicket.FromString,
             options,
             channel_credentials,
             insecure,
@@ -794,6 +1063,114 @@ class GatewayService:
             _registered_method=True)
 
     @staticmethod
+    def DownloadArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/DownloadArtifact',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.DownloadArtifactRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_artifact__pb2.DownloadArtifactResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateArtifact(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/UpdateArtifact',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.UpdateArtifactRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_artifact__pb2.Artifact.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/ListSessions',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.ListSessionsRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_session__pb2.ListSessionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateSession(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/CreateSession',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.CreateSessionRequest.SerializeToString,
+            nexus_dot_runtime_dot_v1_dot_session__pb2.Session.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
     def ListAgents(request,
             target,
             options=(),
@@ -891,6 +1268,33 @@ class GatewayService:
             '/nexus.gateway.v1.GatewayService/DisconnectAgent',
             nexus_dot_gateway_dot_v1_dot_gateway__pb2.DisconnectAgentRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def VerifyConnection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/nexus.gateway.v1.GatewayService/VerifyConnection',
+            nexus_dot_gateway_dot_v1_dot_gateway__pb2.VerifyConnectionRequest.SerializeToString,
+            nexus_dot_user_dot_v1_dot_user__pb2.Connection.FromString,
             options,
             channel_credentials,
             insecure,

@@ -9,6 +9,8 @@ from grpc import aio as _aio
 from nexus.gateway.v1 import gateway_pb2 as _gateway_pb2
 from nexus.ontology.v1 import ontology_pb2 as _ontology_pb2
 from nexus.runtime.v1 import artifact_pb2 as _artifact_pb2
+from nexus.runtime.v1 import runtime_pb2 as _runtime_pb2
+from nexus.runtime.v1 import session_pb2 as _session_pb2
 from nexus.runtime.v1 import task_pb2 as _task_pb2
 from nexus.runtime.v1 import workspace_pb2 as _workspace_pb2
 from nexus.user.v1 import user_pb2 as _user_pb2
@@ -60,6 +62,10 @@ class GatewayServiceStub:
     """Ends the sign-in that the refresh token belongs to."""
     GetMe: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetMeRequest, _gateway_pb2.GetMeResponse]
     """The caller's account, profile and settings in one call."""
+    UpdateProfile: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UpdateProfileRequest, _user_pb2.Profile]
+    """Updates the caller's profile: nickname, avatar_url, preferences (a JSON merge patch) and
+    principles. The user service checks the values (see nexus.user.v1.Profile).
+    """
     RunCommand: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.RunCommandRequest, _task_pb2.Task]
     """Runs a slash command (`/scan https://acme.com`): resolves it, creates a `slash_command` task
     for the command's skill with the typed inputs, seeds the task's plan from the skill's steps
@@ -72,9 +78,20 @@ class GatewayServiceStub:
     """Starts a chat with an agent: a `chat_manual` task whose first user event holds the text."""
     GetTask: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetTaskRequest, _task_pb2.Task]
     """Returns one of the caller's tasks."""
+    ListTasks: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListTasksRequest, _runtime_pb2.ListTasksResponse]
+    """Lists the caller's tasks, pinned first, then by last activity: the active ones, the archive,
+    or one session's.
+    """
+    UpdateTask: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UpdateTaskRequest, _task_pb2.Task]
+    """Renames, pins or unpins, archives or restores one of the caller's tasks."""
     StreamTask: _grpc.UnaryStreamMultiCallable[_gateway_pb2.StreamTaskRequest, _task_pb2.TaskEvent]
     """The task's events after `after_seq`, then live; ends once the task has ended and its last
     event was sent. On UNAVAILABLE, reconnect with the last seq seen: nothing is lost or repeated.
+    """
+    CreateStreamTicket: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CreateStreamTicketRequest, _gateway_pb2.StreamTicket]
+    """A short-lived ticket that opens one task's Server-Sent Events stream on the HTTP port
+    (`GET /v1/tasks/{task_id}/events?ticket=…`) for a client that cannot send an Authorization
+    header (a browser's EventSource). It is bound to the caller and the task, and to nothing else.
     """
     SubmitInput: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.SubmitInputRequest, _task_pb2.Task]
     """Answers a task that waits for input; the task is queued again."""
@@ -86,6 +103,16 @@ class GatewayServiceStub:
     """Lists the artifacts of one of the caller's tasks, or of all of them: pinned first, archived
     ones hidden.
     """
+    DownloadArtifact: _grpc.UnaryStreamMultiCallable[_gateway_pb2.DownloadArtifactRequest, _artifact_pb2.DownloadArtifactResponse]
+    """Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
+    most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
+    """
+    UpdateArtifact: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.UpdateArtifactRequest, _artifact_pb2.Artifact]
+    """Renames, pins or unpins, archives or restores one of the caller's artifacts."""
+    ListSessions: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListSessionsRequest, _session_pb2.ListSessionsResponse]
+    """Lists the caller's sessions, most recently updated first."""
+    CreateSession: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CreateSessionRequest, _session_pb2.Session]
+    """Creates a session (a group of tasks: RunCommand and StartChat take its id)."""
     ListAgents: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.ListAgentsRequest, _ontology_pb2.ListAgentsResponse]
     """Lists agents ordered by id."""
     GetAgentSettings: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.GetAgentSettingsRequest, _gateway_pb2.GetAgentSettingsResponse]
@@ -96,6 +123,10 @@ class GatewayServiceStub:
     """
     DisconnectAgent: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.DisconnectAgentRequest, _empty_pb2.Empty]
     """Removes one of the caller's connections and its credentials."""
+    VerifyConnection: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.VerifyConnectionRequest, _user_pb2.Connection]
+    """Records that one of the caller's connections was just checked and works (its
+    `last_verify_time`).
+    """
     CompleteCommand: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CompleteCommandRequest, _gateway_pb2.CompleteCommandResponse]
     """Slash-command completion: the commands the caller can run whose trigger starts with a prefix."""
     CrystallizeSkill: _grpc.UnaryUnaryMultiCallable[_gateway_pb2.CrystallizeSkillRequest, _gateway_pb2.CrystallizeSkillResponse]
@@ -133,6 +164,10 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """Ends the sign-in that the refresh token belongs to."""
     GetMe: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetMeRequest, _gateway_pb2.GetMeResponse]  # type: ignore[assignment]
     """The caller's account, profile and settings in one call."""
+    UpdateProfile: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UpdateProfileRequest, _user_pb2.Profile]  # type: ignore[assignment]
+    """Updates the caller's profile: nickname, avatar_url, preferences (a JSON merge patch) and
+    principles. The user service checks the values (see nexus.user.v1.Profile).
+    """
     RunCommand: _aio.UnaryUnaryMultiCallable[_gateway_pb2.RunCommandRequest, _task_pb2.Task]  # type: ignore[assignment]
     """Runs a slash command (`/scan https://acme.com`): resolves it, creates a `slash_command` task
     for the command's skill with the typed inputs, seeds the task's plan from the skill's steps
@@ -145,9 +180,20 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """Starts a chat with an agent: a `chat_manual` task whose first user event holds the text."""
     GetTask: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetTaskRequest, _task_pb2.Task]  # type: ignore[assignment]
     """Returns one of the caller's tasks."""
+    ListTasks: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListTasksRequest, _runtime_pb2.ListTasksResponse]  # type: ignore[assignment]
+    """Lists the caller's tasks, pinned first, then by last activity: the active ones, the archive,
+    or one session's.
+    """
+    UpdateTask: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UpdateTaskRequest, _task_pb2.Task]  # type: ignore[assignment]
+    """Renames, pins or unpins, archives or restores one of the caller's tasks."""
     StreamTask: _aio.UnaryStreamMultiCallable[_gateway_pb2.StreamTaskRequest, _task_pb2.TaskEvent]  # type: ignore[assignment]
     """The task's events after `after_seq`, then live; ends once the task has ended and its last
     event was sent. On UNAVAILABLE, reconnect with the last seq seen: nothing is lost or repeated.
+    """
+    CreateStreamTicket: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CreateStreamTicketRequest, _gateway_pb2.StreamTicket]  # type: ignore[assignment]
+    """A short-lived ticket that opens one task's Server-Sent Events stream on the HTTP port
+    (`GET /v1/tasks/{task_id}/events?ticket=…`) for a client that cannot send an Authorization
+    header (a browser's EventSource). It is bound to the caller and the task, and to nothing else.
     """
     SubmitInput: _aio.UnaryUnaryMultiCallable[_gateway_pb2.SubmitInputRequest, _task_pb2.Task]  # type: ignore[assignment]
     """Answers a task that waits for input; the task is queued again."""
@@ -159,6 +205,16 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """Lists the artifacts of one of the caller's tasks, or of all of them: pinned first, archived
     ones hidden.
     """
+    DownloadArtifact: _aio.UnaryStreamMultiCallable[_gateway_pb2.DownloadArtifactRequest, _artifact_pb2.DownloadArtifactResponse]  # type: ignore[assignment]
+    """Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
+    most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
+    """
+    UpdateArtifact: _aio.UnaryUnaryMultiCallable[_gateway_pb2.UpdateArtifactRequest, _artifact_pb2.Artifact]  # type: ignore[assignment]
+    """Renames, pins or unpins, archives or restores one of the caller's artifacts."""
+    ListSessions: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListSessionsRequest, _session_pb2.ListSessionsResponse]  # type: ignore[assignment]
+    """Lists the caller's sessions, most recently updated first."""
+    CreateSession: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CreateSessionRequest, _session_pb2.Session]  # type: ignore[assignment]
+    """Creates a session (a group of tasks: RunCommand and StartChat take its id)."""
     ListAgents: _aio.UnaryUnaryMultiCallable[_gateway_pb2.ListAgentsRequest, _ontology_pb2.ListAgentsResponse]  # type: ignore[assignment]
     """Lists agents ordered by id."""
     GetAgentSettings: _aio.UnaryUnaryMultiCallable[_gateway_pb2.GetAgentSettingsRequest, _gateway_pb2.GetAgentSettingsResponse]  # type: ignore[assignment]
@@ -169,6 +225,10 @@ class GatewayServiceAsyncStub(GatewayServiceStub):
     """
     DisconnectAgent: _aio.UnaryUnaryMultiCallable[_gateway_pb2.DisconnectAgentRequest, _empty_pb2.Empty]  # type: ignore[assignment]
     """Removes one of the caller's connections and its credentials."""
+    VerifyConnection: _aio.UnaryUnaryMultiCallable[_gateway_pb2.VerifyConnectionRequest, _user_pb2.Connection]  # type: ignore[assignment]
+    """Records that one of the caller's connections was just checked and works (its
+    `last_verify_time`).
+    """
     CompleteCommand: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CompleteCommandRequest, _gateway_pb2.CompleteCommandResponse]  # type: ignore[assignment]
     """Slash-command completion: the commands the caller can run whose trigger starts with a prefix."""
     CrystallizeSkill: _aio.UnaryUnaryMultiCallable[_gateway_pb2.CrystallizeSkillRequest, _gateway_pb2.CrystallizeSkillResponse]  # type: ignore[assignment]
@@ -235,6 +295,16 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """The caller's account, profile and settings in one call."""
 
     @_abc_1.abstractmethod
+    def UpdateProfile(
+        self,
+        request: _gateway_pb2.UpdateProfileRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Profile, _abc.Awaitable[_user_pb2.Profile]]:
+        """Updates the caller's profile: nickname, avatar_url, preferences (a JSON merge patch) and
+        principles. The user service checks the values (see nexus.user.v1.Profile).
+        """
+
+    @_abc_1.abstractmethod
     def RunCommand(
         self,
         request: _gateway_pb2.RunCommandRequest,
@@ -265,6 +335,24 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """Returns one of the caller's tasks."""
 
     @_abc_1.abstractmethod
+    def ListTasks(
+        self,
+        request: _gateway_pb2.ListTasksRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_runtime_pb2.ListTasksResponse, _abc.Awaitable[_runtime_pb2.ListTasksResponse]]:
+        """Lists the caller's tasks, pinned first, then by last activity: the active ones, the archive,
+        or one session's.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateTask(
+        self,
+        request: _gateway_pb2.UpdateTaskRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_task_pb2.Task, _abc.Awaitable[_task_pb2.Task]]:
+        """Renames, pins or unpins, archives or restores one of the caller's tasks."""
+
+    @_abc_1.abstractmethod
     def StreamTask(
         self,
         request: _gateway_pb2.StreamTaskRequest,
@@ -272,6 +360,17 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_abc.Iterator[_task_pb2.TaskEvent], _abc.AsyncIterator[_task_pb2.TaskEvent]]:
         """The task's events after `after_seq`, then live; ends once the task has ended and its last
         event was sent. On UNAVAILABLE, reconnect with the last seq seen: nothing is lost or repeated.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateStreamTicket(
+        self,
+        request: _gateway_pb2.CreateStreamTicketRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_gateway_pb2.StreamTicket, _abc.Awaitable[_gateway_pb2.StreamTicket]]:
+        """A short-lived ticket that opens one task's Server-Sent Events stream on the HTTP port
+        (`GET /v1/tasks/{task_id}/events?ticket=…`) for a client that cannot send an Authorization
+        header (a browser's EventSource). It is bound to the caller and the task, and to nothing else.
         """
 
     @_abc_1.abstractmethod
@@ -309,6 +408,40 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         """
 
     @_abc_1.abstractmethod
+    def DownloadArtifact(
+        self,
+        request: _gateway_pb2.DownloadArtifactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_abc.Iterator[_artifact_pb2.DownloadArtifactResponse], _abc.AsyncIterator[_artifact_pb2.DownloadArtifactResponse]]:
+        """Streams one of the caller's artifacts: its metadata first, then its bytes in chunks of at
+        most 1 MiB. The HTTP port serves the same as `GET /v1/artifacts/{artifact_id}`.
+        """
+
+    @_abc_1.abstractmethod
+    def UpdateArtifact(
+        self,
+        request: _gateway_pb2.UpdateArtifactRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_artifact_pb2.Artifact, _abc.Awaitable[_artifact_pb2.Artifact]]:
+        """Renames, pins or unpins, archives or restores one of the caller's artifacts."""
+
+    @_abc_1.abstractmethod
+    def ListSessions(
+        self,
+        request: _gateway_pb2.ListSessionsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.ListSessionsResponse, _abc.Awaitable[_session_pb2.ListSessionsResponse]]:
+        """Lists the caller's sessions, most recently updated first."""
+
+    @_abc_1.abstractmethod
+    def CreateSession(
+        self,
+        request: _gateway_pb2.CreateSessionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_session_pb2.Session, _abc.Awaitable[_session_pb2.Session]]:
+        """Creates a session (a group of tasks: RunCommand and StartChat take its id)."""
+
+    @_abc_1.abstractmethod
     def ListAgents(
         self,
         request: _gateway_pb2.ListAgentsRequest,
@@ -341,6 +474,16 @@ class GatewayServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_empty_pb2.Empty, _abc.Awaitable[_empty_pb2.Empty]]:
         """Removes one of the caller's connections and its credentials."""
+
+    @_abc_1.abstractmethod
+    def VerifyConnection(
+        self,
+        request: _gateway_pb2.VerifyConnectionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_user_pb2.Connection, _abc.Awaitable[_user_pb2.Connection]]:
+        """Records that one of the caller's connections was just checked and works (its
+        `last_verify_time`).
+        """
 
     @_abc_1.abstractmethod
     def CompleteCommand(
