@@ -13,7 +13,6 @@ import logging
 
 import grpc
 
-from nexus.kit.paging import Budget
 from nexus.kit.postgres import service_url
 from nexus.kit.server import Resources, ServiceDefinition
 from nexus.runtime.v1 import (
@@ -85,22 +84,21 @@ async def build(resources: Resources) -> ServiceDefinition:
     scheduler = Periodic("scheduler", resources.settings.scheduler_poll_s, fire)
     workspace = WorkspaceStore(db, tasks)
     max_message_bytes = resources.settings.max_message_bytes
-
-    def budget() -> Budget:
-        """What one response may still hold: every list and claim ends its page before the limit."""
-        return Budget(max_message_bytes)
-
-    servicer = RuntimeServicer(tasks, log_, hub, references, workspace, budget)
+    servicer = RuntimeServicer(tasks, log_, hub, references, workspace, max_message_bytes)
     artifacts = ArtifactStore(db, open_store(resources.settings))
 
     def register(server: grpc.aio.Server) -> None:
         runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(servicer, server)
-        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(sessions, budget), server)
-        workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(WorkspaceServicer(workspace, budget), server)
-        artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(
-            ArtifactServicer(artifacts, resources.settings.artifact_max_bytes, budget), server
+        session_pb2_grpc.add_SessionServiceServicer_to_server(SessionServicer(sessions, max_message_bytes), server)
+        workspace_pb2_grpc.add_WorkspaceServiceServicer_to_server(
+            WorkspaceServicer(workspace, max_message_bytes), server
         )
-        schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(ScheduleServicer(schedules, references, budget), server)
+        artifact_pb2_grpc.add_ArtifactServiceServicer_to_server(
+            ArtifactServicer(artifacts, resources.settings.artifact_max_bytes, max_message_bytes), server
+        )
+        schedule_pb2_grpc.add_ScheduleServiceServicer_to_server(
+            ScheduleServicer(schedules, references, max_message_bytes), server
+        )
 
     async def stop_hub() -> None:
         hub.close()

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
+from functools import partial
 from typing import Any
 
 from nexus.kit import paging
@@ -25,9 +26,9 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
         hub: Hub,
         references: References,
         workspace: WorkspaceStore,
-        budget: Callable[[], paging.Budget],
+        max_message_bytes: int,
     ) -> None:
-        self._budget = budget
+        self._budget = partial(paging.Budget, max_message_bytes)
         self._tasks = tasks
         self._workspace = workspace
         self._references = references

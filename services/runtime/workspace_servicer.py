@@ -3,8 +3,9 @@ Each RPC: who is calling (access) → validate (convert) → store → convert b
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from google.protobuf import empty_pb2
@@ -34,9 +35,9 @@ EMPTY = empty_pb2.Empty()
 
 
 class SessionServicer(session_pb2_grpc.SessionServiceServicer):
-    def __init__(self, sessions: SessionStore, budget: Callable[[], paging.Budget]) -> None:
+    def __init__(self, sessions: SessionStore, max_message_bytes: int) -> None:
         self._sessions = sessions
-        self._budget = budget
+        self._budget = partial(paging.Budget, max_message_bytes)
 
     async def CreateSession(self, request: session_pb2.CreateSessionRequest, context: Context) -> session_pb2.Session:
         new = convert.sessions.new_session(request, access.user())
@@ -73,9 +74,9 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
 
 
 class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
-    def __init__(self, workspace: WorkspaceStore, budget: Callable[[], paging.Budget]) -> None:
+    def __init__(self, workspace: WorkspaceStore, max_message_bytes: int) -> None:
         self._workspace = workspace
-        self._budget = budget
+        self._budget = partial(paging.Budget, max_message_bytes)
 
     async def GetTaskPlan(self, request: workspace_pb2.GetTaskPlanRequest, context: Context) -> workspace_pb2.TaskPlan:
         actor = access.anyone()
@@ -140,10 +141,10 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
 
 
 class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
-    def __init__(self, artifacts: ArtifactStore, max_bytes: int, budget: Callable[[], paging.Budget]) -> None:
+    def __init__(self, artifacts: ArtifactStore, max_bytes: int, max_message_bytes: int) -> None:
         self._artifacts = artifacts
         self._max_bytes = max_bytes
-        self._budget = budget
+        self._budget = partial(paging.Budget, max_message_bytes)
 
     async def CreateArtifact(
         self, request_iterator: AsyncIterator[artifact_pb2.CreateArtifactRequest], context: Context
@@ -206,10 +207,10 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
 
 
 class ScheduleServicer(schedule_pb2_grpc.ScheduleServiceServicer):
-    def __init__(self, schedules: ScheduleStore, references: References, budget: Callable[[], paging.Budget]) -> None:
+    def __init__(self, schedules: ScheduleStore, references: References, max_message_bytes: int) -> None:
         self._schedules = schedules
         self._references = references
-        self._budget = budget
+        self._budget = partial(paging.Budget, max_message_bytes)
 
     async def CreateSchedule(
         self, request: schedule_pb2.CreateScheduleRequest, context: Context
