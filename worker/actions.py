@@ -1,5 +1,5 @@
 """The built-in actions of catalog/ACTIONS.md. Each executes one step's effect through the
-task's session and returns the step's output (stored in the plan), or WAITING when it asked the
+calls on the leased task and returns the step's output (stored in the plan), or WAITING when it asked the
 user a question. Every effect is idempotent, so a step re-run after a crash changes nothing that
 already happened:
 
@@ -19,7 +19,7 @@ from nexus.kit.validation import JSON, dict_to_struct, struct_to_dict
 from nexus.runtime.v1 import task_pb2
 from worker import memory, steps, templates
 from worker.errors import StepFailure
-from worker.session import TaskSession
+from worker.leased import LeasedTask
 
 
 class _Waiting:
@@ -34,9 +34,9 @@ Outcome = Output | _Waiting
 
 @dataclass
 class Run:
-    """What a step sees: the session, the task's typed inputs, and the plan as it stands."""
+    """What a step sees: the leased task's calls, its typed inputs, and the plan as it stands."""
 
-    session: TaskSession
+    leased: LeasedTask
     inputs: dict[str, JSON]
     plan: list[PlanStep] = field(default_factory=list)
 
@@ -46,7 +46,7 @@ class Run:
         steps.check_args(step.id, step.action, step.args)
         variables: dict[str, JSON] = {}
         if templates.reads_variables(step.args) or step.action == "set_variable":
-            variables = struct_to_dict((await self.session.get_context()).variables)
+            variables = struct_to_dict((await self.leased.get_context()).variables)
         rendered = templates.render(step.args, self.inputs, variables)
         assert isinstance(rendered, dict)
         return rendered, variables
@@ -59,7 +59,7 @@ class Run:
         ]
 
     async def derived_memory(self, title: str) -> tuple[str, list[str]]:
-        events = await self.session.events()
+        events = await self.leased.events()
         said = [said_of(e) for e in events]
         return memory.derive(title, said, self.artifact_names())
 
@@ -93,7 +93,7 @@ async def message(run: Run, step: PlanStep) -> Outcome:
     args, _ = await run.args(step)
     event = assistant_event(step, "message", task_pb2.EVENT_TYPE_MESSAGE, str(args["text"]))
     event.metadata.update({"message_type": "text"})
-    [stored] = await run.session.append(event)
+    [stored] = await run.leased.append(event)
     return {"seq": stored.seq}
 
 
@@ -106,14 +106,14 @@ async def render(run: Run, step: PlanStep) -> Outcome:
     }
     event = assistant_event(step, "render", task_pb2.EVENT_TYPE_NEXUS_RENDER)
     event.render_payload.CopyFrom(dict_to_struct(payload))
-    [stored] = await run.session.append(event)
+    [stored] = await run.leased.append(event)
     return {"seq": stored.seq}
 
 
 async def set_variable(run: Run, step: PlanStep) -> Outcome:
     args, variables = await run.args(step)
     name = str(args["name"])
-    await run.session.patch_context(steps.set_variable_patch(variables, name, args["value"]))
+    await run.leased.patch_context(steps.set_variable_patch(variables, name, args["value"]))
     return {"variable": name}
 
 
@@ -124,32 +124,32 @@ async def ask_user(run: Run, step: PlanStep) -> Outcome:
     args, _ = await run.args(step)
     variable = str(args["variable"])
     key = steps.client_key(step.id, "question")
-    events = await run.session.events()
+    events = await run.leased.events()
     asked = next((e for e in events if e.client_key == key), None)
     if asked is None:
         question = assistant_event(step, "question", task_pb2.EVENT_TYPE_MESSAGE, str(args["question"]))
         question.metadata.update({"message_type": "text", "kind": memory.QUESTION_KIND, "variable": variable})
-        await run.session.request_input(question)
+        await run.leased.request_input(question)
         return WAITING
     answer = next((e for e in events if e.seq > asked.seq and e.role == task_pb2.EVENT_ROLE_USER), None)
     if answer is None:
         raise StepFailure("NO_ANSWER", f"the question (event {asked.seq}) has no answer after it", {"seq": asked.seq})
-    await run.session.patch_context({variable: answer.content_text})
+    await run.leased.patch_context({variable: answer.content_text})
     return {"variable": variable, "answer_seq": answer.seq}
 
 
 async def write_artifact(run: Run, step: PlanStep) -> Outcome:
     args, _ = await run.args(step)
     kind, name = str(args["type"]), str(args["display_name"])
-    artifact = await run.session.upload(
-        request_id=steps.artifact_request_id(run.session.task_id, step.id),
+    artifact = await run.leased.upload(
+        request_id=steps.artifact_request_id(run.leased.task_id, step.id),
         artifact_type=kind,
         display_name=name,
         content_type=steps.content_type(kind),
         data=str(args["content"]).encode("utf-8"),
     )
     # The task is using what it just wrote (a set: adding it again changes nothing).
-    await run.session.patch_context(add_files=[artifact.artifact_id])
+    await run.leased.patch_context(add_files=[artifact.artifact_id])
     return {"artifact_id": artifact.artifact_id, "display_name": name}
 
 
@@ -160,10 +160,10 @@ async def write_memory(run: Run, step: PlanStep) -> Outcome:
     summary = given_summary if isinstance(given_summary, str) else None
     takeaways = [str(t) for t in given_takeaways] if isinstance(given_takeaways, list) else None
     if summary is None or takeaways is None:
-        derived_summary, derived_takeaways = await run.derived_memory(run.session.task.title)
+        derived_summary, derived_takeaways = await run.derived_memory(run.leased.task.title)
         summary = derived_summary if summary is None else summary
         takeaways = derived_takeaways if takeaways is None else takeaways
-    await run.session.put_memory(summary, takeaways)
+    await run.leased.put_memory(summary, takeaways)
     return {"takeaways": len(takeaways)}
 
 

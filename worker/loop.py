@@ -24,9 +24,9 @@ from nexus.ontology.v1 import ontology_pb2_grpc
 from nexus.runtime.v1 import artifact_pb2_grpc, runtime_pb2, runtime_pb2_grpc, workspace_pb2_grpc
 from worker import health
 from worker.errors import Transient
+from worker.leased import CALL_TIMEOUT_S, LeasedTask, Stubs, classify
 from worker.options import Options
 from worker.runner import Outcome, Runner
-from worker.session import CALL_TIMEOUT_S, Stubs, TaskSession, classify
 
 log = logging.getLogger("nexus.worker")
 
@@ -191,7 +191,7 @@ class Worker:
         cancels the run at once: not one more call is made for the task."""
         task_id = claimed.task.task_id
         lost = asyncio.Event()
-        runner = Runner(TaskSession(self._stubs, claimed), self.options.step_delay_s, lambda: self.stopping)
+        runner = Runner(LeasedTask(self._stubs, claimed), self.options.step_delay_s, lambda: self.stopping)
         work = asyncio.create_task(runner.run())
         renewing = asyncio.create_task(self._keep_lease(claimed, work, lost))
         outcome: str

@@ -22,7 +22,7 @@ from nexus.kit.validation import JSON, struct_to_dict
 from nexus.runtime.v1 import task_pb2
 from worker import actions, memory, plan
 from worker.errors import LeaseLost, StepFailure, Transient
-from worker.session import TaskSession
+from worker.leased import LeasedTask
 
 log = logging.getLogger("nexus.worker")
 
@@ -43,20 +43,20 @@ class Outcome(StrEnum):
 
 @dataclass
 class Runner:
-    session: TaskSession
+    leased: LeasedTask
     # Seconds to wait after each step's effect, before it is marked done (demos and tests).
     step_delay_s: float = 0.0
     # True once the worker shuts down: no new step starts.
     stopping: Callable[[], bool] = lambda: False
 
     async def run(self) -> Outcome:
-        task = self.session.task
+        task = self.leased.task
         try:
             try:
                 return await self._run()
             except StepFailure as failure:
                 # Failures outside a step (the task's skill is gone, …).
-                await self.session.fail(failure.reason, failure.message, failure.details)
+                await self.leased.fail(failure.reason, failure.message, failure.details)
                 return Outcome.FAILED
         except LeaseLost as lost:
             log.info("lease lost", extra={"fields": {"task_id": task.task_id, "why": str(lost)}})
@@ -66,7 +66,7 @@ class Runner:
             return Outcome.RELEASED
 
     async def _run(self) -> Outcome:
-        run = actions.Run(self.session, struct_to_dict(self.session.task.inputs))
+        run = actions.Run(self.leased, struct_to_dict(self.leased.task.inputs))
         steps = await self._plan()
         if steps is None:
             return await self.chat(run)
@@ -94,34 +94,34 @@ class Runner:
     async def _plan(self) -> list[PlanStep] | None:
         """The task's plan, seeded from its origin skill when it has none; None for a task with
         neither (chat)."""
-        current = await self.session.get_plan()
+        current = await self.leased.get_plan()
         if current.steps:
             return plan.from_proto(current)
-        skill_id = self.session.task.origin_skill_id
+        skill_id = self.leased.task.origin_skill_id
         if not skill_id:
             return None
-        skill = await self.session.get_skill(skill_id)
+        skill = await self.leased.get_skill(skill_id)
         if not skill.definition.steps:
             return []
         try:
-            seeded = await self.session.set_plan(first_plan(skill.definition.steps), current.etag)
+            seeded = await self.leased.set_plan(first_plan(skill.definition.steps), current.etag)
         except StepFailure as failure:
             if failure.details.get("code") != "ABORTED":
                 raise
-            seeded = await self.session.get_plan()  # someone else seeded it meanwhile
+            seeded = await self.leased.get_plan()  # someone else seeded it meanwhile
         await self._seed_variables()
         return plan.from_proto(seeded)
 
     async def _seed_variables(self) -> None:
         """As RunCommand does: one variable per input, only while the context has none."""
-        inputs = struct_to_dict(self.session.task.inputs)
+        inputs = struct_to_dict(self.leased.task.inputs)
         if not inputs:
             return
-        context = await self.session.get_context()
+        context = await self.leased.get_context()
         if context.variables.fields:
             return
         try:
-            await self.session.patch_context(inputs, etag=context.etag)
+            await self.leased.patch_context(inputs, etag=context.etag)
         except StepFailure as failure:
             if failure.details.get("code") != "ABORTED":
                 raise
@@ -129,22 +129,22 @@ class Runner:
     async def _step(self, run: actions.Run, step: PlanStep) -> list[PlanStep] | None:
         """Runs one step; the plan after it, or None when the task now waits for input."""
         if step.status != StepStatus.RUNNING:
-            run.plan = await self.session.update_step(step.id, StepStatus.RUNNING)
-        log.info("step", extra={"fields": {"task_id": self.session.task_id, "step": step.id, "action": step.action}})
+            run.plan = await self.leased.update_step(step.id, StepStatus.RUNNING)
+        log.info("step", extra={"fields": {"task_id": self.leased.task_id, "step": step.id, "action": step.action}})
         output = await actions.execute(run, step)
         if output is actions.WAITING:
             return None
         assert isinstance(output, dict)
         if self.step_delay_s:
             await asyncio.sleep(self.step_delay_s)
-        return await self.session.update_step(step.id, StepStatus.DONE, output)
+        return await self.leased.update_step(step.id, StepStatus.DONE, output)
 
     async def _fail_step(self, step: PlanStep, failure: StepFailure) -> None:
         error: dict[str, JSON] = {"reason": failure.reason, "message": failure.message}
         with contextlib.suppress(StepFailure):  # the task fails with the error all the same
-            await self.session.update_step(step.id, StepStatus.FAILED, {"error": error})
+            await self.leased.update_step(step.id, StepStatus.FAILED, {"error": error})
         message = f"step {step.id!r} ({step.action}): {failure.message}"
-        await self.session.fail(failure.reason, message, {**failure.details, "step_id": step.id, "action": step.action})
+        await self.leased.fail(failure.reason, message, {**failure.details, "step_id": step.id, "action": step.action})
 
     async def _fail_again(self, step: PlanStep) -> Outcome:
         """A failed step whose task did not fail yet (the worker stopped in between)."""
@@ -153,33 +153,33 @@ class Runner:
         if isinstance(error, dict):
             reason = str(error.get("reason") or reason)
             message = f"step {step.id!r} ({step.action}): {error.get('message', 'failed')}"
-        await self.session.fail(reason, message, {"step_id": step.id, "action": step.action})
+        await self.leased.fail(reason, message, {"step_id": step.id, "action": step.action})
         return Outcome.FAILED
 
     async def _finish(self, run: actions.Run) -> Outcome:
         """The task memory (derived from the events unless a write_memory step wrote it), then
         the result."""
         if any(s.action == "write_memory" and s.status == StepStatus.DONE for s in run.plan):
-            summary = (await self.session.get_memory()).summary_text
+            summary = (await self.leased.get_memory()).summary_text
         else:
-            summary, takeaways = await run.derived_memory(self.session.task.title)
-            await self.session.put_memory(summary, takeaways)
+            summary, takeaways = await run.derived_memory(self.leased.task.title)
+            await self.leased.put_memory(summary, takeaways)
         artifact_ids: list[JSON] = [
             s.output["artifact_id"] for s in run.plan if isinstance(s.output.get("artifact_id"), str)
         ]
         done = sum(1 for s in run.plan if s.status == StepStatus.DONE)
-        await self.session.finish({"summary": summary, "steps": done, "artifact_ids": artifact_ids})
+        await self.leased.finish({"summary": summary, "steps": done, "artifact_ids": artifact_ids})
         return Outcome.FINISHED
 
     async def chat(self, run: actions.Run) -> Outcome:
         """A task without a plan or skill (a chat message). The reference worker runs no language
         model: the agent acknowledges the request, names the commands that run its skills, writes
         the memory and finishes. The request is the first user event, else the input `text`."""
-        task = self.session.task
-        events = await self.session.events()
+        task = self.leased.task
+        events = await self.leased.events()
         first = next((e for e in events if e.role == task_pb2.EVENT_ROLE_USER and e.content_text.strip()), None)
         text = first.content_text if first is not None else str(run.inputs.get("text") or "")
-        agent = await self.session.get_agent(task.agent_id)
+        agent = await self.leased.get_agent(task.agent_id)
         name = agent.name if agent is not None and agent.name else task.agent_id
         triggers = [c.trigger for c in agent.capabilities_snapshot.commands] if agent is not None else []
         reply = chat_reply(name, text, triggers)
@@ -190,11 +190,11 @@ class Runner:
             client_key=CHAT_REPLY_KEY,
         )
         said.metadata.update({"message_type": "text"})
-        await self.session.append(said)
+        await self.leased.append(said)
         summary = memory.clip(f"Chat with {name}: {text}" if text else f"Chat with {name}", memory.MAX_SUMMARY)
         takeaways = [memory.clip(f"Asked: {text}", memory.MAX_TAKEAWAY)] if text else []
-        await self.session.put_memory(summary, takeaways)
-        await self.session.finish({"reply": reply})
+        await self.leased.put_memory(summary, takeaways)
+        await self.leased.finish({"reply": reply})
         return Outcome.FINISHED
 
 

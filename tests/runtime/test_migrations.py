@@ -87,3 +87,43 @@ def test_the_workspace_migration_gives_existing_session_ids_a_session_and_goes_d
     assert not workspace & _tables(scratch_settings)
     with _connect(scratch_settings) as conn:
         assert conn.execute("SELECT count(*) FROM runtime.task").fetchone() == (1,)
+
+
+def _columns(settings: Settings, table: str) -> set[str]:
+    with _connect(settings) as conn:
+        rows = conn.execute(
+            "SELECT column_name FROM information_schema.columns WHERE table_schema = 'runtime' AND table_name = %s",
+            [table],
+        ).fetchall()
+    return {row[0] for row in rows}
+
+
+def test_the_vocabulary_migration_renames_edit_version_to_version_keeping_the_counts_and_goes_back(
+    scratch_settings: Settings,
+) -> None:
+    migrations.upgrade(scratch_settings, RUNTIME, "0002")
+    task_id = _insert_task_with_events(scratch_settings)
+    session_id = str(uuid.uuid4())
+    with _connect(scratch_settings) as conn:
+        conn.execute("UPDATE runtime.task SET edit_version = 7, state_version = 3 WHERE id = %s", [task_id])
+        conn.execute("INSERT INTO runtime.session (id, user_id, edit_version) VALUES (%s, 'u1', 4)", [session_id])
+    migrations.upgrade(scratch_settings, RUNTIME, "0003")
+    renamed = ("task", "session", "artifact", "schedule")
+    for table in renamed:
+        assert {"version", "created_at", "updated_at"} <= _columns(scratch_settings, table)
+        assert "edit_version" not in _columns(scratch_settings, table)
+    with _connect(scratch_settings) as conn:
+        assert conn.execute("SELECT version, state_version FROM runtime.task WHERE id = %s", [task_id]).fetchall() == [
+            (7, 3)
+        ]
+        assert conn.execute("SELECT version FROM runtime.session WHERE id = %s", [session_id]).fetchall() == [(4,)]
+        # The defaults came along: a new row starts at version 1.
+        conn.execute("INSERT INTO runtime.session (id, user_id) VALUES (gen_random_uuid(), 'u2')")
+        assert conn.execute("SELECT version FROM runtime.session WHERE user_id = 'u2'").fetchall() == [(1,)]
+    migrations.downgrade(scratch_settings, RUNTIME, "0002")
+    for table in renamed:
+        assert "edit_version" in _columns(scratch_settings, table)
+        assert "version" not in _columns(scratch_settings, table)
+    with _connect(scratch_settings) as conn:
+        assert conn.execute("SELECT edit_version FROM runtime.task WHERE id = %s", [task_id]).fetchall() == [(7,)]
+        assert conn.execute("SELECT edit_version FROM runtime.session WHERE id = %s", [session_id]).fetchall() == [(4,)]

@@ -62,6 +62,6 @@ async def test_a_guarded_write_whose_state_moved_on_writes_and_notifies_nothing(
     url = service_url(settings, "runtime", driver="postgresql")
     async with await psycopg.AsyncConnection.connect(url, autocommit=True) as conn:
         batch = writer.Batch()
-        batch.add(task, [note("stale")], if_version=999)
+        batch.add(task, [note("stale")], if_state_version=999)
         assert await (await writer.write(conn, batch)).advanced() == {}
     assert [e.seq for e in await all_events(stub, user, task)] == [1]

@@ -56,13 +56,13 @@ class Artifact:
     meta_data: dict[str, Any]
     is_pinned: bool
     is_archived: bool
-    edit_version: int
+    version: int
     created_at: datetime
     updated_at: datetime
 
     @property
     def etag(self) -> str:
-        return etag(self.edit_version)
+        return etag(self.version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -59,13 +59,13 @@ class Schedule:
     next_fire_at: datetime | None
     last_fire_at: datetime | None
     last_task_id: str | None
-    edit_version: int
+    version: int
     created_at: datetime
     updated_at: datetime
 
     @property
     def etag(self) -> str:
-        return etag(self.edit_version)
+        return etag(self.version)
 
 
 def next_fire(expression: str, time_zone: str, after: datetime) -> datetime | None:

@@ -26,10 +26,10 @@ class Session:
     user_id: str
     title: str
     config: dict[str, Any]
-    edit_version: int
+    version: int
     created_at: datetime
     updated_at: datetime
 
     @property
     def etag(self) -> str:
-        return etag(self.edit_version)
+        return etag(self.version)

@@ -51,7 +51,7 @@ class Task:
     is_pinned: bool
     is_archived: bool
     last_seq: int
-    edit_version: int
+    version: int
     created_at: datetime
     updated_at: datetime
     last_active_at: datetime
@@ -59,7 +59,7 @@ class Task:
 
     @property
     def etag(self) -> str:
-        return etag(self.edit_version)
+        return etag(self.version)
 
 
 @dataclass(frozen=True, slots=True)

@@ -47,7 +47,7 @@ def _artifact(row: Any) -> Artifact:
         meta_data=row.meta_data,
         is_pinned=row.is_pinned,
         is_archived=row.is_archived,
-        edit_version=row.edit_version,
+        version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -122,7 +122,7 @@ class ArtifactStore:
                         is_pinned=new.is_pinned,
                         is_archived=False,
                         request_id=new.request_id,
-                        edit_version=1,
+                        version=1,
                     )
                     .on_conflict_do_nothing(constraint="artifact_request_id_unique")
                     .returning(artifact)
@@ -202,7 +202,7 @@ class ArtifactStore:
                 await conn.execute(
                     sa.update(artifact)
                     .where(artifact.c.id == artifact_id)
-                    .values(**changes, edit_version=artifact.c.edit_version + 1, updated_at=sa.func.now())
+                    .values(**changes, version=artifact.c.version + 1, updated_at=sa.func.now())
                     .returning(artifact)
                 )
             ).one()

@@ -192,7 +192,7 @@ class _State:
     status: str
     lease_id: str | None
     holder: str | None
-    version: int
+    state_version: int
 
 
 # How a group commits: on the lane; on the lane, skipping rows held elsewhere; or stepped aside.
@@ -416,7 +416,9 @@ class EventLog:
         for call in calls:
             state = self._states[call.task_id]
             self._states.move_to_end(call.task_id)
-            offsets.append(batch.add(call.task_id, call.events, if_version=state.version, worker=call.actor.is_worker))
+            offsets.append(
+                batch.add(call.task_id, call.events, if_state_version=state.state_version, worker=call.actor.is_worker)
+            )
         advanced = await (await writer.write(conn, batch)).advanced()
         missed: list[_Call] = []
         committed: dict[str, list[Event]] = {}

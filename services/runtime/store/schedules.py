@@ -43,7 +43,7 @@ def _schedule(row: Any) -> Schedule:
         next_fire_at=row.next_fire_at,
         last_fire_at=row.last_fire_at,
         last_task_id=row.last_task_id,
-        edit_version=row.edit_version,
+        version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -82,7 +82,7 @@ class ScheduleStore:
                         state=str(State.ACTIVE),
                         next_fire_at=next_fire_at,
                         request_id=new.request_id,
-                        edit_version=1,
+                        version=1,
                     )
                     .on_conflict_do_nothing(constraint="schedule_request_id_unique")
                     .returning(schedule)
@@ -142,7 +142,7 @@ class ScheduleStore:
                     .values(
                         state=str(state),
                         next_fire_at=next_fire,
-                        edit_version=schedule.c.edit_version + 1,
+                        version=schedule.c.version + 1,
                         updated_at=sa.func.now(),
                     )
                     .returning(schedule)

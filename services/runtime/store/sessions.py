@@ -24,7 +24,7 @@ def _session(row: Any) -> Session:
         user_id=row.user_id,
         title=row.title,
         config=row.config,
-        edit_version=row.edit_version,
+        version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
     )
@@ -59,7 +59,7 @@ class SessionStore:
                         title=new.title,
                         config=new.config,
                         request_id=new.request_id,
-                        edit_version=1,
+                        version=1,
                     )
                     .on_conflict_do_nothing(constraint="session_request_id_unique")
                     .returning(session)
@@ -114,7 +114,7 @@ class SessionStore:
                 await conn.execute(
                     sa.update(session)
                     .where(session.c.id == session_id)
-                    .values(**changes, edit_version=session.c.edit_version + 1, updated_at=sa.func.now())
+                    .values(**changes, version=session.c.version + 1, updated_at=sa.func.now())
                     .returning(session)
                 )
             ).one()

@@ -34,7 +34,7 @@ task = sa.Table(
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.Column("request_id", postgresql.UUID(as_uuid=False)),
     sa.Column("state_version", sa.Integer, nullable=False),
-    sa.Column("edit_version", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_active_at", sa.DateTime(timezone=True), nullable=False),
@@ -63,7 +63,7 @@ session = sa.Table(
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("config", postgresql.JSONB, nullable=False),
     sa.Column("request_id", postgresql.UUID(as_uuid=False)),
-    sa.Column("edit_version", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -117,7 +117,7 @@ artifact = sa.Table(
     sa.Column("is_pinned", sa.Boolean, nullable=False),
     sa.Column("is_archived", sa.Boolean, nullable=False),
     sa.Column("request_id", postgresql.UUID(as_uuid=False)),
-    sa.Column("edit_version", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -139,7 +139,7 @@ schedule = sa.Table(
     sa.Column("last_fire_at", sa.DateTime(timezone=True)),
     sa.Column("last_task_id", postgresql.UUID(as_uuid=False)),
     sa.Column("request_id", postgresql.UUID(as_uuid=False)),
-    sa.Column("edit_version", sa.Integer, nullable=False),
+    sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )

@@ -59,7 +59,7 @@ def _task(row: Any) -> Task:
         is_pinned=row.is_pinned,
         is_archived=row.is_archived,
         last_seq=row.last_seq,
-        edit_version=row.edit_version,
+        version=row.version,
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_active_at=row.last_active_at,
@@ -248,7 +248,7 @@ class TaskStore:
                     last_seq=0,
                     request_id=new.request_id,
                     state_version=1,
-                    edit_version=1,
+                    version=1,
                     schedule_id=new.schedule_id,
                 )
                 .on_conflict_do_nothing(constraint="task_request_id_unique")
@@ -303,7 +303,7 @@ class TaskStore:
         result = await conn.execute(
             sa.update(task)
             .where(*mine)
-            .values(is_archived=True, session_id=None, edit_version=task.c.edit_version + 1, updated_at=sa.func.now())
+            .values(is_archived=True, session_id=None, version=task.c.version + 1, updated_at=sa.func.now())
         )
         return int(result.rowcount)
 
@@ -353,7 +353,7 @@ class TaskStore:
                 await conn.execute(
                     sa.update(task)
                     .where(task.c.id == task_id)
-                    .values(**changes, edit_version=task.c.edit_version + 1, updated_at=sa.func.now())
+                    .values(**changes, version=task.c.version + 1, updated_at=sa.func.now())
                     .returning(task)
                 )
             ).one()

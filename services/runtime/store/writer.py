@@ -42,7 +42,7 @@ from services.runtime.store.tables import NOTIFY_CHANNEL
 MAX_NOTIFY_PAYLOAD = 7900
 NOTIFY_EVERYTHING = "*"
 
-_TASKS = "json_to_recordset(%(tasks)s::json) AS v(id uuid, n int8, version int4, worker bool, keys text[])"
+_TASKS = "json_to_recordset(%(tasks)s::json) AS v(id uuid, n int8, state_version int4, worker bool, keys text[])"
 _EVENTS = "json_to_recordset(%(events)s::json) AS e(t uuid, s int8, r text, y text, c text, p jsonb, m jsonb, k text)"
 _ADVANCE = (
     f"WITH v AS (SELECT * FROM {_TASKS}),"
@@ -52,7 +52,7 @@ _ADVANCE = (
     "  UPDATE runtime.task AS t"
     "  SET last_seq = t.last_seq + v.n, last_active_at = clock_timestamp(), updated_at = clock_timestamp()"
     "  FROM locked JOIN v ON v.id = locked.id"
-    "  WHERE t.id = locked.id AND (v.version IS NULL OR t.state_version = v.version)"
+    "  WHERE t.id = locked.id AND (v.state_version IS NULL OR t.state_version = v.state_version)"
     "  AND (NOT v.worker OR t.lease_expires_at > clock_timestamp())"
     "  AND (v.keys IS NULL OR NOT EXISTS ("
     "   SELECT 1 FROM runtime.task_event AS x WHERE x.task_id = t.id AND x.client_key = ANY (v.keys)))"
@@ -94,15 +94,15 @@ class Batch:
     rows: list[dict[str, Any]] = field(default_factory=list)
 
     def add(
-        self, task_id: str, events: Sequence[NewEvent], *, if_version: int | None = None, worker: bool = False
+        self, task_id: str, events: Sequence[NewEvent], *, if_state_version: int | None = None, worker: bool = False
     ) -> list[int]:
         """Adds `events` after the task's earlier events in this batch; returns their offsets
-        (the first event of the task in the batch is 1). With `if_version`, the task is advanced
+        (the first event of the task in the batch is 1). With `if_state_version`, the task is advanced
         only if its `state_version` is still that, a worker's lease is live and none of the
         events' client keys exists; without it the caller holds the row lock and has checked."""
         guard = self.tasks.get(task_id)
         if guard is None:
-            guard = self.tasks[task_id] = {"id": task_id, "n": 0, "version": if_version, "worker": worker}
+            guard = self.tasks[task_id] = {"id": task_id, "n": 0, "state_version": if_state_version, "worker": worker}
         elif worker:
             guard["worker"] = True
         offsets = []
@@ -121,7 +121,7 @@ class Batch:
                     "k": event.client_key,
                 }
             )
-            if event.client_key is not None and if_version is not None:
+            if event.client_key is not None and if_state_version is not None:
                 guard.setdefault("keys", []).append(event.client_key)
         return offsets
 

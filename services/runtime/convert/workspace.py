@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from nexus.contract import stepgraph
@@ -12,10 +13,11 @@ from nexus.kit.errors import InvalidArgument
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations
 from nexus.runtime.v1 import workspace_pb2
+from services.runtime.convert.pages import Listing, bad_token, uuid_cursor
+from services.runtime.convert.shared import lease
 from services.runtime.domain import memory as mem
 from services.runtime.domain import plan as plans
 from services.runtime.domain.context import MAX_ACTIVE_FILES, Context, ContextPatch
-from services.runtime.session_convert import bad_token, uuid_cursor
 
 STEP_STATUS_NAME = {
     workspace_pb2.PLAN_STEP_STATUS_PENDING: StepStatus.PENDING,
@@ -28,12 +30,40 @@ STEP_STATUS_NUMBER = {name: number for number, name in STEP_STATUS_NAME.items()}
 _STEP_STATUS = workspace_pb2.PlanStepStatus.DESCRIPTOR
 
 
-def lease(v: Violations, value: str, *, by_worker: bool, field: str = "lease_id") -> None:
-    """Workers name the lease they hold; owners send none."""
-    if by_worker:
-        v.uuid(field, value)
-    elif value:
-        v.add(field, "is for workers; owners leave it empty")
+@dataclass(frozen=True, slots=True)
+class PlanWrite:
+    """A SetTaskPlan request: the task's whole new plan, and the etag it was read at."""
+
+    task_id: str
+    steps: list[PlanStep]
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class StepUpdate:
+    """An UpdatePlanStep request: one step's new status, and its output when the call sets one."""
+
+    task_id: str
+    step_id: str
+    status: str
+    output: dict[str, JSON] | None
+    etag: str
+
+
+@dataclass(frozen=True, slots=True)
+class ContextChange:
+    """A PatchTaskContext request: the task and its patch (which carries the etag)."""
+
+    task_id: str
+    patch: ContextPatch
+
+
+@dataclass(frozen=True, slots=True)
+class MemoryWrite:
+    """A PutTaskMemory request: the task's whole memory, and the etag it was read at."""
+
+    memory: mem.Memory
+    etag: str
 
 
 # -- plan ---------------------------------------------------------------------------------------
@@ -85,7 +115,7 @@ def require_valid_plan(steps: Sequence[PlanStep], field: str) -> None:
         raise InvalidArgument(f"{first.field}: {first.description}", reason="INVALID_PLAN", violations=problems)
 
 
-def set_plan(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) -> tuple[str, list[PlanStep], str]:
+def plan_write(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) -> PlanWrite:
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
@@ -94,12 +124,10 @@ def set_plan(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) -> t
     v.raise_if_any()
     require_valid_plan(steps, "steps")
     assert tid is not None
-    return tid, steps, etag
+    return PlanWrite(tid, steps, etag)
 
 
-def update_step(
-    request: workspace_pb2.UpdatePlanStepRequest, *, by_worker: bool
-) -> tuple[str, str, str, dict[str, JSON] | None, str]:
+def step_update(request: workspace_pb2.UpdatePlanStepRequest, *, by_worker: bool) -> StepUpdate:
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
@@ -109,7 +137,7 @@ def update_step(
     output = v.struct("output", request.output) if request.HasField("output") else None
     v.raise_if_any()
     assert tid is not None
-    return tid, step_id, STEP_STATUS_NAME[request.status], output, etag
+    return StepUpdate(tid, step_id, STEP_STATUS_NAME[request.status], output, etag)
 
 
 # -- context ------------------------------------------------------------------------------------
@@ -131,7 +159,7 @@ def _ids(v: Violations, field: str, values: Any) -> tuple[str, ...]:
     return tuple(dict.fromkeys(i for i in ids if i is not None))
 
 
-def context_patch(request: workspace_pb2.PatchTaskContextRequest, *, by_worker: bool) -> tuple[str, ContextPatch]:
+def context_change(request: workspace_pb2.PatchTaskContextRequest, *, by_worker: bool) -> ContextChange:
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
@@ -143,7 +171,7 @@ def context_patch(request: workspace_pb2.PatchTaskContextRequest, *, by_worker: 
         v.add("remove_active_files", "names an artifact that add_active_files names too")
     v.raise_if_any()
     assert tid is not None
-    return tid, ContextPatch(variables=variables, add_files=add, remove_files=remove, etag=etag)
+    return ContextChange(tid, ContextPatch(variables=variables, add_files=add, remove_files=remove, etag=etag))
 
 
 # -- memory -------------------------------------------------------------------------------------
@@ -162,7 +190,7 @@ def memory_to_proto(memory: mem.Memory) -> workspace_pb2.TaskMemory:
     return message
 
 
-def put_memory(request: workspace_pb2.PutTaskMemoryRequest, *, by_worker: bool) -> tuple[mem.Memory, str]:
+def memory_write(request: workspace_pb2.PutTaskMemoryRequest, *, by_worker: bool) -> MemoryWrite:
     v = Violations()
     m = request.memory
     tid = v.uuid("memory.task_id", m.task_id)
@@ -177,14 +205,15 @@ def put_memory(request: workspace_pb2.PutTaskMemoryRequest, *, by_worker: bool) 
     doc_id = v.text("memory.vector_doc_id", m.vector_doc_id, max_len=mem.MAX_VECTOR_DOC_ID_CHARS)
     v.raise_if_any()
     assert tid is not None
-    return mem.Memory(tid, summary, tuple(m.key_takeaways), doc_id or None, 0), etag
+    return MemoryWrite(mem.Memory(tid, summary, tuple(m.key_takeaways), doc_id or None, 0), etag)
 
 
 def _search_fingerprint(user_id: str, query: str) -> str:
     return paging.query_fingerprint("memories", user_id, query)
 
 
-def search(request: workspace_pb2.SearchTaskMemoriesRequest, user_id: str) -> tuple[str, int, list[Any] | None]:
+def search(request: workspace_pb2.SearchTaskMemoriesRequest, user_id: str) -> Listing[str]:
+    """The query (`where`), the page size and the keyset of a search of the caller's memories."""
     v = Violations()
     query = v.text("query", request.query, max_len=mem.MAX_QUERY_CHARS, required=True)
     if request.page_size < 0:
@@ -194,7 +223,7 @@ def search(request: workspace_pb2.SearchTaskMemoriesRequest, user_id: str) -> tu
     cursor = paging.decode(request.page_token, _search_fingerprint(user_id, query))
     if cursor is not None and not uuid_cursor(cursor, float, float):
         raise bad_token()
-    return query, limit, cursor
+    return Listing(query, limit, cursor)
 
 
 def search_result(hit: mem.Hit) -> workspace_pb2.MemorySearchResult:

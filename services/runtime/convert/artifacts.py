@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 from nexus.kit import paging, validation
@@ -10,13 +11,21 @@ from nexus.kit.errors import FieldViolation, InvalidArgument
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2
+from services.runtime.convert.pages import Listing, bad_token, uuid_cursor
+from services.runtime.convert.shared import Edit, Target, lease
 from services.runtime.domain import artifacts as arts
 from services.runtime.domain.artifacts import Artifact, ArtifactFilter, NewArtifact
-from services.runtime.session_convert import bad_token, uuid_cursor
-from services.runtime.workspace_convert import lease
 
 
-def artifact_to_proto(artifact: Artifact) -> artifact_pb2.Artifact:
+@dataclass(frozen=True, slots=True)
+class Download:
+    """A DownloadArtifact request: the artifact, and the byte to start at."""
+
+    artifact_id: str
+    offset: int
+
+
+def to_proto(artifact: Artifact) -> artifact_pb2.Artifact:
     message = artifact_pb2.Artifact(
         artifact_id=artifact.id,
         task_id=artifact.task_id,
@@ -121,13 +130,13 @@ def new_artifact(message: artifact_pb2.ArtifactHeader, *, by_worker: bool, max_b
     )
 
 
-def download(request: artifact_pb2.DownloadArtifactRequest) -> tuple[str, int]:
+def download(request: artifact_pb2.DownloadArtifactRequest) -> Download:
     v = Violations()
     aid = v.uuid("artifact_id", request.artifact_id)
     v.check(request.read_offset >= 0, "read_offset", "must not be negative")
     v.raise_if_any()
     assert aid is not None
-    return aid, request.read_offset
+    return Download(aid, request.read_offset)
 
 
 def check_offset(artifact: Artifact, offset: int) -> None:
@@ -139,9 +148,7 @@ def _fingerprint(where: ArtifactFilter) -> str:
     return paging.query_fingerprint("artifacts", where.user_id, where.task_id, where.archived, where.type)
 
 
-def artifact_filter(
-    request: artifact_pb2.ListArtifactsRequest, user_id: str | None
-) -> tuple[ArtifactFilter, int, list[Any] | None]:
+def listing(request: artifact_pb2.ListArtifactsRequest, user_id: str | None) -> Listing[ArtifactFilter]:
     """`user_id` is the calling user, or None for a worker (which must name a task)."""
     v = Violations()
     tid = v.uuid("task_id", request.task_id, required=user_id is None)
@@ -157,16 +164,14 @@ def artifact_filter(
     cursor = paging.decode(request.page_token, _fingerprint(where))
     if cursor is not None and not uuid_cursor(cursor, bool, int):
         raise bad_token()
-    return where, validation.page_size(request.page_size), cursor
+    return Listing(where, validation.page_size(request.page_size), cursor)
 
 
 def next_token(where: ArtifactFilter, cursor: list[Any] | None) -> str:
     return "" if cursor is None else paging.encode(cursor, _fingerprint(where))
 
 
-def artifact_changes(
-    request: artifact_pb2.UpdateArtifactRequest, *, by_worker: bool
-) -> tuple[str, dict[str, Any], str]:
+def edit(request: artifact_pb2.UpdateArtifactRequest, *, by_worker: bool) -> Edit:
     paths = validation.update_paths(request.update_mask, request.artifact, arts.EDITABLE)
     v = Violations()
     a = request.artifact
@@ -189,14 +194,14 @@ def artifact_changes(
         changes["meta_data"] = meta
     v.raise_if_any()
     assert aid is not None
-    return aid, changes, etag
+    return Edit(aid, changes, etag)
 
 
-def delete(request: artifact_pb2.DeleteArtifactRequest, *, by_worker: bool) -> tuple[str, str]:
+def deletion(request: artifact_pb2.DeleteArtifactRequest, *, by_worker: bool) -> Target:
     v = Violations()
     aid = v.uuid("artifact_id", request.artifact_id)
     lease(v, request.lease_id, by_worker=by_worker)
     etag = v.text("etag", request.etag, max_len=100)
     v.raise_if_any()
     assert aid is not None
-    return aid, etag
+    return Target(aid, etag)

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from datetime import datetime
 
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import schedule_pb2
+from services.runtime.convert.shared import Target
 from services.runtime.domain import cron
 from services.runtime.domain.schedules import MAX_TITLE_CHARS, Command, NewSchedule, Schedule, State
 
@@ -16,7 +18,15 @@ ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")
 ZONE_HINT = "must be an IANA time zone name such as Europe/Berlin"
 
 
-def schedule_to_proto(item: Schedule) -> schedule_pb2.Schedule:
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """A CreateSchedule request: the schedule, and its first due time."""
+
+    schedule: NewSchedule
+    first_fire_at: datetime
+
+
+def to_proto(item: Schedule) -> schedule_pb2.Schedule:
     c = item.command
     message = schedule_pb2.Schedule(
         schedule_id=item.id,
@@ -40,9 +50,7 @@ def schedule_to_proto(item: Schedule) -> schedule_pb2.Schedule:
     return message
 
 
-def new_schedule(
-    request: schedule_pb2.CreateScheduleRequest, user_id: str, now: datetime
-) -> tuple[NewSchedule, datetime]:
+def creation(request: schedule_pb2.CreateScheduleRequest, user_id: str, now: datetime) -> Creation:
     """The schedule and its first due time (after `now`)."""
     v = Violations()
     s, c = request.schedule, request.schedule.command
@@ -70,13 +78,13 @@ def new_schedule(
     v.raise_if_any()
     assert first is not None
     command = Command(agent_id=agent_id, skill_id=skill_id or None, team_id=team_id, inputs=inputs, title=title)
-    return NewSchedule(user_id, expression.strip(), zone or "UTC", command, request_id), first
+    return Creation(NewSchedule(user_id, expression.strip(), zone or "UTC", command, request_id), first)
 
 
-def target(schedule_id: str, etag: str) -> tuple[str, str]:
+def target(schedule_id: str, etag: str) -> Target:
     v = Violations()
     sid = v.uuid("schedule_id", schedule_id)
     v.text("etag", etag, max_len=100)
     v.raise_if_any()
     assert sid is not None
-    return sid, etag
+    return Target(sid, etag)

@@ -1,5 +1,5 @@
-"""The worker's calls, bound to one claimed task and its lease. Every failure of a call becomes
-one of the three ways a run ends early (worker.errors), decided here once."""
+"""The worker's calls, bound to one claimed task and its lease (`LeasedTask`). Every failure of a
+call becomes one of the three ways a run ends early (worker.errors), decided here once."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ async def call(what: str, pending: Awaitable[T]) -> T:
         raise classify(what, err) from None
 
 
-class TaskSession:
+class LeasedTask:
     """One claimed task: its id, lease and inputs, and every call the runner makes on it."""
 
     def __init__(self, stubs: Stubs, claimed: runtime_pb2.ClaimedTask) -> None:
