@@ -13,7 +13,8 @@ request and the id of the resource it is about to create:
   repeat or the first.
 
 A key is remembered for `Settings.request_id_ttl_s` (a day by default): past that, the request_id
-may be used again, and `RequestLog.prune` (run every minute by `pruner`) deletes the entry.
+may be used again, and `RequestLog.prune` (run every minute by `pruner`, or as often as entries
+expire when they live less) deletes the entry.
 Requests that carry a secret (connection credentials) are digested with HMAC under the service's
 keys, so the table holds nothing a guess could be checked against.
 """
@@ -36,7 +37,8 @@ from nexus.kit.errors import FieldViolation, InvalidArgument
 from nexus.kit.periodic import Periodic
 from nexus.kit.validation import Violations
 
-# Entries deleted per pruning transaction, and how often a replica prunes.
+# Entries deleted per pruning transaction, and how often a replica prunes at most (entries that
+# live less than this are pruned as often as they expire).
 PRUNE_BATCH = 1000
 PRUNE_INTERVAL_S = 60.0
 
@@ -117,6 +119,7 @@ class RequestLog:
         self._db = db
         self._t = log
         self._ttl = timedelta(seconds=ttl_s)
+        self._prune_every_s = min(PRUNE_INTERVAL_S, ttl_s)
 
     def _key(self, key: RequestKey) -> sa.ColumnElement[bool]:
         t = self._t
@@ -175,4 +178,4 @@ class RequestLog:
     def pruner(self) -> Periodic:
         """The background round that keeps the log to the keys still remembered; start it with
         the server (`on_start`) and stop it with it (`on_stop`)."""
-        return Periodic("request-log-pruning", PRUNE_INTERVAL_S, self.prune)
+        return Periodic("request-log-pruning", self._prune_every_s, self.prune)
