@@ -15,7 +15,7 @@ from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations, dict_to_struct, json_to_value, page_size, update_paths
 from nexus.user.v1 import user_pb2
 from services.user.domain import connections as conn_rules
-from services.user.domain import passwords, profile, sessions
+from services.user.domain import passwords, profile, signins
 from services.user.domain import settings as setting_rules
 from services.user.domain.emails import Email, EmailError, default_nickname, normalise_email
 from services.user.domain.records import (
@@ -94,11 +94,11 @@ def sign_in(request: user_pb2.SignInRequest) -> tuple[Email, str]:
 
 def refresh_token(value: str) -> str:
     v = Violations()
-    v.text("refresh_token", value, max_len=sessions.MAX_TOKEN_LEN, required=True)
+    v.text("refresh_token", value, max_len=signins.MAX_TOKEN_LEN, required=True)
     v.raise_if_any()
-    if not sessions.FORMAT.fullmatch(value):
+    if not signins.FORMAT.fullmatch(value):
         # Shaped wrong: no such token can exist, so it is refused like an unknown one.
-        raise sessions.invalid_refresh_token()
+        raise signins.invalid_refresh_token()
     return value
 
 
