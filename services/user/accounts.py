@@ -18,11 +18,11 @@ from services.user.domain.emails import Email
 from services.user.domain.records import IssuedRefresh, IssuedTokens, UserRecord
 from services.user.hashing import PasswordHasher
 from services.user.keys import SigningKeys
-from services.user.store import UserStore
+from services.user.store.accounts import AccountStore
 
 
 class Accounts:
-    def __init__(self, store: UserStore, hasher: PasswordHasher, signing: SigningKeys, settings: Settings) -> None:
+    def __init__(self, store: AccountStore, hasher: PasswordHasher, signing: SigningKeys, settings: Settings) -> None:
         self.store = store
         self.hasher = hasher
         self.signing = signing

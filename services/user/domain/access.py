@@ -49,3 +49,21 @@ def user_or_scoped_service(principal: Principal, requested: str, *, scope: str, 
     if named is None:
         raise invalid("user_id", "is required with a service token")
     return named
+
+
+def verifying_owner(principal: Principal) -> str | None:
+    """Whose connection a VerifyConnection may mark: the calling user's own, or any (None) for a
+    service token with the verify scope."""
+    if principal.is_user:
+        return principal.user_id
+    principal.require_user_or_scope(SCOPE_CONNECTIONS_VERIFY)
+    return None
+
+
+def reveals_owner(principal: Principal, requested: str, named: str | None) -> str | None:
+    """Whose reveals a caller lists: a user their own; an auditor's service token the user it
+    names (`named`, already checked), or everyone's (None)."""
+    if principal.is_user:
+        return own_user(principal, requested, kind="user")
+    principal.require_user_or_scope(SCOPE_AUDIT_READ)
+    return named
