@@ -357,19 +357,3 @@ def fit(
     if len(page) < len(items):
         return page, cursor_of(items[len(page) - 1])
     return page, next_cursor
-
-
-def page_of(
-    rows: Sequence[T],
-    size: int,
-    to_proto: Callable[[T], M],
-    budget: Budget,
-    *,
-    token_of: Callable[[T], str],
-) -> tuple[list[M], str]:
-    """A page of at most `size` items from `rows`, which a store fetched as size + 1 to learn
-    whether more follow: the messages that fit, and the token after the last ("" ends the list)."""
-    items = rows[:size]
-    more = items[-1] if len(rows) > size else None
-    page, last = fit(items, to_proto, budget, next_cursor=more, cursor_of=lambda row: row)
-    return page, "" if last is None else token_of(last)

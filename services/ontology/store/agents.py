@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.kit.db import Database, read_page
-from nexus.kit.errors import AlreadyExists, FailedPrecondition, NotFound
+from nexus.kit.errors import AlreadyExists, FailedPrecondition, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import Rows
 from nexus.kit.protos import check_etag
@@ -30,7 +30,7 @@ async def agent_row(conn: AsyncConnection, agent_id: str, *, lock: bool = False)
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
     if row is None:
-        raise NotFound("the agent does not exist", reason="AGENT_NOT_FOUND")
+        raise not_found("agent")
     return agent_of(row)
 
 

@@ -18,6 +18,7 @@ from nexus.kit.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    not_found,
 )
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import Rows
@@ -88,7 +89,7 @@ async def _own(conn: AsyncConnection, viewer: Viewer, trigger: str, *, lock: boo
         return found
     if await _visible(conn, viewer, trigger) is not None:
         raise PermissionDenied("only an admin may change a system command", reason="COMMAND_READ_ONLY")
-    raise NotFound("the command does not exist", reason="COMMAND_NOT_FOUND")
+    raise not_found("command")
 
 
 async def _check_target(conn: AsyncConnection, command: Command, field: str) -> None:
@@ -118,7 +119,7 @@ class CommandStore:
         async with self._db.connection() as conn:
             found = await _visible(conn, viewer, trigger)
         if found is None:
-            raise NotFound("the command does not exist", reason="COMMAND_NOT_FOUND")
+            raise not_found("command")
         return found
 
     async def page(self, viewer: Viewer, where: CommandFilter, page: Rows[Command, CommandCursor]) -> None:

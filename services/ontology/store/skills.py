@@ -9,7 +9,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.kit.db import Database, read_page
-from nexus.kit.errors import AlreadyExists, NotFound, PermissionDenied
+from nexus.kit.errors import AlreadyExists, PermissionDenied, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import Rows
 from nexus.kit.protos import check_etag
@@ -40,7 +40,7 @@ async def visible_skill(conn: AsyncConnection, viewer: Viewer, skill_id: str, *,
         query = query.with_for_update()
     row = (await conn.execute(query)).first()
     if row is None:
-        raise NotFound("the skill does not exist", reason="SKILL_NOT_FOUND")
+        raise not_found("skill")
     return skill_of(row)
 
 

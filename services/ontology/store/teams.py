@@ -12,7 +12,7 @@ from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.kit.db import Database, read_page
-from nexus.kit.errors import FieldViolation, NotFound, PermissionDenied
+from nexus.kit.errors import FieldViolation, NotFound, PermissionDenied, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import Rows
 from nexus.kit.protos import check_etag
@@ -103,7 +103,7 @@ async def _visible(conn: AsyncConnection, viewer: Viewer, team_id: str, *, lock:
         query = query.with_for_update(of=team_t)
     row = (await conn.execute(query)).first()
     if row is None:
-        raise NotFound("the team does not exist", reason="TEAM_NOT_FOUND")
+        raise not_found("team")
     return _team(row)
 
 

@@ -7,7 +7,7 @@ methods also accept a service token, only with an explicit scope.
 
 from __future__ import annotations
 
-from nexus.kit.errors import NotFound, invalid
+from nexus.kit.errors import invalid, not_found
 from nexus.kit.tokens import Principal
 from nexus.kit.validation import Violations
 
@@ -36,7 +36,7 @@ def own_user(principal: Principal, requested: str, *, kind: str, field: str = "u
     named = _requested(requested, field)
     user_id = principal.user_id  # refuses service tokens
     if named is not None and named != user_id:
-        raise NotFound(f"{kind} not found", reason=f"{kind.upper()}_NOT_FOUND")
+        raise not_found(kind)
     return user_id
 
 

@@ -17,15 +17,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.kit.config import Settings
 from nexus.kit.db import Database
-from nexus.kit.errors import AlreadyExists, NotFound
+from nexus.kit.errors import AlreadyExists, not_found
 from nexus.kit.revocations import COVER_MARGIN_S
 from services.user.domain.records import RefreshTokenState, SignInCandidate, UserRecord
 from services.user.store.revocations import revoke_sign_ins
 from services.user.store.tables import now, refresh_family, refresh_token, user, user_of, user_profile
-
-
-def _user_not_found() -> NotFound:
-    return NotFound("user not found", reason="USER_NOT_FOUND")
 
 
 class AccountStore:
@@ -76,7 +72,7 @@ class AccountStore:
         async with self._db.connection() as conn:
             row = (await conn.execute(sa.select(*user.c).where(user.c.id == user_id))).one_or_none()
         if row is None:
-            raise _user_not_found()
+            raise not_found("user")
         return user_of(row)
 
     async def set_active(self, user_id: str, active: bool) -> UserRecord:
@@ -93,7 +89,7 @@ class AccountStore:
         if published:
             self.on_revoked()
         if row is None:
-            raise _user_not_found()
+            raise not_found("user")
         return user_of(row)
 
     # -- sign-ins: refresh-token families --------------------------------------------------------

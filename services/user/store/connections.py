@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.kit.db import Database, read_page
-from nexus.kit.errors import FailedPrecondition, NotFound
+from nexus.kit.errors import FailedPrecondition, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import UUID, Rows
 from nexus.kit.protos import check_etag
@@ -39,10 +39,6 @@ class ConnectionCursor:
     id: UUID
 
 
-def _not_found() -> NotFound:
-    return NotFound("connection not found", reason="CONNECTION_NOT_FOUND")
-
-
 async def _owned(conn: AsyncConnection, user_id: str, connection_id: str) -> ConnectionRecord:
     row = (
         await conn.execute(
@@ -52,7 +48,7 @@ async def _owned(conn: AsyncConnection, user_id: str, connection_id: str) -> Con
         )
     ).one_or_none()
     if row is None:
-        raise _not_found()
+        raise not_found("connection")
     return connection_of(row)
 
 
@@ -134,7 +130,7 @@ class ConnectionStore:
                 )
             ).one_or_none()
             if row is None:
-                raise _not_found()
+                raise not_found("connection")
             check_etag(etag, row.version, "connection")
             changes = dict(values)
             if seal is not None:
@@ -162,7 +158,7 @@ class ConnectionStore:
                 )
             ).scalar_one_or_none()
             if version is None:
-                raise _not_found()
+                raise not_found("connection")
             check_etag(etag, version, "connection")
             await conn.execute(
                 user_connection.delete().where(
@@ -180,7 +176,7 @@ class ConnectionStore:
                 await conn.execute(sa.select(user_connection.c.status).where(*where).with_for_update())
             ).scalar_one_or_none()
             if status is None:
-                raise _not_found()
+                raise not_found("connection")
             if status == "revoked":
                 raise FailedPrecondition("the connection is revoked", reason="CONNECTION_REVOKED")
             row = (
@@ -214,7 +210,7 @@ class ConnectionStore:
                 )
             ).one_or_none()
             if row is None:
-                raise _not_found()
+                raise not_found("connection")
             record = connection_of(row)
             check(record)
             credentials = open_(stored_of(row))

@@ -8,14 +8,10 @@ from typing import Any
 import sqlalchemy as sa
 
 from nexus.kit.db import Database
-from nexus.kit.errors import NotFound
+from nexus.kit.errors import not_found
 from nexus.kit.protos import check_etag
 from services.user.domain.records import ProfileRecord
 from services.user.store.tables import now, profile_of, user_profile
-
-
-def _not_found() -> NotFound:
-    return NotFound("profile not found", reason="PROFILE_NOT_FOUND")
 
 
 class ProfileStore:
@@ -28,7 +24,7 @@ class ProfileStore:
                 await conn.execute(sa.select(*user_profile.c).where(user_profile.c.user_id == user_id))
             ).one_or_none()
         if row is None:
-            raise _not_found()
+            raise not_found("profile")
         return profile_of(row)
 
     async def update(self, user_id: str, etag: str, change: Callable[[ProfileRecord], dict[str, Any]]) -> ProfileRecord:
@@ -41,7 +37,7 @@ class ProfileStore:
                 )
             ).one_or_none()
             if row is None:
-                raise _not_found()
+                raise not_found("profile")
             current = profile_of(row)
             check_etag(etag, current.version, "profile")
             values = change(current)

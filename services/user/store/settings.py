@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
 from nexus.kit.db import Database, read_page
-from nexus.kit.errors import NotFound
+from nexus.kit.errors import not_found
 from nexus.kit.paging import Rows
 from nexus.kit.protos import check_etag
 from nexus.kit.validation import JSON
@@ -24,10 +24,6 @@ class SettingCursor:
     key: str
 
 
-def _not_found() -> NotFound:
-    return NotFound("setting not found", reason="SETTING_NOT_FOUND")
-
-
 class SettingStore:
     def __init__(self, db: Database) -> None:
         self._db = db
@@ -38,7 +34,7 @@ class SettingStore:
                 await conn.execute(sa.select(*settings.c).where(settings.c.user_id == user_id, settings.c.key == key))
             ).one_or_none()
         if row is None:
-            raise _not_found()
+            raise not_found("setting")
         return setting_of(row)
 
     async def page(self, user_id: str, page: Rows[SettingRecord, SettingCursor]) -> None:
@@ -80,6 +76,6 @@ class SettingStore:
                 )
             ).scalar_one_or_none()
             if version is None:
-                raise _not_found()
+                raise not_found("setting")
             check_etag(etag, version, "setting")
             await conn.execute(settings.delete().where(settings.c.user_id == user_id, settings.c.key == key))
