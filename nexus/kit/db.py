@@ -51,6 +51,19 @@ class Database:
         await self.engine.dispose()
 
 
+def bumped(table: sa.Table) -> dict[str, Any]:
+    """What every edit of a versioned row sets (every schema names them alike): its etag's
+    `version`, one up, and `updated_at`."""
+    return {"version": table.c.version + 1, "updated_at": sa.func.now()}
+
+
+async def locked_version(conn: AsyncConnection, version: sa.Column[int], *where: sa.ColumnElement[bool]) -> int | None:
+    """The etag version of the row `where` selects, locked (FOR UPDATE) until the transaction
+    ends, so the write that follows an etag check is the one the check allowed; None: no row."""
+    found: int | None = (await conn.execute(sa.select(version).where(*where).with_for_update())).scalar_one_or_none()
+    return found
+
+
 async def read_page(
     conn: AsyncConnection, query: sa.Select[Any], page: Rows[T, Any], item_of: Callable[[sa.Row[Any]], T]
 ) -> None:

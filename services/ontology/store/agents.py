@@ -8,13 +8,13 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database, read_page
+from nexus.kit.db import Database, bumped, read_page
 from nexus.kit.errors import AlreadyExists, FailedPrecondition, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import Rows
 from nexus.kit.protos import check_etag
 from services.ontology.domain.models import Agent, TeamStatus, apply_mask
-from services.ontology.store.tables import agent_of, agent_t, bumped, participant_t, skill_t, team_t
+from services.ontology.store.tables import agent_of, agent_t, participant_t, skill_t, team_t
 
 
 @dataclass(frozen=True)

@@ -10,12 +10,12 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database
+from nexus.kit.db import Database, bumped
 from nexus.kit.errors import FailedPrecondition
 from nexus.kit.validation import JSON
 from services.ontology.domain.models import Agent, Command, Skill, Team
 from services.ontology.store import snapshots
-from services.ontology.store.tables import agent_t, bumped, command_t, skill_t, team_t
+from services.ontology.store.tables import agent_t, command_t, skill_t, team_t
 from services.ontology.store.teams import participants_of, write_participants
 
 

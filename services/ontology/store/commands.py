@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database, read_page
+from nexus.kit.db import Database, bumped, read_page
 from nexus.kit.errors import (
     Aborted,
     AlreadyExists,
@@ -27,7 +27,7 @@ from services.ontology.domain import access, command_line
 from services.ontology.domain.access import Viewer
 from services.ontology.domain.models import Command, Ownership, Skill, apply_mask
 from services.ontology.store import snapshots
-from services.ontology.store.tables import bumped, command_of, command_t, skill_of, skill_t
+from services.ontology.store.tables import command_of, command_t, skill_of, skill_t
 from services.ontology.store.visibility import command_visible, owned
 
 # pg_advisory_xact_lock(class, key): serializes command creation per trigger, so a user command

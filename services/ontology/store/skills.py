@@ -8,7 +8,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database, read_page
+from nexus.kit.db import Database, bumped, read_page
 from nexus.kit.errors import AlreadyExists, PermissionDenied, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import Rows
@@ -17,7 +17,7 @@ from services.ontology.domain import access
 from services.ontology.domain.access import Viewer
 from services.ontology.domain.models import Ownership, Skill, apply_mask
 from services.ontology.store import snapshots
-from services.ontology.store.tables import bumped, skill_of, skill_t
+from services.ontology.store.tables import skill_of, skill_t
 from services.ontology.store.visibility import owned, skill_visible
 
 

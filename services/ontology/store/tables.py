@@ -85,11 +85,6 @@ participant_t = sa.Table(
 request_log_t = idempotency.table(metadata)
 
 
-def bumped(table: sa.Table) -> dict[str, Any]:
-    """The columns every edit of a versioned row sets: a new etag, a new update time."""
-    return {"version": table.c.version + 1, "updated_at": sa.func.now()}
-
-
 def agent_of(row: sa.Row[Any]) -> Agent:
     m = row._mapping
     return Agent(

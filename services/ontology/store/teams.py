@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import aggregate_order_by
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database, read_page
+from nexus.kit.db import Database, bumped, read_page
 from nexus.kit.errors import FieldViolation, NotFound, PermissionDenied, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import Rows
@@ -19,7 +19,7 @@ from nexus.kit.protos import check_etag
 from services.ontology.domain import access
 from services.ontology.domain.access import Viewer
 from services.ontology.domain.models import Ownership, Participant, Team, apply_mask
-from services.ontology.store.tables import agent_t, bumped, participant_t, team_of, team_t
+from services.ontology.store.tables import agent_t, participant_t, team_of, team_t
 from services.ontology.store.visibility import owned, team_visible
 
 

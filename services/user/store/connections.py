@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database, read_page
+from nexus.kit.db import Database, bumped, locked_version, read_page
 from nexus.kit.errors import FailedPrecondition, not_found
 from nexus.kit.idempotency import RequestKey, RequestLog
 from nexus.kit.paging import UUID, Rows
@@ -39,14 +39,12 @@ class ConnectionCursor:
     id: UUID
 
 
+def _owned_by(user_id: str, connection_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return user_connection.c.id == connection_id, user_connection.c.user_id == user_id
+
+
 async def _owned(conn: AsyncConnection, user_id: str, connection_id: str) -> ConnectionRecord:
-    row = (
-        await conn.execute(
-            sa.select(*CONNECTION_COLUMNS).where(
-                user_connection.c.id == connection_id, user_connection.c.user_id == user_id
-            )
-        )
-    ).one_or_none()
+    row = (await conn.execute(sa.select(*CONNECTION_COLUMNS).where(*_owned_by(user_id, connection_id)))).one_or_none()
     if row is None:
         raise not_found("connection")
     return connection_of(row)
@@ -125,7 +123,7 @@ class ConnectionStore:
             row = (
                 await conn.execute(
                     sa.select(user_connection.c.version, user_connection.c.provider)
-                    .where(user_connection.c.id == connection_id, user_connection.c.user_id == user_id)
+                    .where(*_owned_by(user_id, connection_id))
                     .with_for_update()
                 )
             ).one_or_none()
@@ -141,8 +139,8 @@ class ConnectionStore:
             updated = (
                 await conn.execute(
                     user_connection.update()
-                    .where(user_connection.c.id == connection_id, user_connection.c.user_id == user_id)
-                    .values(**changes, version=user_connection.c.version + 1, updated_at=now())
+                    .where(*_owned_by(user_id, connection_id))
+                    .values(**changes, **bumped(user_connection))
                     .returning(*CONNECTION_COLUMNS)
                 )
             ).one()
@@ -150,21 +148,11 @@ class ConnectionStore:
 
     async def delete(self, user_id: str, connection_id: str, etag: str) -> None:
         async with self._db.transaction() as conn:
-            version = (
-                await conn.execute(
-                    sa.select(user_connection.c.version)
-                    .where(user_connection.c.id == connection_id, user_connection.c.user_id == user_id)
-                    .with_for_update()
-                )
-            ).scalar_one_or_none()
+            version = await locked_version(conn, user_connection.c.version, *_owned_by(user_id, connection_id))
             if version is None:
                 raise not_found("connection")
             check_etag(etag, version, "connection")
-            await conn.execute(
-                user_connection.delete().where(
-                    user_connection.c.id == connection_id, user_connection.c.user_id == user_id
-                )
-            )
+            await conn.execute(user_connection.delete().where(*_owned_by(user_id, connection_id)))
 
     async def mark_verified(self, connection_id: str, owner: str | None) -> ConnectionRecord:
         """Sets last_verified_at. `owner` is the calling user; None for a scoped service token."""
@@ -183,7 +171,7 @@ class ConnectionStore:
                 await conn.execute(
                     user_connection.update()
                     .where(*where)
-                    .values(last_verified_at=now(), updated_at=now(), version=user_connection.c.version + 1)
+                    .values(last_verified_at=now(), **bumped(user_connection))
                     .returning(*CONNECTION_COLUMNS)
                 )
             ).one()

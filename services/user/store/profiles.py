@@ -7,11 +7,11 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from nexus.kit.db import Database
+from nexus.kit.db import Database, bumped
 from nexus.kit.errors import not_found
 from nexus.kit.protos import check_etag
 from services.user.domain.records import ProfileRecord
-from services.user.store.tables import now, profile_of, user_profile
+from services.user.store.tables import profile_of, user_profile
 
 
 class ProfileStore:
@@ -45,7 +45,7 @@ class ProfileStore:
                 await conn.execute(
                     user_profile.update()
                     .where(user_profile.c.user_id == user_id)
-                    .values(**values, version=user_profile.c.version + 1, updated_at=now())
+                    .values(**values, **bumped(user_profile))
                     .returning(*user_profile.c)
                 )
             ).one()

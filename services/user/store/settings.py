@@ -8,13 +8,13 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
-from nexus.kit.db import Database, read_page
+from nexus.kit.db import Database, bumped, locked_version, read_page
 from nexus.kit.errors import not_found
 from nexus.kit.paging import Rows
 from nexus.kit.protos import check_etag
 from nexus.kit.validation import JSON
 from services.user.domain.records import SettingRecord
-from services.user.store.tables import now, setting_of, settings
+from services.user.store.tables import setting_of, settings
 
 
 @dataclass(frozen=True)
@@ -22,6 +22,10 @@ class SettingCursor:
     """A user's settings in key order."""
 
     key: str
+
+
+def _key(user_id: str, key: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return settings.c.user_id == user_id, settings.c.key == key
 
 
 class SettingStore:
@@ -47,20 +51,14 @@ class SettingStore:
     async def set(self, user_id: str, key: str, value: JSON, etag: str) -> SettingRecord:
         async with self._db.transaction() as conn:
             if etag:
-                current = (
-                    await conn.execute(
-                        sa.select(settings.c.version)
-                        .where(settings.c.user_id == user_id, settings.c.key == key)
-                        .with_for_update()
-                    )
-                ).scalar_one_or_none()
+                current = await locked_version(conn, settings.c.version, *_key(user_id, key))
                 check_etag(etag, current, "setting")
             insert = pg.insert(settings).values(id=str(uuid.uuid4()), user_id=user_id, key=key, value=value)
             row = (
                 await conn.execute(
                     insert.on_conflict_do_update(
                         constraint="settings_user_id_key_key",
-                        set_={"value": insert.excluded.value, "version": settings.c.version + 1, "updated_at": now()},
+                        set_={"value": insert.excluded.value, **bumped(settings)},
                     ).returning(*settings.c)
                 )
             ).one()
@@ -68,14 +66,8 @@ class SettingStore:
 
     async def delete(self, user_id: str, key: str, etag: str) -> None:
         async with self._db.transaction() as conn:
-            version = (
-                await conn.execute(
-                    sa.select(settings.c.version)
-                    .where(settings.c.user_id == user_id, settings.c.key == key)
-                    .with_for_update()
-                )
-            ).scalar_one_or_none()
+            version = await locked_version(conn, settings.c.version, *_key(user_id, key))
             if version is None:
                 raise not_found("setting")
             check_etag(etag, version, "setting")
-            await conn.execute(settings.delete().where(settings.c.user_id == user_id, settings.c.key == key))
+            await conn.execute(settings.delete().where(*_key(user_id, key)))
