@@ -89,9 +89,6 @@ class Settings:
     artifact_max_bytes: int = 100 * MiB
     # How often each runtime replica looks for due schedules (cron has minute resolution).
     scheduler_poll_s: float = 1.0
-    # How long a create's request_id is remembered (kit/idempotency.py): a retry within it
-    # returns the first result; past it the entry is pruned and the id may be used again.
-    request_id_ttl_s: float = 24 * 3600.0
     log_level: str = "INFO"
     # -- sign-in limits and revocations (services/user README, "Limits" and "Revocation") --------
     # Token buckets in front of password hashing, for SignIn and for SignUp each: per client
@@ -107,6 +104,9 @@ class Settings:
     trusted_relays: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     # How often the user service reads revocations committed by its other replicas.
     revocation_poll_s: float = 0.5
+    # How long a create's request_id is remembered (kit/idempotency.py): a retry within it
+    # returns the first result; past it the entry is pruned and the id may be used again.
+    request_id_ttl_s: float = 24 * 3600.0
 
     @property
     def embedded(self) -> bool:
@@ -221,7 +221,6 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
         max_message_bytes=_int(env, "NEXUS_MAX_MESSAGE_BYTES", 8 * MiB),
         artifact_max_bytes=_int(env, "NEXUS_ARTIFACT_MAX_BYTES", 100 * MiB),
         scheduler_poll_s=_float(env, "NEXUS_SCHEDULER_POLL_S", 1.0),
-        request_id_ttl_s=_float(env, "NEXUS_REQUEST_ID_TTL_S", Settings.request_id_ttl_s),
         log_level=env.get("NEXUS_LOG_LEVEL") or "INFO",
         auth_address_burst=_int(env, "NEXUS_AUTH_ADDRESS_BURST", Settings.auth_address_burst),
         auth_address_per_minute=_float(env, "NEXUS_AUTH_ADDRESS_PER_MINUTE", Settings.auth_address_per_minute),
@@ -230,6 +229,7 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
         auth_limiter_keys=_int(env, "NEXUS_AUTH_LIMITER_KEYS", Settings.auth_limiter_keys),
         trusted_relays=_networks(env, "NEXUS_TRUSTED_RELAYS", Settings.trusted_relays),
         revocation_poll_s=_float(env, "NEXUS_REVOCATION_POLL_S", Settings.revocation_poll_s),
+        request_id_ttl_s=_float(env, "NEXUS_REQUEST_ID_TTL_S", Settings.request_id_ttl_s),
     )
 
 
@@ -253,7 +253,6 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_MAX_MESSAGE_BYTES": str(settings.max_message_bytes),
         "NEXUS_ARTIFACT_MAX_BYTES": str(settings.artifact_max_bytes),
         "NEXUS_SCHEDULER_POLL_S": str(settings.scheduler_poll_s),
-        "NEXUS_REQUEST_ID_TTL_S": str(settings.request_id_ttl_s),
         "NEXUS_LOG_LEVEL": settings.log_level,
         "NEXUS_SIGNING_KEYS_DIR": str(settings.resolved_signing_keys_dir),
         "NEXUS_CREDENTIAL_KEYS_FILE": str(settings.resolved_credential_keys_file),
@@ -264,6 +263,7 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_AUTH_LIMITER_KEYS": str(settings.auth_limiter_keys),
         "NEXUS_TRUSTED_RELAYS": ",".join(settings.trusted_relays),
         "NEXUS_REVOCATION_POLL_S": str(settings.revocation_poll_s),
+        "NEXUS_REQUEST_ID_TTL_S": str(settings.request_id_ttl_s),
     }
     for name, port in settings.ports.items():
         env[f"NEXUS_{name.upper()}_PORT"] = str(port)

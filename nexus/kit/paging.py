@@ -32,7 +32,7 @@ from typing import Any, Generic, NewType, Protocol, TypeVar
 from google.protobuf.message import Message
 
 from nexus.kit.errors import FieldViolation, InvalidArgument
-from nexus.kit.validation import UUID_FORM, page_size, text_problem
+from nexus.kit.validation import is_uuid, page_size, text_problem
 
 Cursor = list[str | int | float | bool | None]
 T = TypeVar("T")
@@ -102,7 +102,7 @@ def _str(value: object) -> str | None:
 
 
 def _uuid(value: object) -> str | None:
-    return value.lower() if isinstance(value, str) and len(value) == 36 and UUID_FORM.match(value) else None
+    return value.lower() if isinstance(value, str) and is_uuid(value) else None
 
 
 def _int(value: object) -> int | None:

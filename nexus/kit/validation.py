@@ -33,7 +33,12 @@ _MAX_EXACT_INT = 2**53
 SLUG = re.compile(r"[a-z][a-z0-9_-]{1,63}")
 SLUG_HINT = "must be 2-64 characters of a-z, 0-9, '_' or '-', starting with a letter"
 
-UUID_FORM = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_uuid(value: str) -> bool:
+    """Whether `value` is a UUID in its 36-character form (either case)."""
+    return len(value) == 36 and _UUID.match(value) is not None
 
 
 def text_problem(value: str) -> str | None:
@@ -114,7 +119,7 @@ class Violations:
             if required:
                 self.add(field, "is required")
             return None
-        if len(value) != 36 or not UUID_FORM.match(value):
+        if not is_uuid(value):
             self.add(field, "must be a UUID such as 123e4567-e89b-12d3-a456-426614174000")
             return None
         return str(uuid.UUID(value))

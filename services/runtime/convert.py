@@ -211,7 +211,7 @@ def _valid_task_cursor(cursor: list[Any]) -> bool:
         and type(cursor[1]) is int
         and 0 <= cursor[1] < 2**62
         and isinstance(cursor[2], str)
-        and validation.UUID_FORM.match(cursor[2]) is not None
+        and validation._UUID.match(cursor[2]) is not None
     )
 
 
@@ -317,7 +317,7 @@ def append_request(request: runtime_pb2.AppendTaskEventsRequest, *, by_worker: b
     v = Violations()
     tid = request.task_id
     # A well-formed id needs no parsing: lowercase is the canonical form v.uuid would return.
-    well_formed = len(tid) == 36 and validation.UUID_FORM.match(tid) is not None
+    well_formed = len(tid) == 36 and validation._UUID.match(tid) is not None
     tid = tid.lower() if well_formed else v.uuid("task_id", tid) or ""
     count = len(request.events)
     if not 1 <= count <= ev.MAX_BATCH_EVENTS:

@@ -35,7 +35,7 @@ def bad_token() -> InvalidArgument:
 
 def uuid_cursor(cursor: list[Any], *kinds: type) -> bool:
     """A decoded keyset cursor: the given scalar kinds, then a UUID."""
-    if len(cursor) != len(kinds) + 1 or not isinstance(cursor[-1], str) or not validation.UUID_FORM.match(cursor[-1]):
+    if len(cursor) != len(kinds) + 1 or not isinstance(cursor[-1], str) or not validation._UUID.match(cursor[-1]):
         return False
     for value, kind in zip(cursor, kinds, strict=False):
         if kind is int and (type(value) is not int or not 0 <= value < 2**62):
