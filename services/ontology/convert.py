@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Collection
 
+from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
 from nexus.contract import stepgraph
@@ -93,6 +94,13 @@ def viewer() -> Viewer:
 
 def _request_key(v: Violations, who: Viewer, method: str, request: Message, request_id: str) -> RequestKey | None:
     return idempotency.key(v, request, request_id, principal=who.subject, method=method)
+
+
+def _masked(v: Violations, mask: field_mask_pb2.FieldMask, resource: Message, allowed: Collection[str]) -> set[str]:
+    """An Update's paths, once the resource's id and etag (in `v`) are good: a bad id is reported
+    alone rather than among the violations of fields it does not name."""
+    v.raise_if_any()
+    return update_paths(mask, resource, allowed)
 
 
 def slug(field: str, value: str) -> str:
@@ -227,8 +235,7 @@ def agent_patch(request: pb.UpdateAgentRequest) -> tuple[Agent, set[str], str]:
     v = Violations()
     v.slug("agent.id", request.agent.id)
     tag = v.etag("agent.etag", request.agent.etag)
-    v.raise_if_any()
-    paths = update_paths(request.update_mask, request.agent, AGENT_PATHS)
+    paths = _masked(v, request.update_mask, request.agent, AGENT_PATHS)
     patch = agent_in(v, request.agent, request.agent.id, paths)
     v.raise_if_any()
     return patch, paths, tag
@@ -367,8 +374,7 @@ def skill_patch(request: pb.UpdateSkillRequest) -> tuple[Skill, set[str], str]:
     v = Violations()
     v.slug("skill.id", request.skill.id)
     tag = v.etag("skill.etag", request.skill.etag)
-    v.raise_if_any()
-    paths = update_paths(request.update_mask, request.skill, SKILL_PATHS)
+    paths = _masked(v, request.update_mask, request.skill, SKILL_PATHS)
     patch = skill_in(v, request.skill, request.skill.id, paths)
     v.raise_if_any()
     return patch, paths, tag
@@ -456,8 +462,7 @@ def command_patch(request: pb.UpdateCommandRequest) -> tuple[Command, set[str], 
     v = Violations()
     checked = trigger(v, "command.trigger", request.command.trigger)
     tag = v.etag("command.etag", request.command.etag)
-    v.raise_if_any()
-    paths = update_paths(request.update_mask, request.command, COMMAND_PATHS)
+    paths = _masked(v, request.update_mask, request.command, COMMAND_PATHS)
     patch = command_in(v, request.command, paths)
     v.raise_if_any()
     return dataclasses.replace(patch, trigger=checked), paths, tag
@@ -540,8 +545,7 @@ def team_patch(request: pb.UpdateTeamRequest) -> tuple[Team, set[str], str]:
     v = Violations()
     checked = v.uuid("team.id", request.team.id) or ""
     tag = v.etag("team.etag", request.team.etag)
-    v.raise_if_any()
-    paths = update_paths(request.update_mask, request.team, TEAM_PATHS)
+    paths = _masked(v, request.update_mask, request.team, TEAM_PATHS)
     patch = team_in(v, request.team, checked, paths, creating=False)
     v.raise_if_any()
     return patch, paths, tag
