@@ -116,6 +116,9 @@ class Settings:
     trusted_relays: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     # How often the user service reads revocations committed by its other replicas.
     revocation_poll_s: float = 0.5
+    # How long a create's request_id is remembered (kit/idempotency.py): a retry within it
+    # returns the first result; past it the entry is pruned and the id may be used again.
+    request_id_ttl_s: float = 24 * 3600.0
 
     @property
     def embedded(self) -> bool:
@@ -253,6 +256,7 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
         auth_limiter_keys=_int(env, "NEXUS_AUTH_LIMITER_KEYS", Settings.auth_limiter_keys),
         trusted_relays=_networks(env, "NEXUS_TRUSTED_RELAYS", Settings.trusted_relays),
         revocation_poll_s=_float(env, "NEXUS_REVOCATION_POLL_S", Settings.revocation_poll_s),
+        request_id_ttl_s=_float(env, "NEXUS_REQUEST_ID_TTL_S", Settings.request_id_ttl_s),
     )
 
 
@@ -287,6 +291,7 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_AUTH_LIMITER_KEYS": str(settings.auth_limiter_keys),
         "NEXUS_TRUSTED_RELAYS": ",".join(settings.trusted_relays),
         "NEXUS_REVOCATION_POLL_S": str(settings.revocation_poll_s),
+        "NEXUS_REQUEST_ID_TTL_S": str(settings.request_id_ttl_s),
     }
     for name, port in settings.ports.items():
         env[f"NEXUS_{name.upper()}_PORT"] = str(port)

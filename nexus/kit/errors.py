@@ -114,8 +114,11 @@ def invalid(field: str, description: str, *, reason: str = "INVALID_ARGUMENT") -
     return InvalidArgument(f"{field}: {description}", reason=reason, violations=[FieldViolation(field, description)])
 
 
-def not_found(kind: str, ident: str) -> NotFound:
-    return NotFound(f"{kind} {ident!r} not found", reason=f"{kind.upper()}_NOT_FOUND")
+def not_found(kind: str) -> NotFound:
+    """The one answer for a missing resource, and for one the caller may not see (DESIGN §2): the
+    two must not differ. `kind` is one word (`connection`): reason CONNECTION_NOT_FOUND. The id
+    is never echoed."""
+    return NotFound(f"{kind} not found", reason=f"{kind.upper()}_NOT_FOUND")
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ from google.protobuf.descriptor import EnumDescriptor
 from google.protobuf.message import Message
 
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.protos import MAX_ETAG_CHARS
 
 JSON: TypeAlias = "bool | int | float | str | list[JSON] | dict[str, JSON] | None"
 
@@ -33,6 +34,11 @@ SLUG = re.compile(r"[a-z][a-z0-9_-]{1,63}")
 SLUG_HINT = "must be 2-64 characters of a-z, 0-9, '_' or '-', starting with a letter"
 
 _UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
+
+
+def is_uuid(value: str) -> bool:
+    """Whether `value` is a UUID in its 36-character form (either case)."""
+    return len(value) == 36 and _UUID.match(value) is not None
 
 
 def text_problem(value: str) -> str | None:
@@ -113,10 +119,15 @@ class Violations:
             if required:
                 self.add(field, "is required")
             return None
-        if len(value) != 36 or not _UUID.match(value):
+        if not is_uuid(value):
             self.add(field, "must be a UUID such as 123e4567-e89b-12d3-a456-426614174000")
             return None
         return str(uuid.UUID(value))
+
+    def etag(self, field: str, value: str) -> str:
+        """An etag a client sends back (empty: no check). Any etag the services issue is far below
+        the limit; a longer one cannot be theirs and is refused as malformed, in every service."""
+        return self.text(field, value, max_len=MAX_ETAG_CHARS)
 
     def slug(self, field: str, value: str, *, required: bool = True) -> str:
         """An id of the SLUG form (agents, skills)."""
@@ -171,6 +182,15 @@ class Violations:
             return None
         self.json(field, result)
         return result
+
+
+def required_uuid(field: str, value: str) -> str:
+    """A request's one required id (`task_id`, `connection_id`): canonical, or INVALID_ARGUMENT."""
+    v = Violations()
+    checked = v.uuid(field, value)
+    v.raise_if_any()
+    assert checked is not None
+    return checked
 
 
 def page_size(value: int, *, default: int = DEFAULT_PAGE_SIZE, maximum: int = MAX_PAGE_SIZE) -> int:

@@ -28,7 +28,7 @@ from services.ontology.domain import ids
 from services.ontology.domain.access import ADMIN_SCOPE, Viewer
 from services.ontology.domain.inputs import InputType
 from services.ontology.domain.models import Agent, Command, Skill, Team, TeamStatus
-from services.ontology.store import CatalogChanges, OntologyStore
+from services.ontology.store.catalog import CatalogChanges, CatalogStore
 
 DEFAULT_FILE = CATALOG_FILE
 _LOADER = Viewer(subject="service:catalog", user_id=None, scopes=frozenset({ADMIN_SCOPE}))
@@ -200,7 +200,7 @@ async def load(settings: Settings, path: Path | None = None) -> CatalogChanges:
     catalog = parse_file(path or DEFAULT_FILE)
     db = Database.for_service(settings, "ontology", pool_size=1)
     try:
-        return await OntologyStore(db).apply_catalog(catalog.agents, catalog.skills, catalog.commands, catalog.teams)
+        return await CatalogStore(db).apply(catalog.agents, catalog.skills, catalog.commands, catalog.teams)
     finally:
         await db.close()
 

@@ -6,19 +6,20 @@ a `Violations`; functions ending in `_out` build the protos of responses.
 
 from __future__ import annotations
 
-import hashlib
-from collections.abc import Callable, Collection, Sequence
-from typing import TypeVar
+import dataclasses
+from collections.abc import Collection
 
+from google.protobuf import field_mask_pb2
 from google.protobuf.message import Message
 
 from nexus.contract import stepgraph
 from nexus.contract.steps import SkillStep
-from nexus.kit import paging
+from nexus.kit import idempotency
 from nexus.kit.auth import caller
 from nexus.kit.errors import FieldViolation, InvalidArgument
-from nexus.kit.protos import etag as kit_etag
-from nexus.kit.protos import timestamp
+from nexus.kit.idempotency import RequestKey
+from nexus.kit.paging import Keyset
+from nexus.kit.protos import etag, timestamp
 from nexus.kit.validation import (
     JSON,
     SLUG,
@@ -26,27 +27,21 @@ from nexus.kit.validation import (
     Violations,
     dict_to_struct,
     json_to_value,
+    required_uuid,
     text_problem,
+    update_paths,
 )
 from nexus.ontology.v1 import ontology_pb2 as pb
 from services.ontology.domain import command_line, definition, ids
 from services.ontology.domain.access import Viewer
 from services.ontology.domain.definition import InputField, SkillDefinition
 from services.ontology.domain.inputs import InputType, url_problem
-from services.ontology.domain.models import (
-    Agent,
-    Command,
-    Idempotency,
-    Ownership,
-    Participant,
-    Skill,
-    Team,
-    TeamStatus,
-)
+from services.ontology.domain.models import Agent, Command, Ownership, Participant, Skill, Team, TeamStatus
 from services.ontology.domain.snapshot import Snapshot
-
-T = TypeVar("T")
-M = TypeVar("M", bound=Message)
+from services.ontology.store.agents import AgentCursor
+from services.ontology.store.commands import CommandCursor, CommandFilter
+from services.ontology.store.skills import SkillCursor, SkillFilter
+from services.ontology.store.teams import TeamCursor
 
 MAX_NAME = 200
 MAX_DESCRIPTION = 4000
@@ -54,7 +49,6 @@ MAX_COMMAND_DESCRIPTION = 1000
 MAX_ROLE_PROMPT = 32 * 1024
 MAX_ROLE = 100
 MAX_PARTICIPANTS = 32
-MAX_ETAG = 64
 
 AGENT_PATHS = ("name", "description", "avatar_url", "role_prompt")
 SKILL_PATHS = ("name", "description", "definition", "is_public")
@@ -98,12 +92,15 @@ def viewer() -> Viewer:
     )
 
 
-def idempotency(v: Violations, who: Viewer, method: str, request: Message, request_id: str) -> Idempotency | None:
-    checked = v.uuid("request_id", request_id, required=False)
-    if checked is None:
-        return None
-    digest = hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
-    return Idempotency(principal=who.subject, method=method, request_id=checked, request_hash=digest)
+def _request_key(v: Violations, who: Viewer, method: str, request: Message, request_id: str) -> RequestKey | None:
+    return idempotency.key(v, request, request_id, principal=who.subject, method=method)
+
+
+def _masked(v: Violations, mask: field_mask_pb2.FieldMask, resource: Message, allowed: Collection[str]) -> set[str]:
+    """An Update's paths, once the resource's id and etag (in `v`) are good: a bad id is reported
+    alone rather than among the violations of fields it does not name."""
+    v.raise_if_any()
+    return update_paths(mask, resource, allowed)
 
 
 def slug(field: str, value: str) -> str:
@@ -134,12 +131,16 @@ def trigger(v: Violations, field: str, value: str) -> str:
     return lowered
 
 
-def team_id(v: Violations, field: str, value: str) -> str:
-    return v.uuid(field, value) or ""
+def one_trigger(value: str) -> str:
+    """The trigger of a Get or Resolve: raises INVALID_ARGUMENT when malformed."""
+    v = Violations()
+    checked = trigger(v, "trigger", value)
+    v.raise_if_any()
+    return checked
 
 
-def etag(v: Violations, field: str, value: str) -> str:
-    return v.text(field, value, max_len=MAX_ETAG)
+def team_id(value: str) -> str:
+    return required_uuid("team_id", value)
 
 
 def ownership(v: Violations, value: int, *, allow_public: bool) -> Ownership:
@@ -163,37 +164,38 @@ def command_text(text: str) -> command_line.CommandLine:
     )
 
 
-# -- paging ---------------------------------------------------------------------------------------
+# -- lists ----------------------------------------------------------------------------------------
 
 
-def cursor(token: str, fingerprint: str, width: int) -> list[str] | None:
-    """The keyset cursor in a page token: `width` strings, each storable, else INVALID_ARGUMENT."""
-    values = paging.decode(token, fingerprint)
-    if values is None:
-        return None
-    if len(values) != width or not all(isinstance(x, str) and text_problem(x) is None for x in values):
-        raise InvalidArgument(
-            "page_token is not valid for this request",
-            reason="INVALID_PAGE_TOKEN",
-            violations=[FieldViolation("page_token", "is malformed, expired, or from a request with other filters")],
-        )
-    return [str(x) for x in values]
+def agents(who: Viewer) -> Keyset[AgentCursor]:
+    return Keyset(AgentCursor, "ListAgents", who.subject)
 
 
-def page(
-    items: Sequence[T],
-    size: int,
-    fingerprint: str,
-    key: Callable[[T], list[str]],
-    out: Callable[[T], M],
-    budget: paging.Budget,
-) -> tuple[list[M], str]:
-    """The messages of at most `size` items that fit `budget`, and the token of the next page
-    (the store fetched size + 1)."""
-    return paging.page_of(items, size, out, budget, token_of=lambda item: paging.encode(key(item), fingerprint))
+def skill_list(request: pb.ListSkillsRequest, who: Viewer) -> tuple[SkillFilter, Keyset[SkillCursor]]:
+    v = Violations()
+    agent_id = optional_slug(v, "agent_id", request.agent_id)
+    owned = ownership(v, request.ownership, allow_public=True)
+    v.raise_if_any()
+    return SkillFilter(agent_id, owned), Keyset(SkillCursor, "ListSkills", who.subject, agent_id, owned)
 
 
-# -- timestamps -----------------------------------------------------------------------------------
+def command_list(request: pb.ListCommandsRequest, who: Viewer) -> tuple[CommandFilter, Keyset[CommandCursor]]:
+    v = Violations()
+    prefix = v.text("prefix", request.prefix, max_len=33).lower()
+    if prefix and not prefix.startswith("/"):
+        prefix = "/" + prefix
+    agent_id = optional_slug(v, "agent_id", request.agent_id)
+    owned = ownership(v, request.ownership, allow_public=False)
+    v.raise_if_any()
+    keyset = Keyset(CommandCursor, "ListCommands", who.subject, prefix, agent_id, owned)
+    return CommandFilter(prefix, agent_id, owned), keyset
+
+
+def team_list(request: pb.ListTeamsRequest, who: Viewer) -> tuple[Ownership, Keyset[TeamCursor]]:
+    v = Violations()
+    owned = ownership(v, request.ownership, allow_public=False)
+    v.raise_if_any()
+    return owned, Keyset(TeamCursor, "ListTeams", who.subject, owned)
 
 
 # -- agents ---------------------------------------------------------------------------------------
@@ -217,6 +219,35 @@ def agent_in(v: Violations, msg: pb.Agent, agent_id: str, paths: Collection[str]
         avatar_url=msg.avatar_url,
         role_prompt=msg.role_prompt,
     )
+
+
+def new_agent(request: pb.CreateAgentRequest, who: Viewer) -> tuple[Agent, RequestKey | None]:
+    v = Violations()
+    v.slug("agent_id", request.agent_id)
+    agent = agent_in(v, request.agent, request.agent_id, AGENT_PATHS)
+    key = _request_key(v, who, "CreateAgent", request, request.request_id)
+    v.raise_if_any()
+    return agent, key
+
+
+def agent_patch(request: pb.UpdateAgentRequest) -> tuple[Agent, set[str], str]:
+    """The changes of an UpdateAgent: the agent with the masked fields, the paths, the etag."""
+    v = Violations()
+    v.slug("agent.id", request.agent.id)
+    tag = v.etag("agent.etag", request.agent.etag)
+    paths = _masked(v, request.update_mask, request.agent, AGENT_PATHS)
+    patch = agent_in(v, request.agent, request.agent.id, paths)
+    v.raise_if_any()
+    return patch, paths, tag
+
+
+def slug_and_etag(field: str, value: str, tag: str) -> tuple[str, str]:
+    """A Delete's agent or skill id and its etag."""
+    v = Violations()
+    v.slug(field, value)
+    v.etag("etag", tag)
+    v.raise_if_any()
+    return value, tag
 
 
 def _snapshot_out(snap: Snapshot | None) -> pb.CapabilitiesSnapshot | None:
@@ -245,9 +276,9 @@ def agent_out(agent: Agent) -> pb.Agent:
         avatar_url=agent.avatar_url,
         role_prompt=agent.role_prompt,
         capabilities_snapshot=_snapshot_out(agent.snapshot),
-        create_time=timestamp(agent.create_time),
-        update_time=timestamp(agent.update_time),
-        etag=kit_etag(agent.revision),
+        create_time=timestamp(agent.created_at),
+        update_time=timestamp(agent.updated_at),
+        etag=etag(agent.version),
     )
 
 
@@ -328,6 +359,27 @@ def new_skill_id(v: Violations, who: Viewer, requested: str) -> str:
     return requested
 
 
+def new_skill(request: pb.CreateSkillRequest, who: Viewer) -> tuple[Skill, RequestKey | None]:
+    """A system skill (admin) with its chosen id, or a user's with an assigned one."""
+    owner = who.owner_for_new()
+    v = Violations()
+    skill_id = new_skill_id(v, who, request.skill_id)
+    skill = skill_in(v, request.skill, skill_id, (*SKILL_PATHS, "agent_id"))
+    key = _request_key(v, who, "CreateSkill", request, request.request_id)
+    v.raise_if_any()
+    return dataclasses.replace(skill, created_by_user_id=owner), key
+
+
+def skill_patch(request: pb.UpdateSkillRequest) -> tuple[Skill, set[str], str]:
+    v = Violations()
+    v.slug("skill.id", request.skill.id)
+    tag = v.etag("skill.etag", request.skill.etag)
+    paths = _masked(v, request.update_mask, request.skill, SKILL_PATHS)
+    patch = skill_in(v, request.skill, request.skill.id, paths)
+    v.raise_if_any()
+    return patch, paths, tag
+
+
 def _input_out(item: InputField) -> pb.InputField:
     out = pb.InputField(
         name=item.name,
@@ -359,9 +411,9 @@ def skill_out(skill: Skill) -> pb.Skill:
         definition=definition_out(skill.definition),
         created_by_user_id=skill.created_by_user_id or "",
         is_public=skill.is_public,
-        create_time=timestamp(skill.create_time),
-        update_time=timestamp(skill.update_time),
-        etag=kit_etag(skill.revision),
+        create_time=timestamp(skill.created_at),
+        update_time=timestamp(skill.updated_at),
+        etag=etag(skill.version),
     )
 
 
@@ -396,6 +448,34 @@ def new_trigger(v: Violations, field: str, value: str) -> str:
     return value
 
 
+def new_command(request: pb.CreateCommandRequest, who: Viewer) -> tuple[Command, RequestKey | None]:
+    owner = who.owner_for_new()
+    v = Violations()
+    new_trigger(v, "command.trigger", request.command.trigger)
+    command = command_in(v, request.command, COMMAND_PATHS)
+    key = _request_key(v, who, "CreateCommand", request, request.request_id)
+    v.raise_if_any()
+    return dataclasses.replace(command, owner_user_id=owner), key
+
+
+def command_patch(request: pb.UpdateCommandRequest) -> tuple[Command, set[str], str]:
+    v = Violations()
+    checked = trigger(v, "command.trigger", request.command.trigger)
+    tag = v.etag("command.etag", request.command.etag)
+    paths = _masked(v, request.update_mask, request.command, COMMAND_PATHS)
+    patch = command_in(v, request.command, paths)
+    v.raise_if_any()
+    return dataclasses.replace(patch, trigger=checked), paths, tag
+
+
+def trigger_and_etag(request: pb.DeleteCommandRequest) -> tuple[str, str]:
+    v = Violations()
+    checked = trigger(v, "trigger", request.trigger)
+    v.etag("etag", request.etag)
+    v.raise_if_any()
+    return checked, request.etag
+
+
 def command_out(command: Command) -> pb.Command:
     return pb.Command(
         trigger=command.trigger,
@@ -403,9 +483,9 @@ def command_out(command: Command) -> pb.Command:
         target_skill_id=command.target_skill_id,
         description=command.description,
         owner_user_id=command.owner_user_id or "",
-        create_time=timestamp(command.create_time),
-        update_time=timestamp(command.update_time),
-        etag=kit_etag(command.revision),
+        create_time=timestamp(command.created_at),
+        update_time=timestamp(command.updated_at),
+        etag=etag(command.version),
     )
 
 
@@ -452,6 +532,33 @@ def team_in(
     )
 
 
+def new_team(request: pb.CreateTeamRequest, who: Viewer) -> tuple[Team, RequestKey | None]:
+    owner = who.owner_for_new()
+    v = Violations()
+    team = team_in(v, request.team, ids.new_team_id(), TEAM_PATHS, creating=True)
+    key = _request_key(v, who, "CreateTeam", request, request.request_id)
+    v.raise_if_any()
+    return dataclasses.replace(team, owner_user_id=owner), key
+
+
+def team_patch(request: pb.UpdateTeamRequest) -> tuple[Team, set[str], str]:
+    v = Violations()
+    checked = v.uuid("team.id", request.team.id) or ""
+    tag = v.etag("team.etag", request.team.etag)
+    paths = _masked(v, request.update_mask, request.team, TEAM_PATHS)
+    patch = team_in(v, request.team, checked, paths, creating=False)
+    v.raise_if_any()
+    return patch, paths, tag
+
+
+def team_and_etag(request: pb.DeleteTeamRequest) -> tuple[str, str]:
+    v = Violations()
+    checked = v.uuid("team_id", request.team_id) or ""
+    v.etag("etag", request.etag)
+    v.raise_if_any()
+    return checked, request.etag
+
+
 def team_out(team: Team) -> pb.Team:
     return pb.Team(
         id=team.id,
@@ -463,7 +570,7 @@ def team_out(team: Team) -> pb.Team:
         status=_TEAM_STATUS_NUMBERS[team.status],
         config=dict_to_struct(team.config),
         owner_user_id=team.owner_user_id or "",
-        create_time=timestamp(team.create_time),
-        update_time=timestamp(team.update_time),
-        etag=kit_etag(team.revision),
+        create_time=timestamp(team.created_at),
+        update_time=timestamp(team.updated_at),
+        etag=etag(team.version),
     )

@@ -13,6 +13,7 @@ import logging
 
 import grpc
 
+from nexus.kit.periodic import Periodic
 from nexus.kit.postgres import service_url
 from nexus.kit.server import Resources, ServiceDefinition
 from nexus.runtime.v1 import (
@@ -29,7 +30,6 @@ from nexus.runtime.v1 import (
 )
 from services.runtime.blobs import open_store
 from services.runtime.hub import Hub
-from services.runtime.periodic import Periodic
 from services.runtime.references import References
 from services.runtime.servicer import RuntimeServicer
 from services.runtime.store.artifacts import ArtifactStore

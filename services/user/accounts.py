@@ -13,16 +13,16 @@ import jwt
 
 from nexus.kit.config import Settings
 from nexus.kit.ratelimit import AttemptLimiter
-from services.user.domain import passwords, sessions
+from services.user.domain import passwords, signins
 from services.user.domain.emails import Email
 from services.user.domain.records import IssuedRefresh, IssuedTokens, UserRecord
 from services.user.hashing import PasswordHasher
 from services.user.keys import SigningKeys
-from services.user.store import UserStore
+from services.user.store.accounts import AccountStore
 
 
 class Accounts:
-    def __init__(self, store: UserStore, hasher: PasswordHasher, signing: SigningKeys, settings: Settings) -> None:
+    def __init__(self, store: AccountStore, hasher: PasswordHasher, signing: SigningKeys, settings: Settings) -> None:
         self.store = store
         self.hasher = hasher
         self.signing = signing
@@ -50,40 +50,40 @@ class Accounts:
         candidate = await self.store.sign_in_candidate(email.key)
         if candidate is None:
             await self.hasher.verify_unknown(password)
-            raise sessions.invalid_credentials()
+            raise signins.invalid_credentials()
         if not await self.hasher.verify(password, candidate.password_hash):
-            raise sessions.invalid_credentials()
+            raise signins.invalid_credentials()
         # Only a caller who knows the password learns that the account is deactivated.
         admission.refund()
         if not candidate.active:
-            raise sessions.user_deactivated()
+            raise signins.user_deactivated()
         if passwords.needs_rehash(candidate.password_hash):
             upgraded = await self.hasher.hash(password)
             await self.store.replace_password_hash(candidate.user_id, candidate.password_hash, upgraded)
         return await self._start(candidate.user_id)
 
     async def refresh(self, token: str) -> IssuedTokens:
-        following = sessions.new_refresh_token()
+        following = signins.new_refresh_token()
         result = await self.store.refresh(
-            sessions.token_hash(token),
-            lambda state: sessions.decide_refresh(state) is sessions.Decision.ROTATE,
-            sessions.token_hash(following),
+            signins.token_hash(token),
+            lambda state: signins.decide_refresh(state) is signins.Decision.ROTATE,
+            signins.token_hash(following),
             self.refresh_ttl_s,
         )
         if result is None:
-            raise sessions.reused_refresh_token()
+            raise signins.reused_refresh_token()
         user_id, family_id, expires_at = result
         return self._tokens(user_id, IssuedRefresh(following, expires_at, family_id))
 
     async def sign_out(self, token: str) -> None:
-        await self.store.sign_out(sessions.token_hash(token))
+        await self.store.sign_out(signins.token_hash(token))
 
     async def _start(self, user_id: str) -> IssuedTokens:
-        token = sessions.new_refresh_token()
-        started = await self.store.start_family(user_id, sessions.token_hash(token), self.refresh_ttl_s)
+        token = signins.new_refresh_token()
+        started = await self.store.start_family(user_id, signins.token_hash(token), self.refresh_ttl_s)
         if started is None:
             # Deactivated while the password was being checked.
-            raise sessions.user_deactivated()
+            raise signins.user_deactivated()
         family_id, expires_at = started
         return self._tokens(user_id, IssuedRefresh(token, expires_at, family_id))
 

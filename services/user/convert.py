@@ -2,31 +2,34 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
-from google.protobuf import struct_pb2
-
-from nexus.kit import paging
-from nexus.kit.errors import FieldViolation, InvalidArgument, invalid
+from nexus.kit import idempotency
+from nexus.kit.errors import invalid
+from nexus.kit.idempotency import RequestKey
+from nexus.kit.paging import Keyset
 from nexus.kit.protos import timestamp
-from nexus.kit.validation import JSON, Violations, dict_to_struct, json_to_value, page_size, update_paths
+from nexus.kit.tokens import Principal
+from nexus.kit.validation import JSON, Violations, dict_to_struct, json_to_value, required_uuid, update_paths
 from nexus.user.v1 import user_pb2
+from services.user.domain import access, passwords, profile, signins
 from services.user.domain import connections as conn_rules
-from services.user.domain import passwords, profile, sessions
 from services.user.domain import settings as setting_rules
 from services.user.domain.emails import Email, EmailError, default_nickname, normalise_email
 from services.user.domain.records import (
     ConnectionRecord,
-    IssuedRefresh,
+    IssuedTokens,
     ProfileRecord,
     RevealRecord,
     RevocationRecord,
     SettingRecord,
     UserRecord,
 )
+from services.user.store.connections import ConnectionCursor
+from services.user.store.reveals import RevealCursor, RevealFilter
+from services.user.store.settings import SettingCursor
 
 # Longer input cannot be an address (254 at most once trimmed); refused before normalising.
 _MAX_EMAIL_INPUT = 320
@@ -94,11 +97,11 @@ def sign_in(request: user_pb2.SignInRequest) -> tuple[Email, str]:
 
 def refresh_token(value: str) -> str:
     v = Violations()
-    v.text("refresh_token", value, max_len=sessions.MAX_TOKEN_LEN, required=True)
+    v.text("refresh_token", value, max_len=signins.MAX_TOKEN_LEN, required=True)
     v.raise_if_any()
-    if not sessions.FORMAT.fullmatch(value):
+    if not signins.FORMAT.fullmatch(value):
         # Shaped wrong: no such token can exist, so it is refused like an unknown one.
-        raise sessions.invalid_refresh_token()
+        raise signins.invalid_refresh_token()
     return value
 
 
@@ -118,16 +121,20 @@ def revocations(batch: list[RevocationRecord], cursor: int) -> user_pb2.WatchRev
     )
 
 
-def auth_tokens(
-    user_id: str, access_token: str, access_expires: datetime, refresh: IssuedRefresh
-) -> user_pb2.AuthTokens:
+def tokens(issued: IssuedTokens) -> user_pb2.AuthTokens:
     return user_pb2.AuthTokens(
-        user_id=user_id,
-        access_token=access_token,
-        access_token_expire_time=timestamp(access_expires),
-        refresh_token=refresh.token,
-        refresh_token_expire_time=timestamp(refresh.expires_at),
+        user_id=issued.user_id,
+        access_token=issued.access_token,
+        access_token_expire_time=timestamp(issued.access_expires_at),
+        refresh_token=issued.refresh.token,
+        refresh_token_expire_time=timestamp(issued.refresh.expires_at),
         token_type="Bearer",
+    )
+
+
+def key_set(keys: dict[str, bytes]) -> user_pb2.GetKeySetResponse:
+    return user_pb2.GetKeySetResponse(
+        keys=[user_pb2.PublicKey(kid=kid, algorithm="EdDSA", public_key=raw) for kid, raw in keys.items()]
     )
 
 
@@ -166,7 +173,7 @@ def profile_update(request: user_pb2.UpdateProfileRequest) -> tuple[str, Profile
     given = request.profile
     paths = update_paths(request.update_mask, given, PROFILE_FIELDS)
     v = Violations()
-    v.text("profile.etag", given.etag, max_len=64)
+    v.etag("profile.etag", given.etag)
     values: dict[str, Any] = {}
     if "nickname" in paths:
         values["nickname"] = profile.check_nickname(v, "profile.nickname", given.nickname)
@@ -206,7 +213,7 @@ def setting_write(request: user_pb2.SetSettingRequest) -> tuple[str, JSON, str]:
     given = request.setting
     v = Violations()
     setting_rules.check_key(v, "setting.key", given.key)
-    v.text("setting.etag", given.etag, max_len=64)
+    v.etag("setting.etag", given.etag)
     value: JSON = None
     if not given.HasField("value") or given.value.WhichOneof("kind") is None:
         v.add("setting.value", "is required (use a JSON null value to store null)")
@@ -231,72 +238,42 @@ def setting_to_proto(record: SettingRecord) -> user_pb2.Setting:
     )
 
 
-def etag(value: str, field: str = "etag") -> str:
+def setting_delete(request: user_pb2.DeleteSettingRequest) -> tuple[str, str]:
+    """The key of a DeleteSetting and its etag."""
     v = Violations()
-    v.text(field, value, max_len=64)
+    setting_rules.check_key(v, "key", request.key)
+    v.etag("etag", request.etag)
     v.raise_if_any()
-    return value
+    return request.key, request.etag
 
 
-# -- paging --------------------------------------------------------------------------------------
-
-
-def _bad_token() -> InvalidArgument:
-    return InvalidArgument(
-        "page_token is not valid for this request",
-        reason="INVALID_PAGE_TOKEN",
-        violations=[FieldViolation("page_token", "is malformed, expired, or from a request with other filters")],
-    )
-
-
-def page(size: int, token: str, fingerprint: str) -> tuple[int, paging.Cursor | None]:
-    v = Violations()
-    v.text("page_token", token, max_len=2048)
-    v.raise_if_any()
-    return page_size(size), paging.decode(token, fingerprint)
-
-
-def key_cursor(cursor: paging.Cursor | None) -> str | None:
-    if cursor is None:
-        return None
-    if len(cursor) != 1 or not isinstance(cursor[0], str):
-        raise _bad_token()
-    return cursor[0]
-
-
-def time_id_cursor(cursor: paging.Cursor | None) -> tuple[datetime, str] | None:
-    if cursor is None:
-        return None
-    v = Violations()
-    if len(cursor) != 2 or not isinstance(cursor[0], str) or not isinstance(cursor[1], str):
-        raise _bad_token()
-    ident = v.uuid("page_token", cursor[1])
-    try:
-        created = datetime.fromisoformat(cursor[0])
-    except ValueError:
-        raise _bad_token() from None
-    if v or ident is None or created.tzinfo is None:
-        raise _bad_token()
-    return created, ident
-
-
-def int_cursor(cursor: paging.Cursor | None) -> int | None:
-    if cursor is None:
-        return None
-    if len(cursor) != 1 or not isinstance(cursor[0], int) or isinstance(cursor[0], bool):
-        raise _bad_token()
-    return cursor[0]
+def settings_list(user_id: str) -> Keyset[SettingCursor]:
+    return Keyset(SettingCursor, "settings", user_id)
 
 
 # -- connections ---------------------------------------------------------------------------------
 
 
-def connection_id(value: str, field: str = "connection_id") -> str:
+def connection_id(value: str) -> str:
+    return required_uuid("connection_id", value)
+
+
+def connection_delete(request: user_pb2.DeleteConnectionRequest) -> tuple[str, str]:
+    """The id of a DeleteConnection and its etag."""
     v = Violations()
-    ident = v.uuid(field, value)
+    ident = v.uuid("connection_id", request.connection_id)
+    v.etag("etag", request.etag)
     v.raise_if_any()
     assert ident is not None
-    return ident
+    return ident, request.etag
+
+
+def connections_list(
+    request: user_pb2.ListConnectionsRequest, user_id: str
+) -> tuple[str | None, Keyset[ConnectionCursor]]:
+    """The agent a ListConnections names (None: every agent's) and the list's keyset."""
+    agent_id = optional_agent_filter(request.agent_id)
+    return agent_id, Keyset(ConnectionCursor, "connections", user_id, agent_id)
 
 
 @dataclass(frozen=True)
@@ -306,7 +283,7 @@ class NewConnection:
     display_name: str
     status: str
     credentials: dict[str, JSON]
-    request_id: str | None
+    key: RequestKey | None
 
 
 def _status(v: Violations, field: str, value: int, *, required: bool) -> str | None:
@@ -314,7 +291,8 @@ def _status(v: Violations, field: str, value: int, *, required: bool) -> str | N
     return STATUS_FROM_PROTO.get(value)
 
 
-def new_connection(request: user_pb2.CreateConnectionRequest) -> NewConnection:
+def new_connection(request: user_pb2.CreateConnectionRequest, user_id: str, keys: Sequence[bytes]) -> NewConnection:
+    """`keys` digest the request for its request_id: it carries credentials (kit.idempotency)."""
     given = request.connection
     v = Violations()
     agent_id = v.slug("connection.agent_id", given.agent_id)
@@ -324,9 +302,9 @@ def new_connection(request: user_pb2.CreateConnectionRequest) -> NewConnection:
     credentials = v.struct("credentials", request.credentials)
     if not _last_is(v, "credentials"):
         conn_rules.check_credentials(v, "credentials", credentials)
-    request_id = v.uuid("request_id", request.request_id, required=False)
+    key = idempotency.key(v, request, request.request_id, principal=user_id, method="CreateConnection", keys=keys)
     v.raise_if_any()
-    return NewConnection(agent_id, provider, display_name, status, credentials, request_id)
+    return NewConnection(agent_id, provider, display_name, status, credentials, key)
 
 
 @dataclass(frozen=True)
@@ -350,7 +328,7 @@ def connection_change(request: user_pb2.UpdateConnectionRequest) -> ConnectionCh
             raise invalid("update_mask", "names no field, and no updatable field is set")
     v = Violations()
     ident = v.uuid("connection.id", given.id)
-    v.text("connection.etag", given.etag, max_len=64)
+    v.etag("connection.etag", given.etag)
     values: dict[str, Any] = {}
     if "display_name" in paths:
         values["display_name"] = conn_rules.check_display_name(v, "connection.display_name", given.display_name)
@@ -400,16 +378,24 @@ def connection_to_proto(record: ConnectionRecord) -> user_pb2.Connection:
     )
 
 
-def credentials_to_proto(credentials: dict[str, JSON]) -> struct_pb2.Struct:
-    return dict_to_struct(credentials)
+def revealed(record: ConnectionRecord, credentials: dict[str, JSON]) -> user_pb2.RevealConnectionCredentialsResponse:
+    return user_pb2.RevealConnectionCredentialsResponse(
+        connection=connection_to_proto(record), credentials=dict_to_struct(credentials)
+    )
 
 
-def reveal_filters(request: user_pb2.ListCredentialRevealsRequest) -> tuple[str | None, str | None]:
+def reveals_list(
+    request: user_pb2.ListCredentialRevealsRequest, principal: Principal
+) -> tuple[RevealFilter, Keyset[RevealCursor]]:
+    """Whose reveals a ListCredentialReveals reads: a user's own, or, for an auditor's service
+    token, the user it names (None: everyone's); and of which connection."""
     v = Violations()
     connection = v.uuid("connection_id", request.connection_id, required=False)
-    owner = v.uuid("user_id", request.user_id, required=False) if request.user_id != "me" else None
+    named = v.uuid("user_id", request.user_id, required=False) if request.user_id != "me" else None
     v.raise_if_any()
-    return connection, owner
+    owner = access.reveals_owner(principal, request.user_id, named)
+    keyset = Keyset(RevealCursor, "reveals", principal.subject, owner, connection)
+    return RevealFilter(owner, connection), keyset
 
 
 def reveal_to_proto(record: RevealRecord) -> user_pb2.CredentialReveal:

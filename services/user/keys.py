@@ -20,7 +20,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from nexus.kit.config import ConfigError, Settings
 from nexus.kit.errors import Internal
 from nexus.kit.tokens import SigningKey, TokenSigner, load_public_keys, load_signing_keys
-from services.user.domain.envelope import DataKey, KeyFileError, KeyRing, format_key_line, new_key, parse_key_file
+from nexus.kit.validation import JSON
+from services.user.domain import envelope
+from services.user.domain.envelope import (
+    DataKey,
+    KeyFileError,
+    KeyRing,
+    RowBinding,
+    Sealed,
+    Sealer,
+    format_key_line,
+    new_key,
+    parse_key_file,
+)
+from services.user.domain.records import StoredCredentials
 
 log = logging.getLogger("nexus.user.keys")
 
@@ -123,6 +136,26 @@ class CredentialKeys:
     def for_encrypt(self) -> DataKey:
         self._reload_if_changed()
         return self._ring.newest
+
+    def sealer(self, credentials: dict[str, JSON]) -> Sealer:
+        """Seals `credentials` for the row it is given, under the newest key."""
+        key = self.for_encrypt()
+
+        def seal(binding: RowBinding) -> Sealed:
+            return envelope.seal(key, binding, credentials)
+
+        return seal
+
+    def open(self, stored: StoredCredentials) -> dict[str, JSON]:
+        """A row's credentials; DATA_LOSS when its ciphertext was altered or moved."""
+        binding = RowBinding(connection_id=stored.connection_id, user_id=stored.user_id, provider=stored.provider)
+        return envelope.open_sealed(self.for_decrypt(stored.key_id), binding, stored.blob)
+
+    def digest_keys(self) -> tuple[bytes, ...]:
+        """What digests requests that carry credentials (kit.idempotency), oldest first: every
+        key's fingerprint key, so a digest made before a key was added still matches."""
+        self._reload_if_changed()
+        return tuple(key.fingerprint_key for key in self._ring.keys)
 
     def for_decrypt(self, kid: str) -> DataKey:
         key = self._ring.get(kid)

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 
 from nexus.kit.errors import Unavailable
 from services.user.domain.records import RevocationRecord
-from services.user.store import UserStore
+from services.user.store.revocations import RevocationStore
 
 log = logging.getLogger("nexus.user.revocations")
 
@@ -40,7 +40,7 @@ class _Follower:
 
 
 class RevocationFeed:
-    def __init__(self, store: UserStore, poll_s: float) -> None:
+    def __init__(self, store: RevocationStore, poll_s: float) -> None:
         self._store = store
         self._poll_s = poll_s
         self._followers: set[_Follower] = set()
@@ -56,7 +56,7 @@ class RevocationFeed:
     async def start(self) -> None:
         try:
             await self._prune()
-            self._last_seq = await self._store.last_revocation_seq()
+            self._last_seq = await self._store.last_seq()
         except Exception as exc:
             # Serve anyway: from seq 0 the first poll that works sends what followers may lack
             # (each drops what it already has).
@@ -85,7 +85,7 @@ class RevocationFeed:
 
     async def _read(self) -> None:
         while True:
-            batch = await self._store.revocations_after(self._last_seq, BATCH)
+            batch = await self._store.after(self._last_seq, BATCH)
             if not batch:
                 return
             self._last_seq = batch[-1].seq
@@ -96,7 +96,7 @@ class RevocationFeed:
 
     async def _prune(self) -> None:
         self._pruned_at = time.monotonic()
-        pruned = await self._store.prune_revocations()
+        pruned = await self._store.prune()
         if pruned:
             log.info("revocations pruned", extra={"fields": {"count": pruned}})
 
@@ -110,7 +110,7 @@ class RevocationFeed:
         try:
             cursor, first = after_seq, True
             while True:
-                replay = await self._store.revocations_after(cursor, BATCH)
+                replay = await self._store.after(cursor, BATCH)
                 if replay or first:
                     yield replay
                 cursor, first = (replay[-1].seq if replay else cursor), False

@@ -20,7 +20,7 @@ from services.user.domain import envelope
 from services.user.domain.envelope import RowBinding, Sealed
 from services.user.domain.records import StoredCredentials
 from services.user.keys import CredentialKeys
-from services.user.store import UserStore
+from services.user.store.rotation import RotationStore
 
 log = logging.getLogger("nexus.user.rotation")
 
@@ -40,7 +40,7 @@ class RotationReport:
 
 
 async def rotate(
-    store: UserStore,
+    store: RotationStore,
     keys: CredentialKeys,
     *,
     batch_size: int = 200,
@@ -98,7 +98,7 @@ async def run(settings: Settings, *, batch_size: int, out: TextIO) -> int:
             print(f"  batch {report.batches}: {report.moved} re-encrypted so far", file=out, flush=True)
 
         print(f"re-encrypting connection credentials under key {keys.ring.newest.kid}", file=out, flush=True)
-        report = await rotate(UserStore(database), keys, batch_size=batch_size, on_batch=progress)
+        report = await rotate(RotationStore(database), keys, batch_size=batch_size, on_batch=progress)
     finally:
         await database.close()
     print(f"done: {report.moved} re-encrypted, {report.remaining} still under older keys", file=out)

@@ -14,7 +14,7 @@ from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
 from nexus.kit.tokens import LocalKeySet, TokenVerifier
 from nexus.user.v1 import user_pb2
-from services.user.domain import passwords, sessions
+from services.user.domain import passwords, signins
 from tests.support import Tokens, rpc_error
 from tests.user.conftest import PASSWORD, Account, SignUp, db
 
@@ -230,7 +230,7 @@ async def test_an_expired_refresh_token_is_refused(
     with db(settings) as conn:
         conn.execute(
             "UPDATE users.refresh_token SET expires_at = now() - interval '1 second' WHERE token_hash = %s",
-            [sessions.token_hash(account.tokens.refresh_token)],
+            [signins.token_hash(account.tokens.refresh_token)],
         )
     failure = await rpc_error(stub.Refresh(user_pb2.RefreshRequest(refresh_token=account.tokens.refresh_token)))
     assert (failure.code, failure.reason) == (grpc.StatusCode.UNAUTHENTICATED, "REFRESH_TOKEN_EXPIRED")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from typing import TYPE_CHECKING
@@ -79,6 +80,33 @@ async def test_create_with_a_request_id_is_idempotent(stub: UserServiceAsyncStub
     assert len({r.id for r in results}) == 1
     listed = await stub.ListConnections(user_pb2.ListConnectionsRequest(), metadata=account.metadata)
     assert len(listed.connections) == 2
+
+
+async def test_a_request_id_used_again_for_another_connection_is_refused_and_stores_no_plain_digest(
+    stub: UserServiceAsyncStub, sign_up: SignUp, settings: Settings
+) -> None:
+    account = await sign_up()
+    request = new_connection(request_id=str(uuid.uuid4()))
+    first = await stub.CreateConnection(request, metadata=account.metadata)
+    for different in (
+        new_connection(request_id=request.request_id, display_name="Another Notion"),
+        new_connection({"api_key": "another secret"}, request_id=request.request_id),
+    ):
+        failure = await rpc_error(stub.CreateConnection(different, metadata=account.metadata))
+        assert (failure.code, failure.reason, failure.fields) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "REQUEST_ID_REUSED",
+            {"request_id"},
+        )
+        assert "another" not in failure.message.lower()
+    listed = await stub.ListConnections(user_pb2.ListConnectionsRequest(), metadata=account.metadata)
+    assert [c.id for c in listed.connections] == [first.id]
+    # The request carries credentials: what is kept of it is keyed, so no guess can be checked.
+    with db(settings) as conn:
+        row = conn.execute("SELECT request_hash FROM users.request_log WHERE request_id = %s", [request.request_id])
+        stored = row.fetchone()
+    assert stored is not None
+    assert stored[0] != hashlib.sha256(request.SerializeToString(deterministic=True)).hexdigest()
 
 
 async def test_update_display_name_status_and_credentials(

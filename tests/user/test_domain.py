@@ -8,7 +8,7 @@ import pytest
 
 from nexus.kit.errors import PermissionDenied, ResourceExhausted, Unauthenticated
 from nexus.kit.tokens import Principal
-from services.user.domain import access, sessions
+from services.user.domain import access, signins
 from services.user.domain.emails import EmailError, normalise_email
 from services.user.domain.passwords import password_problem
 from services.user.domain.records import RefreshTokenState
@@ -58,8 +58,8 @@ def state(**changes: bool) -> RefreshTokenState:
 
 
 def test_refresh_decisions() -> None:
-    assert sessions.decide_refresh(state()) is sessions.Decision.ROTATE
-    assert sessions.decide_refresh(state(used=True)) is sessions.Decision.REVOKE_FAMILY
+    assert signins.decide_refresh(state()) is signins.Decision.ROTATE
+    assert signins.decide_refresh(state(used=True)) is signins.Decision.REVOKE_FAMILY
     reasons = {}
     for name, current in {
         "unknown": None,
@@ -67,7 +67,7 @@ def test_refresh_decisions() -> None:
         "expired": state(expired=True),
     }.items():
         with pytest.raises(Unauthenticated) as raised:
-            sessions.decide_refresh(current)
+            signins.decide_refresh(current)
         reasons[name] = raised.value.reason
     assert reasons == {
         "unknown": "REFRESH_TOKEN_INVALID",
@@ -75,9 +75,9 @@ def test_refresh_decisions() -> None:
         "expired": "REFRESH_TOKEN_EXPIRED",
     }
     with pytest.raises(PermissionDenied):
-        sessions.decide_refresh(state(user_active=False))
-    token = sessions.new_refresh_token()
-    assert sessions.FORMAT.fullmatch(token) and len(sessions.token_hash(token)) == 32
+        signins.decide_refresh(state(user_active=False))
+    token = signins.new_refresh_token()
+    assert signins.FORMAT.fullmatch(token) and len(signins.token_hash(token)) == 32
 
 
 def principal(kind: str, subject: str, *scopes: str) -> Principal:

@@ -10,8 +10,9 @@ from launch.registry import USER
 from nexus.kit import migrations
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
-from services.user import store
+from services.user.store import tables as store
 
+REQUEST_ID = "0b8a2b4e-64a4-4b8e-9f6a-3c0e1d2f4a5b"
 TABLES = sorted(t.name for t in store.metadata.tables.values())
 
 
@@ -46,6 +47,11 @@ def fill(conn: psycopg.Connection) -> None:
     conn.execute(
         "INSERT INTO users.revocation (session_digest, expires_at) VALUES (sha256(%s::bytea), now())",
         [family.encode()],
+    )
+    conn.execute(
+        "INSERT INTO users.request_log (principal, method, request_id, request_hash, resource_id, expires_at)"
+        " VALUES (%s, 'CreateConnection', %s, 'h', %s, now() + interval '1 day')",
+        [user_id, REQUEST_ID, connection],
     )
 
 
@@ -94,3 +100,28 @@ def test_the_store_tables_match_the_migrated_schema(settings: Settings) -> None:
             migrated = {name: nullable for name, nullable in rows}
             declared = {c.name: bool(c.nullable) and not c.primary_key for c in table.columns}
             assert migrated == declared, table.name
+
+
+def _request_ids(conn: psycopg.Connection) -> list[tuple[str | None]]:
+    return [
+        (None if r[0] is None else str(r[0]),) for r in conn.execute("SELECT request_id FROM users.user_connection")
+    ]
+
+
+def test_the_request_log_downgrades_to_request_ids_on_connections_and_comes_back(scratch_settings: Settings) -> None:
+    migrations.upgrade(scratch_settings, USER)
+    with connect(scratch_settings) as conn:
+        fill(conn)
+    migrations.downgrade(scratch_settings, USER, "user_0002")
+    with connect(scratch_settings) as conn:
+        assert "request_log" not in tables(conn)
+        assert _request_ids(conn) == [(REQUEST_ID,)]  # what the log remembered is on the row again
+    migrations.upgrade(scratch_settings, USER)
+    with connect(scratch_settings) as conn:
+        assert tables(conn) == TABLES
+        columns = conn.execute(
+            "SELECT column_name FROM information_schema.columns"
+            " WHERE table_schema = 'users' AND table_name = 'user_connection'"
+        ).fetchall()
+        assert ("request_id",) not in columns
+        assert conn.execute("SELECT count(*) FROM users.user_connection").fetchone() == (1,)

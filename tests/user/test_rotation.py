@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from nexus.ontology.v1 import ontology_pb2, ontology_pb2_grpc
 from nexus.user.v1 import user_pb2, user_pb2_grpc
 from services.user.keys import CredentialKeys, add_key
 from services.user.rotation import rotate
-from services.user.store import UserStore
-from tests.support import NEXUS_COMMAND, Tokens
+from services.user.store.rotation import RotationStore
+from tests.support import NEXUS_COMMAND, Tokens, rpc_error
 from tests.user.conftest import PASSWORD, db
 from tests.user.test_connections import new_connection, reveal
 
@@ -89,7 +90,7 @@ async def test_rotation_moves_every_row_while_the_service_keeps_serving(platform
         assert struct_to_dict((await reveal(stub, platform.tokens, ident)).credentials) == {"api_key": secret}
 
     # `nexus keys rotate`, interrupted after one batch, then resumed.
-    store = UserStore(platform.server.resources.database("user"))
+    store = RotationStore(platform.server.resources.database("user"))
     partial = await rotate(store, CredentialKeys(keys_file), batch_size=3, max_batches=1)
     assert (partial.moved, partial.complete) == (3, False)
     assert sorted(key_ids(settings).values()).count(old_kid) == 4
@@ -178,3 +179,17 @@ async def test_a_token_signed_by_a_newer_key_verifies_in_another_service_after_a
         assert (await verifier.verify(old_token)).subject == account.user.id
     finally:
         await peer.close()
+
+
+async def test_a_create_retried_after_a_new_credential_key_is_still_the_same_request(platform: Platform) -> None:
+    stub = platform.stub
+    account = await stub.SignUp(user_pb2.SignUpRequest(email="retry@example.com", password=PASSWORD))
+    md = (("authorization", f"Bearer {account.tokens.access_token}"),)
+    request = new_connection({"api_key": "secret"})
+    request.request_id = str(uuid.uuid4())
+    first = await stub.CreateConnection(request, metadata=md)
+    add_key(platform.settings.resolved_credential_keys_file)
+    assert await stub.CreateConnection(request, metadata=md) == first
+    request.connection.display_name = "Another"
+    failure = await rpc_error(stub.CreateConnection(request, metadata=md))
+    assert failure.reason == "REQUEST_ID_REUSED"

@@ -24,9 +24,9 @@ class Agent:
     avatar_url: str = ""
     role_prompt: str = ""
     snapshot: Snapshot | None = None
-    create_time: datetime | None = None
-    update_time: datetime | None = None
-    revision: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
 
 
 @dataclass(frozen=True)
@@ -39,9 +39,9 @@ class Skill:
     # None: a system skill.
     created_by_user_id: str | None = None
     is_public: bool = False
-    create_time: datetime | None = None
-    update_time: datetime | None = None
-    revision: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
 
     @property
     def is_system(self) -> bool:
@@ -56,9 +56,9 @@ class Command:
     description: str = ""
     # None: a system command.
     owner_user_id: str | None = None
-    create_time: datetime | None = None
-    update_time: datetime | None = None
-    revision: int = 0
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
 
     @property
     def is_system(self) -> bool:
@@ -88,20 +88,9 @@ class Team:
     config: dict[str, JSON] = field(default_factory=dict)
     # None: a system team.
     owner_user_id: str | None = None
-    create_time: datetime | None = None
-    update_time: datetime | None = None
-    revision: int = 0
-
-
-@dataclass(frozen=True)
-class Idempotency:
-    """A create request's `request_id`, scoped to the caller and method (AIP-155): a repeat with
-    the same id and the same request returns the first result."""
-
-    principal: str
-    method: str
-    request_id: str
-    request_hash: str
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    version: int = 0
 
 
 def apply_mask(current: T, patch: T, paths: Iterable[str]) -> T:

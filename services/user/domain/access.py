@@ -7,7 +7,7 @@ methods also accept a service token, only with an explicit scope.
 
 from __future__ import annotations
 
-from nexus.kit.errors import NotFound, invalid
+from nexus.kit.errors import invalid, not_found
 from nexus.kit.tokens import Principal
 from nexus.kit.validation import Violations
 
@@ -36,7 +36,7 @@ def own_user(principal: Principal, requested: str, *, kind: str, field: str = "u
     named = _requested(requested, field)
     user_id = principal.user_id  # refuses service tokens
     if named is not None and named != user_id:
-        raise NotFound(f"{kind} not found", reason=f"{kind.upper()}_NOT_FOUND")
+        raise not_found(kind)
     return user_id
 
 
@@ -48,4 +48,22 @@ def user_or_scoped_service(principal: Principal, requested: str, *, scope: str, 
     named = _requested(requested, "user_id")
     if named is None:
         raise invalid("user_id", "is required with a service token")
+    return named
+
+
+def verifying_owner(principal: Principal) -> str | None:
+    """Whose connection a VerifyConnection may mark: the calling user's own, or any (None) for a
+    service token with the verify scope."""
+    if principal.is_user:
+        return principal.user_id
+    principal.require_user_or_scope(SCOPE_CONNECTIONS_VERIFY)
+    return None
+
+
+def reveals_owner(principal: Principal, requested: str, named: str | None) -> str | None:
+    """Whose reveals a caller lists: a user their own; an auditor's service token the user it
+    names (`named`, already checked), or everyone's (None)."""
+    if principal.is_user:
+        return own_user(principal, requested, kind="user")
+    principal.require_user_or_scope(SCOPE_AUDIT_READ)
     return named

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import re
 
+from nexus.kit.errors import FailedPrecondition
 from nexus.kit.validation import JSON, Violations, json_problem
+from services.user.domain.records import ConnectionRecord
 
 STATUSES = ("active", "expired", "revoked")
 PROVIDER = re.compile(r"[a-z][a-z0-9_.-]{0,63}")
@@ -39,3 +41,8 @@ def check_credentials(v: Violations, field: str, credentials: dict[str, JSON]) -
 def revealable(status: str) -> bool:
     """A revoked grant is never handed to an agent again; an expired one may be refreshed."""
     return status != "revoked"
+
+
+def check_revealable(record: ConnectionRecord) -> None:
+    if not revealable(record.status):
+        raise FailedPrecondition("the connection is revoked", reason="CONNECTION_REVOKED")

@@ -18,6 +18,7 @@ import json
 import os
 import re
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -139,6 +140,10 @@ class Sealed:
     kid: str
     blob: bytes = field(repr=False)  # nonce || ciphertext || tag
     fingerprint: str
+
+
+# Seals credentials for a row: given the binding, returns the ciphertext under the newest key.
+Sealer = Callable[[RowBinding], Sealed]
 
 
 def canonical_json(credentials: dict[str, JSON]) -> bytes:

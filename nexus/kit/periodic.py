@@ -1,7 +1,6 @@
-"""Background rounds every runtime replica runs: the lease reaper and the scheduler.
-
-Both are safe to run on every replica at once: their store methods take rows with
-`FOR UPDATE SKIP LOCKED`, so each expired lease is requeued, and each due time fired, once.
+"""Background rounds a service runs on every replica: the runtime's lease reaper and scheduler,
+the request logs' pruning. A round must be safe on every replica at once (its store method takes
+rows with `FOR UPDATE SKIP LOCKED`, so each row is handled once).
 """
 
 from __future__ import annotations
@@ -11,7 +10,7 @@ import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 
-log = logging.getLogger("nexus.runtime.periodic")
+log = logging.getLogger("nexus.periodic")
 
 
 class Periodic:
@@ -25,7 +24,7 @@ class Periodic:
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"runtime-{self._name}")
+        self._task = asyncio.create_task(self._run(), name=f"periodic-{self._name}")
 
     async def stop(self) -> None:
         if self._task is not None:

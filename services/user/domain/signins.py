@@ -1,8 +1,10 @@
-"""Refresh tokens: opaque, stored only as a hash, used once, grouped in families.
+"""Sign-ins: what answers a sign-in, and the refresh tokens that keep one going.
 
-A family is one sign-in. Each Refresh uses up the presented token and issues the next one in
-the same family. A token presented a second time means two parties hold it (one of them a
-thief), so the whole family is revoked (the rotation scheme of OAuth 2.0 Security BCP §4.14).
+A sign-in is one family of refresh tokens (its id is the access tokens' `sid`). Refresh tokens
+are opaque, stored only as a hash, and used once: each Refresh uses up the presented token and
+issues the next one in the same family. A token presented a second time means two parties hold
+it (one of them a thief), so the whole family is revoked (the rotation scheme of OAuth 2.0
+Security BCP §4.14).
 """
 
 from __future__ import annotations
