@@ -14,6 +14,12 @@ def channel_options(settings: Settings) -> list[tuple[str, int]]:
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.keepalive_timeout_ms", 10_000),
         ("grpc.keepalive_permit_without_calls", 1),
+        # A peer that was down (restarted, or not started yet) is reached again within seconds:
+        # grpc's default backoff grows to two minutes, and every call made meanwhile fails at once
+        # with UNAVAILABLE. Channels with the same target and options share one connection, so
+        # one early failure would otherwise hold back every channel of the process.
+        ("grpc.initial_reconnect_backoff_ms", 200),
+        ("grpc.max_reconnect_backoff_ms", 5_000),
     ]
 
 

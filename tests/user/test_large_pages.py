@@ -3,6 +3,7 @@ may hold 64 KiB, so a thousand of them (the largest page) would be 64 MiB in one
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
@@ -23,6 +24,9 @@ from tests.user.conftest import Account, SignUp
 @pytest.fixture(scope="module")
 async def wide(settings: Settings, user_server: NexusServer) -> AsyncIterator[grpc.aio.Channel]:
     channel = open_channel(settings, user_server.address)
+    # Another server's channel to this address (same options, so the same connection in grpc)
+    # may have tried before the user server listened and be backing off: wait until it is ready.
+    await asyncio.wait_for(channel.channel_ready(), timeout=30)
     yield channel
     await channel.close()
 
