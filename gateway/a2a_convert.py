@@ -345,9 +345,9 @@ class EventMapper:
     needs, and nothing else: the task's current status and its latest agent message (the
     question an input-required status carries)."""
 
-    def __init__(self, task: task_pb2.Task, question: a2a.Message | None) -> None:
+    def __init__(self, task: task_pb2.Task, status: int, question: a2a.Message | None) -> None:
         self._task = task
-        self.status: int = task.status
+        self.status = status
         self._question = question
 
     def _update(self, event: task_pb2.TaskEvent, message: a2a.Message | None) -> a2a.StreamResponse:
@@ -381,7 +381,7 @@ class EventMapper:
             task_pb2.EVENT_TYPE_TOOL_RESULT,
         ):
             said = agent_message(self._task, event, event_parts(event))
-            if event.type == task_pb2.EVENT_TYPE_MESSAGE:
+            if event.type == task_pb2.EVENT_TYPE_MESSAGE and event.role == task_pb2.EVENT_ROLE_ASSISTANT:
                 self._question = said
             return self._update(event, said)
         return delta_update(self._task, event)

@@ -281,6 +281,32 @@ async def recent_messages(peers: Peers, scope: Scope, task: task_pb2.Task, count
     return found[-count:] if count else []
 
 
+async def state_at(peers: Peers, scope: Scope, task: task_pb2.Task, seq: int) -> tuple[int, a2a.Message | None]:
+    """The task's status just after event `seq`, and its latest agent message by then: where a
+    resumed stream's mapping starts, so each event maps the same wherever a client resumes."""
+    status: int | None = None
+    question: a2a.Message | None = None
+    high, scanned = seq, 0
+    # Back to the latest status event; past it only for a waiting task's question.
+    while (
+        high > 0
+        and scanned < MAX_HISTORY_SCAN
+        and (status is None or (status in rules.INTERRUPTED and question is None))
+    ):
+        low = max(0, high - HISTORY_WINDOW)
+        for event in reversed(await _events(peers, scope, task.task_id, low, high + 1)):
+            if status is None:
+                status = event_status(event)
+            if (
+                question is None
+                and event.type == task_pb2.EVENT_TYPE_MESSAGE
+                and event.role == task_pb2.EVENT_ROLE_ASSISTANT
+            ):
+                question = convert.agent_message(task, event, convert.event_parts(event))
+        high, scanned = low, scanned + HISTORY_WINDOW
+    return (task_pb2.TASK_STATUS_QUEUED if status is None else status), question
+
+
 def _question(messages: Sequence[a2a.Message]) -> a2a.Message | None:
     return next((m for m in reversed(messages) if m.role == a2a.ROLE_AGENT), None)
 
@@ -338,9 +364,13 @@ async def follow(
     if until_turn_ends and after_seq is None and rules.ends_turn(task.status):
         return
     sent = {artifact.artifact_id for artifact in first.artifacts}
-    question = first.status.message if first.status.HasField("message") else None
-    mapper = convert.EventMapper(task, question)
     start = task.last_seq if after_seq is None else after_seq
+    if start == task.last_seq:
+        status: int = task.status
+        question = first.status.message if first.status.HasField("message") else None
+    else:
+        status, question = await state_at(peers, scope, task, start)
+    mapper = convert.EventMapper(task, status, question)
     async with aclosing(tasks.stream_task(peers, scope, task.task_id, start)) as events:
         async for event in events:
             if event.type in (task_pb2.EVENT_TYPE_PLAN, task_pb2.EVENT_TYPE_STATUS):
@@ -351,8 +381,8 @@ async def follow(
             mapped = mapper.map(event)
             if mapped is not None:
                 yield mapped
-            status = event_status(event)
-            if until_turn_ends and status is not None and rules.ends_turn(status):
+            moved = event_status(event)
+            if until_turn_ends and moved is not None and rules.ends_turn(moved):
                 return
 
 
