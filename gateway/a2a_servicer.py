@@ -127,8 +127,11 @@ class A2AServicer(a2a_grpc.A2AServiceServicer):
         return convert.platform_card(self.endpoints, self.version)
 
     async def agent_card(self, agent_id: str, context: Context) -> a2a.AgentCard:
-        """One agent's card, read as the caller (the card route authenticated it)."""
-        return await self.GetExtendedAgentCard(a2a.GetExtendedAgentCardRequest(tenant=agent_id), context)
+        """One agent's card, read as the caller (the card route authenticated it; a card's GET
+        carries no protocol version)."""
+        scope = Scope.of(context)
+        tenant = convert.card_tenant(a2a.GetExtendedAgentCardRequest(tenant=agent_id))
+        return await a2a_tasks.extended_card(self._peers, scope, self.endpoints, self.version, tenant, self._budget())
 
     # -- push notifications: not offered ----------------------------------------------------------
 

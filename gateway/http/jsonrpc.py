@@ -38,9 +38,8 @@ from gateway.domain import a2a_protocol as rules
 from gateway.http.connect import log_call
 from gateway.http.web import Request, json_bytes
 from nexus.kit import connect
-from nexus.kit.errors import STATUS_DETAILS_KEY, NexusError, classify, invalid, to_status, upstream_status
+from nexus.kit.errors import STATUS_DETAILS_KEY, NexusError, classify, to_status, upstream_status
 from nexus.kit.http import Authenticator, StreamDrain
-from nexus.kit.validation import json_problem
 
 log = logging.getLogger("nexus.http")
 
@@ -225,9 +224,8 @@ class JsonRpc:
                     "ListTasks, CancelTask, SubscribeToTask, GetExtendedAgentCard, the push configs' methods)",
                     request_id,
                 )
-            problem = json_problem(params)
-            if problem:
-                raise invalid("params", problem)
+            # Decoded as proto3 JSON; the method's own checks then name each bad field (NUL, lone
+            # surrogates, JSON nested too deep…), as on the gRPC port.
             message = connect.json_message(params, getattr(a2a, method.input_type.name))
             await connect.authenticate(self._authenticator, _Headers(request), public=False)
             behavior = getattr(self._servicer, method.name)
