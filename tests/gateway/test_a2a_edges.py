@@ -10,6 +10,7 @@ import json
 import logging
 import uuid
 from collections.abc import AsyncIterator, Mapping
+from dataclasses import replace
 from typing import Any
 
 import grpc
@@ -26,7 +27,7 @@ from nexus.kit.config import Settings
 from nexus.kit.logs import JsonFormatter
 from nexus.kit.server import running
 from tests.gateway.a2a_support import user_message
-from tests.gateway.conftest import Account, Platform, Scan, Worker
+from tests.gateway.conftest import Account, Platform, Scan, Worker, upload_artifact
 from tests.support import Tokens, rpc_error
 
 A2A_DOMAIN = "a2a-protocol.org"
@@ -411,4 +412,44 @@ async def test_shutdown_ends_open_a2a_streams_with_unavailable(
         assert info_of(last["error"])["reason"] == "SHUTTING_DOWN"
         failure = await rpc_error(_read_all(grpc_stream))
         assert failure.code == grpc.StatusCode.UNAVAILABLE
+        await channel.close()
+
+
+async def test_pages_of_tasks_with_their_artifacts_end_before_the_message_limit(
+    settings: Settings, alice: Account, scan: Scan, artifacts: Any
+) -> None:
+    """A gateway with a small message limit: each page holds the tasks that fit, and paging on
+    finds every task exactly once; a task's own answer keeps the artifacts that fit."""
+    limit = 300_000
+    content = b"x" * 60_000  # inlined (at most 64 KiB each)
+    async with running(GATEWAY, replace(settings, max_message_bytes=limit), port=0) as replica:
+        channel = grpc.aio.insecure_channel(replica.address, options=[("grpc.max_receive_message_length", 8 << 20)])
+        a2a_stub = a2a_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
+        context = ""
+        created: list[str] = []
+        for _ in range(4):
+            message = user_message(f"{scan.trigger} https://acme.com", context_id=context)
+            request = a2a.SendMessageRequest(
+                message=message, configuration=a2a.SendMessageConfiguration(return_immediately=True)
+            )
+            sent = await a2a_stub.SendMessage(request, metadata=md(alice))
+            context = sent.task.context_id
+            created.append(sent.task.id)
+            for n in range(6):
+                await upload_artifact(artifacts, alice.md, sent.task.id, content, display_name=f"part-{n}.txt")
+        got = await a2a_stub.GetTask(a2a.GetTaskRequest(id=created[0]), metadata=md(alice))
+        assert got.ByteSize() < limit and 0 < len(got.artifacts) < 6
+        seen: list[str] = []
+        request = a2a.ListTasksRequest(context_id=context, include_artifacts=True, page_size=100)
+        while True:
+            page = await a2a_stub.ListTasks(request, metadata=md(alice))
+            assert page.ByteSize() < limit
+            assert page.tasks, "every page progresses"
+            seen += [task.id for task in page.tasks]
+            if not page.next_page_token:
+                break
+            request = a2a.ListTasksRequest(
+                context_id=context, include_artifacts=True, page_size=100, page_token=page.next_page_token
+            )
+        assert sorted(seen) == sorted(created)
         await channel.close()
