@@ -440,15 +440,15 @@ async def test_pages_of_tasks_with_their_artifacts_end_before_the_message_limit(
         got = await a2a_stub.GetTask(a2a.GetTaskRequest(id=created[0]), metadata=md(alice))
         assert got.ByteSize() < limit and 0 < len(got.artifacts) < 6
         seen: list[str] = []
-        request = a2a.ListTasksRequest(context_id=context, include_artifacts=True, page_size=100)
+        listing = a2a.ListTasksRequest(context_id=context, include_artifacts=True, page_size=100)
         while True:
-            page = await a2a_stub.ListTasks(request, metadata=md(alice))
+            page = await a2a_stub.ListTasks(listing, metadata=md(alice))
             assert page.ByteSize() < limit
             assert page.tasks, "every page progresses"
             seen += [task.id for task in page.tasks]
             if not page.next_page_token:
                 break
-            request = a2a.ListTasksRequest(
+            listing = a2a.ListTasksRequest(
                 context_id=context, include_artifacts=True, page_size=100, page_token=page.next_page_token
             )
         assert sorted(seen) == sorted(created)
