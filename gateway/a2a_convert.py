@@ -494,10 +494,12 @@ def _capabilities() -> a2a.AgentCapabilities:
 
 
 def _card(endpoints: rules.Endpoints, *, name: str, description: str, version: str, tenant: str) -> a2a.AgentCard:
+    """An agent's JSON-RPC interface is its own endpoint, for clients that send no tenant."""
     version_of_protocol = rules.PROTOCOL_VERSION
+    jsonrpc_url = endpoints.agent_url(tenant) if tenant else endpoints.jsonrpc_url
     interfaces = [
         a2a.AgentInterface(
-            url=endpoints.jsonrpc_url, protocol_binding="JSONRPC", tenant=tenant, protocol_version=version_of_protocol
+            url=jsonrpc_url, protocol_binding="JSONRPC", tenant=tenant, protocol_version=version_of_protocol
         ),
         a2a.AgentInterface(
             url=endpoints.grpc_address, protocol_binding="GRPC", tenant=tenant, protocol_version=version_of_protocol

@@ -1,4 +1,5 @@
-"""A2A's JSON-RPC binding (A2A §9), `POST /a2a/v1`: JSON-RPC 2.0 over HTTP, streams as
+"""A2A's JSON-RPC binding (A2A §9), `POST /a2a/v1` (and `POST /a2a/agents/{agent_id}`, where the
+tenant is that agent unless the request names it): JSON-RPC 2.0 over HTTP, streams as
 Server-Sent Events, by the A2A gRPC servicer's own methods (one servicer, two bindings, the same
 answers and errors: A2A §5.1).
 
@@ -38,7 +39,7 @@ from gateway.domain import a2a_protocol as rules
 from gateway.http.connect import log_call
 from gateway.http.web import Request, json_bytes
 from nexus.kit import connect
-from nexus.kit.errors import STATUS_DETAILS_KEY, NexusError, classify, to_status, upstream_status
+from nexus.kit.errors import STATUS_DETAILS_KEY, FieldViolation, NexusError, classify, to_status, upstream_status
 from nexus.kit.http import Authenticator, StreamDrain
 
 log = logging.getLogger("nexus.http")
@@ -208,7 +209,8 @@ class JsonRpc:
         self._domain = domain
         self._max_bytes = max_bytes
 
-    async def __call__(self, request: Request) -> None:
+    async def __call__(self, request: Request, agent_id: str = "") -> None:
+        """One call; on an agent's own endpoint (`agent_id`) its requests name that agent."""
         started, code, method_name = time.perf_counter(), "OK", ""
         request_id: RequestId = None
         try:
@@ -227,6 +229,8 @@ class JsonRpc:
             # Decoded as proto3 JSON; the method's own checks then name each bad field (NUL, lone
             # surrogates, JSON nested too deep…), as on the gRPC port.
             message = connect.json_message(params, getattr(a2a, method.input_type.name))
+            if agent_id:
+                _of_agent(message, agent_id)
             await connect.authenticate(self._authenticator, _Headers(request), public=False)
             behavior = getattr(self._servicer, method.name)
             context = HttpCallContext(request)
@@ -336,6 +340,15 @@ class JsonRpc:
                 task.cancel()
             await asyncio.gather(pumping, leaving, return_exceptions=True)
             await items.aclose()
+
+
+def _of_agent(message: Any, agent_id: str) -> None:
+    """An agent's endpoint (`POST /a2a/agents/{agent_id}`) is that agent's tenant, for clients
+    that send none; a request naming another agent there is refused."""
+    if not message.tenant:
+        message.tenant = agent_id
+    elif message.tenant != agent_id:
+        raise rules.invalid_params([FieldViolation("tenant", "names another agent than this endpoint's")])
 
 
 def _frame(request_id: RequestId, item: Message) -> bytes:

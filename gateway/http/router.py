@@ -6,7 +6,7 @@
 | `GET /v1/tasks/{task_id}/events` | a task's events as Server-Sent Events, resumable by `Last-Event-ID` (`events.py`) |
 | `GET /v1/artifacts/{artifact_id}` | an artifact's bytes with its content type (`downloads.py`) |
 | `GET /`, `GET /console/<file>` | the web console (`console/`, no build step) |
-| `POST /a2a/v1` | A2A's JSON-RPC binding (`jsonrpc.py`), by the A2A servicer |
+| `POST /a2a/v1`, `POST /a2a/agents/{agent_id}` | A2A's JSON-RPC binding (`jsonrpc.py`), by the A2A servicer |
 | `GET /.well-known/agent-card.json`, `GET /a2a/agents/{id}/.well-known/agent-card.json` | A2A cards (`cards.py`) |
 
 Everything goes through the gRPC servicer's own methods, with the kit's authentication and error
@@ -39,6 +39,7 @@ RPC_PREFIX = "/nexus.gateway.v1.GatewayService/"
 _EVENTS = re.compile(r"/v1/tasks/([^/]+)/events")
 _ARTIFACT = re.compile(r"/v1/artifacts/([^/]+)")
 _CONSOLE_FILE = re.compile(r"/console/([A-Za-z0-9_.-]+)")
+_AGENT_RPC = re.compile(re.escape(AGENTS_PATH) + r"([^/]+)")
 _AGENT_CARD = re.compile(re.escape(AGENTS_PATH) + r"([^/]+)" + re.escape(CARD_PATH))
 
 
@@ -104,9 +105,10 @@ class FrontDoor:
             request.route = "rpc"  # the Connect front door logs each call itself
             await self._rpcs(request.scope, request.receive, request.send)
             return
-        if path == JSONRPC_PATH and method == "POST":
+        if method == "POST" and (path == JSONRPC_PATH or _AGENT_RPC.fullmatch(path)):
             request.route = "rpc jsonrpc"  # one log line per call, from the JSON-RPC front door
-            await self._jsonrpc(request)
+            agent = _AGENT_RPC.fullmatch(path)
+            await self._jsonrpc(request, agent.group(1) if agent else "")
             return
         if method != "GET":
             request.route = f"{method} {path[:80]}"

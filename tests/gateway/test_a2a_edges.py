@@ -453,3 +453,21 @@ async def test_pages_of_tasks_with_their_artifacts_end_before_the_message_limit(
             )
         assert sorted(seen) == sorted(created)
         await channel.close()
+
+
+async def test_an_agents_own_jsonrpc_endpoint_is_its_tenant(platform: Platform, alice: Account, scan: Scan) -> None:
+    """For clients that send no tenant: the agent's endpoint (its card's JSONRPC interface)."""
+    url = f"{http_base(platform)}/a2a/agents/{scan.agent_id}"
+    headers = {"authorization": f"Bearer {alice.tokens.access_token}", "a2a-version": "1.0"}
+    params = {**send_params(user_message("hello")), "configuration": {"returnImmediately": True}}
+    async with httpx.AsyncClient(timeout=30) as client:
+        reply = await client.post(url, json=call("SendMessage", params), headers=headers)
+        task = reply.json()["result"]["task"]
+        assert task["metadata"]["nexus"]["agent_id"] == scan.agent_id
+        elsewhere = await client.post(
+            url, json=call("GetTask", {"id": task["id"], "tenant": "someone_else"}), headers=headers
+        )
+        error = elsewhere.json()["error"]
+        assert (error["code"], fields_of(error)) == (-32602, {"tenant"})
+        card = (await client.get(url + "/.well-known/agent-card.json", headers=headers)).json()
+        assert {i["url"] for i in card["supportedInterfaces"] if i["protocolBinding"] == "JSONRPC"} == {url}
