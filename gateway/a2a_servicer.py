@@ -35,8 +35,16 @@ def service_parameter(context: Context, name: str) -> str | None:
 
 
 class A2AServicer(a2a_grpc.A2AServiceServicer):
-    def __init__(self, peers: Peers, endpoints: rules.Endpoints, version: str, max_message_bytes: int) -> None:
+    def __init__(
+        self,
+        peers: Peers,
+        endpoints: rules.Endpoints,
+        version: str,
+        max_message_bytes: int,
+        default_agent: str = "",
+    ) -> None:
         self._peers = peers
+        self._default_agent = default_agent
         self.endpoints = endpoints
         self.version = version
         self._max_message_bytes = max_message_bytes
@@ -51,7 +59,7 @@ class A2AServicer(a2a_grpc.A2AServiceServicer):
     async def SendMessage(self, request: a2a.SendMessageRequest, context: Context) -> a2a.SendMessageResponse:
         scope = self._scope(context)
         send = convert.send(request)
-        task = await a2a_tasks.start_turn(self._peers, scope, send)
+        task = await a2a_tasks.start_turn(self._peers, scope, send, self._default_agent)
         if not send.return_immediately:
             task = await a2a_tasks.settled(self._peers, scope, task)
         answer = await a2a_tasks.snapshot(self._peers, scope, self.endpoints, task, send.history_length, self._budget())
@@ -62,7 +70,7 @@ class A2AServicer(a2a_grpc.A2AServiceServicer):
     ) -> AsyncIterator[a2a.StreamResponse]:
         scope = self._scope(context)
         send = convert.send(request)
-        task = await a2a_tasks.start_turn(self._peers, scope, send)
+        task = await a2a_tasks.start_turn(self._peers, scope, send, self._default_agent)
         stream = a2a_tasks.follow(
             self._peers,
             scope,

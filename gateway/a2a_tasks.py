@@ -129,8 +129,9 @@ async def _session(peers: Peers, scope: Scope, send: convert.Send) -> str:
     return session.session_id
 
 
-async def start_turn(peers: Peers, scope: Scope, send: convert.Send) -> task_pb2.Task:
-    """The task a message is about, after the message took effect (see the module's doc)."""
+async def start_turn(peers: Peers, scope: Scope, send: convert.Send, default_agent: str = "") -> task_pb2.Task:
+    """The task a message is about, after the message took effect (see the module's doc).
+    Plain text without a tenant goes to `default_agent` when the operator named one."""
     if send.task_id is not None:
         task = await get_owned(peers, scope, convert.TaskRef(send.tenant, send.task_id))
         if send.context_id and send.context_id != task.session_id:
@@ -157,7 +158,8 @@ async def start_turn(peers: Peers, scope: Scope, send: convert.Send) -> task_pb2
             session_id = await _session(peers, scope, send)
             run = gateway_convert.RunCommand(text=send.text, session_id=session_id, request_id=request_id)
             return await tasks.create_command_task(peers, scope, resolved, run)
-        if not send.tenant:
+        agent_id = send.tenant or default_agent
+        if not agent_id:
             raise rules.invalid_params(
                 [
                     FieldViolation(
@@ -168,11 +170,11 @@ async def start_turn(peers: Peers, scope: Scope, send: convert.Send) -> task_pb2
                 ]
             )
         await peers.ontology.GetAgent(
-            ontology_pb2.GetAgentRequest(agent_id=send.tenant), metadata=scope.metadata, timeout=scope.timeout
+            ontology_pb2.GetAgentRequest(agent_id=agent_id), metadata=scope.metadata, timeout=scope.timeout
         )
         session_id = await _session(peers, scope, send)
         chat = gateway_convert.StartChat(
-            agent_id=send.tenant, text=send.text, session_id=session_id, request_id=request_id
+            agent_id=agent_id, text=send.text, session_id=session_id, request_id=request_id
         )
         return await tasks.start_chat(peers, scope, chat)
     except grpc.aio.AioRpcError as error:

@@ -48,7 +48,13 @@ async def build(resources: Resources) -> ServiceDefinition:
     tickets = TicketSealer.from_settings(settings)
     peers = Peers.connect(resources)
     servicer = GatewayServicer(peers, EdgeLimits(settings), settings.max_message_bytes, tickets)
-    a2a = A2AServicer(peers, a2a_endpoints(settings), metadata.version("nexus"), settings.max_message_bytes)
+    a2a = A2AServicer(
+        peers,
+        a2a_endpoints(settings),
+        metadata.version("nexus"),
+        settings.max_message_bytes,
+        default_agent=settings.a2a_default_agent,
+    )
 
     def register(server: grpc.aio.Server) -> None:
         gateway_pb2_grpc.add_GatewayServiceServicer_to_server(servicer, server)

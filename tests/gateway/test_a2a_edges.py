@@ -26,7 +26,7 @@ from nexus.kit.auth import bearer_metadata
 from nexus.kit.config import Settings
 from nexus.kit.logs import JsonFormatter
 from nexus.kit.server import running
-from tests.gateway.a2a_support import user_message
+from tests.gateway.a2a_support import agent_of, user_message
 from tests.gateway.conftest import Account, Platform, Scan, Worker, upload_artifact
 from tests.support import Tokens, rpc_error
 
@@ -471,3 +471,17 @@ async def test_an_agents_own_jsonrpc_endpoint_is_its_tenant(platform: Platform, 
         assert (error["code"], fields_of(error)) == (-32602, {"tenant"})
         card = (await client.get(url + "/.well-known/agent-card.json", headers=headers)).json()
         assert {i["url"] for i in card["supportedInterfaces"] if i["protocolBinding"] == "JSONRPC"} == {url}
+
+
+async def test_plain_text_to_the_platform_goes_to_the_configured_default_agent(
+    settings: Settings, alice: Account, scan: Scan
+) -> None:
+    async with running(GATEWAY, replace(settings, a2a_default_agent=scan.agent_id), port=0) as replica:
+        channel = grpc.aio.insecure_channel(replica.address)
+        a2a_stub = a2a_grpc.A2AServiceStub(channel)  # type: ignore[no-untyped-call]
+        request = a2a.SendMessageRequest(
+            message=user_message("hello"), configuration=a2a.SendMessageConfiguration(return_immediately=True)
+        )
+        sent = await a2a_stub.SendMessage(request, metadata=md(alice))
+        assert agent_of(sent.task) == scan.agent_id
+        await channel.close()
