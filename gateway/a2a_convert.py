@@ -82,6 +82,32 @@ def _raise(v: Violations) -> None:
         raise rules.invalid_params(v.items)
 
 
+_NO_TASK = ""
+
+
+def _task_id(v: Violations, field: str, value: str, *, required: bool = True) -> str | None:
+    """A2A's ids are opaque strings: one that cannot be stored (NUL, oversized) is INVALID_PARAMS,
+    one that is no Nexus id (not a UUID) names no task (`_NO_TASK`: TASK_NOT_FOUND once the
+    request's other fields are checked), like an unknown UUID does."""
+    if not value:
+        if required:
+            v.add(field, "is required")
+        return None
+    before = len(v.items)
+    v.text(field, value, max_len=MAX_ID)
+    if len(v.items) > before:
+        return None
+    checked = Violations()
+    task_id = checked.uuid(field, value)
+    return _NO_TASK if task_id is None else task_id
+
+
+def _found(task_id: str | None) -> str:
+    if task_id == _NO_TASK or task_id is None:
+        raise rules.task_not_found()
+    return task_id
+
+
 @dataclass(frozen=True)
 class Send:
     """What an A2A message asks for: answer or follow up a task (task_id), or start one."""
@@ -132,7 +158,7 @@ def send(request: a2a.SendMessageRequest) -> Send:
         v.add("message.parts", "hold no text")
     if len(text) > MAX_TEXT:
         v.add("message.parts", f"must hold at most {MAX_TEXT} characters of text in all")
-    task_id = v.uuid("message.task_id", message.task_id, required=False)
+    task_id = _task_id(v, "message.task_id", message.task_id, required=False)
     context_id = v.uuid("message.context_id", message.context_id, required=False)
     v.struct("message.metadata", message.metadata)
     v.struct("metadata", request.metadata)
@@ -146,6 +172,8 @@ def send(request: a2a.SendMessageRequest) -> Send:
     _raise(v)
     if unsupported:
         raise rules.content_type_not_supported(unsupported)
+    if task_id == _NO_TASK:
+        raise rules.task_not_found()
     return Send(
         tenant=tenant,
         message_id=message.message_id,
@@ -167,30 +195,27 @@ class TaskRef:
 def get_task(request: a2a.GetTaskRequest) -> TaskRef:
     v = Violations()
     tenant = _tenant(v, request.tenant)
-    task_id = v.uuid("id", request.id)
+    task_id = _task_id(v, "id", request.id)
     history = _history(v, "history_length", request)
     _raise(v)
-    assert task_id is not None
-    return TaskRef(tenant, task_id, history)
+    return TaskRef(tenant, _found(task_id), history)
 
 
 def cancel_task(request: a2a.CancelTaskRequest) -> TaskRef:
     v = Violations()
     tenant = _tenant(v, request.tenant)
-    task_id = v.uuid("id", request.id)
+    task_id = _task_id(v, "id", request.id)
     v.struct("metadata", request.metadata)
     _raise(v)
-    assert task_id is not None
-    return TaskRef(tenant, task_id)
+    return TaskRef(tenant, _found(task_id))
 
 
 def subscribe(request: a2a.SubscribeToTaskRequest) -> TaskRef:
     v = Violations()
     tenant = _tenant(v, request.tenant)
-    task_id = v.uuid("id", request.id)
+    task_id = _task_id(v, "id", request.id)
     _raise(v)
-    assert task_id is not None
-    return TaskRef(tenant, task_id)
+    return TaskRef(tenant, _found(task_id))
 
 
 def card_tenant(request: a2a.GetExtendedAgentCardRequest) -> str:
@@ -222,9 +247,14 @@ def list_tasks(request: a2a.ListTasksRequest, user_id: str) -> Tasks:
     nothing (Nexus tasks never are)."""
     v = Violations()
     tenant = _tenant(v, request.tenant)
-    context_id = v.uuid("context_id", request.context_id, required=False) or ""
+    # A context that is no Nexus session id (not a UUID) matches no task: an empty page.
+    v.text("context_id", request.context_id, max_len=MAX_ID)
+    context_id = Violations().uuid("context_id", request.context_id, required=False) or ""
+    no_context = bool(request.context_id) and not context_id
     v.enum("status", request.status, a2a.TaskState.DESCRIPTOR, required=False)
     statuses = None if request.status == a2a.TASK_STATE_UNSPECIFIED else rules.STATUSES_OF_STATE.get(request.status, ())
+    if no_context:
+        statuses = ()
     page_size = DEFAULT_PAGE_SIZE
     if request.HasField("page_size"):
         page_size = request.page_size
@@ -518,7 +548,7 @@ def _card(endpoints: rules.Endpoints, *, name: str, description: str, version: s
         a2a.HTTPAuthSecurityScheme(
             scheme="Bearer",
             bearer_format="JWT",
-            description="A Nexus access token: SignIn on the gateway (nexus.gateway.v1) returns one.",
+            description="Nexus sign-in: the access JWT that SignIn on the gateway (nexus.gateway.v1) returns.",
         )
     )
     requirement = a2a.SecurityRequirement()

@@ -31,6 +31,7 @@ from typing import Any
 from a2a.types import a2a_pb2 as a2a
 from a2a.utils.errors import A2A_REASON_TO_ERROR, JSON_RPC_ERROR_CODE_MAP
 from google.protobuf import json_format
+from google.protobuf.descriptor import Descriptor
 from google.protobuf.message import Message
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
@@ -228,6 +229,9 @@ class JsonRpc:
                 )
             # Decoded as proto3 JSON; the method's own checks then name each bad field (NUL, lone
             # surrogates, JSON nested too deep…), as on the gRPC port.
+            bad_enums = unknown_enum_values(params, method.input_type)
+            if bad_enums:
+                raise rules.invalid_params(bad_enums)
             message = connect.json_message(params, getattr(a2a, method.input_type.name))
             if agent_id:
                 _of_agent(message, agent_id)
@@ -340,6 +344,33 @@ class JsonRpc:
                 task.cancel()
             await asyncio.gather(pumping, leaving, return_exceptions=True)
             await items.aclose()
+
+
+_JSON_TYPES = frozenset({"google.protobuf.Struct", "google.protobuf.Value", "google.protobuf.ListValue"})
+
+
+def unknown_enum_values(value: Any, descriptor: Descriptor, path: str = "") -> list[FieldViolation]:
+    """The enum fields of a JSON request holding a name the enum does not define. Decoding with
+    unknown fields ignored (A2A §5.7) would read such a name as the enum's zero silently: a
+    `status` filter of `"TASK_STATE_DONE"` would filter nothing instead of being refused."""
+    found: list[FieldViolation] = []
+    if not isinstance(value, dict):
+        return found
+    by_name = {**{f.json_name: f for f in descriptor.fields}, **{f.name: f for f in descriptor.fields}}
+    for key, item in value.items():
+        field = by_name.get(key)
+        if field is None:
+            continue
+        name = f"{path}.{field.name}" if path else field.name
+        items = item if field.is_repeated and isinstance(item, list) else [item]
+        for element in items:
+            enum = field.enum_type
+            if enum is not None and isinstance(element, str) and element not in enum.values_by_name:
+                found.append(FieldViolation(name, f"is no {enum.name} value"))
+            nested = field.message_type
+            if nested is not None and nested.full_name not in _JSON_TYPES and not nested.GetOptions().map_entry:
+                found += unknown_enum_values(element, nested, name)
+    return found
 
 
 def _of_agent(message: Any, agent_id: str) -> None:

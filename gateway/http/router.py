@@ -120,7 +120,7 @@ class FrontDoor:
         elif found := _ARTIFACT.fullmatch(path):
             request.route = "GET /v1/artifacts/{artifact_id}"
             await self._downloads(request, found.group(1))
-        elif path == CARD_PATH:
+        elif path in (CARD_PATH, JSONRPC_PATH + CARD_PATH):
             request.route = "GET " + CARD_PATH
             await self._cards.platform(request)
         elif found := _AGENT_CARD.fullmatch(path):

@@ -105,7 +105,11 @@ def bad_messages(scan: Scan) -> list[tuple[str, a2a.SendMessageRequest, str]]:
         ("a NUL", a2a.SendMessageRequest(message=user_message("a\x00b")), "message.parts[0].text"),
         ("an agent's role", a2a.SendMessageRequest(message=agent), "message.role"),
         ("no parts", a2a.SendMessageRequest(message=a2a.Message(message_id="m", role=a2a.ROLE_USER)), "message.parts"),
-        ("a bad task id", a2a.SendMessageRequest(message=user_message("hi", task_id="nope")), "message.task_id"),
+        (
+            "a task id too long",
+            a2a.SendMessageRequest(message=user_message("hi", task_id="x" * 201)),
+            "message.task_id",
+        ),
         ("a bad context", a2a.SendMessageRequest(message=user_message("hi", context_id="x")), "message.context_id"),
         ("deep metadata", a2a.SendMessageRequest(message=with_deep), "message.metadata"),
         ("a bad tenant", a2a.SendMessageRequest(message=user_message("hi"), tenant="Not A Slug"), "tenant"),
@@ -158,13 +162,13 @@ async def test_a_file_part_is_content_type_not_supported(platform: Platform, ope
 async def test_bad_task_requests_name_their_fields(platform: Platform, open_channel: Any, alice: Account) -> None:
     a2a_stub = stub(platform, open_channel)
     cases: list[tuple[Any, Any, str]] = [
-        (a2a_stub.GetTask, a2a.GetTaskRequest(id="nope"), "id"),
+        (a2a_stub.GetTask, a2a.GetTaskRequest(id="a\x00b"), "id"),
         (a2a_stub.GetTask, a2a.GetTaskRequest(id=str(uuid.uuid4()), history_length=-1), "history_length"),
         (a2a_stub.CancelTask, a2a.CancelTaskRequest(), "id"),
         (a2a_stub.ListTasks, a2a.ListTasksRequest(page_size=0), "page_size"),
         (a2a_stub.ListTasks, a2a.ListTasksRequest(page_size=101), "page_size"),
         (a2a_stub.ListTasks, a2a.ListTasksRequest(status=99), "status"),  # type: ignore[arg-type]
-        (a2a_stub.ListTasks, a2a.ListTasksRequest(context_id="x"), "context_id"),
+        (a2a_stub.ListTasks, a2a.ListTasksRequest(context_id="x" * 201), "context_id"),
         (a2a_stub.ListTasks, a2a.ListTasksRequest(page_token="garbage"), "page_token"),
         (a2a_stub.GetExtendedAgentCard, a2a.GetExtendedAgentCardRequest(tenant="a\x00"), "tenant"),
     ]
@@ -172,6 +176,16 @@ async def test_bad_task_requests_name_their_fields(platform: Platform, open_chan
         failure = await rpc_error(method(request, metadata=md(alice)))
         assert failure.code == grpc.StatusCode.INVALID_ARGUMENT, (request, failure)
         assert field in failure.fields, (request, failure.fields)
+    # A2A's ids are opaque: one that is no Nexus id names no task (and no context), like an unknown one.
+    for method, request in [
+        (a2a_stub.GetTask, a2a.GetTaskRequest(id="nope")),
+        (a2a_stub.CancelTask, a2a.CancelTaskRequest(id="nope")),
+        (a2a_stub.SendMessage, a2a.SendMessageRequest(message=user_message("hi", task_id="nope"))),
+    ]:
+        failure = await rpc_error(method(request, metadata=md(alice)))
+        assert (failure.code, failure.reason) == (grpc.StatusCode.NOT_FOUND, "TASK_NOT_FOUND"), request
+    empty = await a2a_stub.ListTasks(a2a.ListTasksRequest(context_id="ctx-of-another-client"), metadata=md(alice))
+    assert not empty.tasks and empty.next_page_token == ""
     resume = stub(platform, open_channel).SubscribeToTask(
         a2a.SubscribeToTaskRequest(id=str(uuid.uuid4())), metadata=md(alice, **{"nexus-after-seq": "soon"})
     )
@@ -235,19 +249,24 @@ async def test_the_jsonrpc_envelope_answers_its_own_error_codes(platform: Platfo
         (call("SendMessage", {"message": {"parts": "x"}}), -32602),
         (call("GetTask", {"id": "\ud800"}), -32602),
         (b'{"jsonrpc":"2.0","id":1,"method":"GetTask","params":{"id":"\\ud800"}}', -32602),
-        (
-            call(
-                "GetTask",
-                {"id": "x" * 10, "deep": [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]]},
-            ),
-            -32602,
-        ),
+        (call("SendMessage", {"message": {"messageId": "m", "role": "ROLE_USER", "metadata": _deep(40)}}), -32602),
+        (call("ListTasks", {"status": "TASK_STATE_DONE"}), -32602),
+        (call("SendMessage", {"message": {"messageId": "m", "role": "ROLE_ROBOT", "parts": [{"text": "x"}]}}), -32602),
     ]
     for body, code in cases:
         reply = await jsonrpc(platform, body, token=token)
         assert reply.status_code == 200, (body, reply.text)
         answer = reply.json()
         assert answer["jsonrpc"] == "2.0" and answer["error"]["code"] == code, (str(body)[:80], answer)
+
+
+def _deep(levels: int) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    node = root
+    for _ in range(levels):
+        node["x"] = {}
+        node = node["x"]
+    return root
 
 
 async def test_a_jsonrpc_answer_echoes_its_id(platform: Platform, alice: Account) -> None:
@@ -327,6 +346,8 @@ async def test_the_platform_card_is_public_and_cached_by_its_etag(platform: Plat
         assert card.security_schemes["bearer"].http_auth_security_scheme.scheme == "Bearer"
         assert list(card.security_requirements[0].schemes) == ["bearer"]
         assert card.skills, "a card holds at least one skill"
+        beside = await client.get(http_base(platform) + "/a2a/v1/.well-known/agent-card.json")
+        assert beside.json() == reply.json(), "also beside the JSON-RPC endpoint"
         etag = reply.headers["etag"]
         again = await client.get(http_base(platform) + "/.well-known/agent-card.json", headers={"if-none-match": etag})
         assert again.status_code == 304 and again.content == b""
@@ -359,7 +380,7 @@ async def test_jsonrpc_calls_log_one_line_each_and_never_the_token(
 ) -> None:
     caplog.set_level(logging.INFO)
     await jsonrpc(platform, call("GetTask", {"id": str(uuid.uuid4())}), token=alice.tokens.access_token)
-    await jsonrpc(platform, call("GetTask", {"id": "bad"}), token=alice.tokens.access_token)
+    await jsonrpc(platform, call("GetTask", {"id": "bad\u0000"}), token=alice.tokens.access_token)
     lines = [r for r in caplog.records if r.name == "nexus.rpc" and r.rpc.get("protocol") == "jsonrpc"]  # type: ignore[attr-defined]
     assert [(r.rpc["method"], r.rpc["code"]) for r in lines] == [  # type: ignore[attr-defined]
         ("/lf.a2a.v1.A2AService/GetTask", "NOT_FOUND"),
