@@ -509,7 +509,7 @@ PLATFORM_DESCRIPTION = (
     "Nexus's agents over A2A. This interface runs any slash command the caller can see "
     "(`/scan https://acme.com`); plain text goes to one agent, through the interfaces of its own "
     "card at /a2a/agents/<agent_id>/.well-known/agent-card.json (their tenant names the agent). "
-    "The extended card (GetExtendedAgentCard, with a token) lists every agent's commands."
+    "The extended card (GetExtendedAgentCard, signed in) lists every agent's commands."
 )
 BEARER = "bearer"
 

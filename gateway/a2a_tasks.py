@@ -408,9 +408,10 @@ async def list_tasks(
     peers: Peers, scope: Scope, endpoints: rules.Endpoints, wanted: convert.Tasks, budget: paging.Budget
 ) -> a2a.ListTasksResponse:
     """One page of the caller's tasks (the runtime's order: pinned first, then by last activity),
-    as many as fit the message; total_size counts the tasks of this page and the earlier ones."""
+    as many as fit the message; page_size is how many it holds, total_size counts the tasks of
+    this page and the earlier ones."""
     if wanted.statuses == ():
-        return a2a.ListTasksResponse(page_size=wanted.page_size, total_size=wanted.served)
+        return a2a.ListTasksResponse(page_size=0, total_size=wanted.served)
 
     async def fetch(token: str, size: int) -> tuple[Sequence[task_pb2.Task], str]:
         request = runtime_pb2.ListTasksRequest(
@@ -453,7 +454,8 @@ async def list_tasks(
     return a2a.ListTasksResponse(
         tasks=page,
         next_page_token=convert.tasks_token(wanted, next_token, served),
-        page_size=wanted.page_size,
+        # The conformance kit reads "the page size used for this response" as what it holds.
+        page_size=len(page),
         total_size=served,
     )
 

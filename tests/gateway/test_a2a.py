@@ -141,7 +141,7 @@ async def test_get_and_list_show_the_callers_tasks_by_context_and_state(
 
         listed = await agent.client.list_tasks(a2a.ListTasksRequest(context_id=first.task.context_id))
         assert sorted(t.id for t in listed.tasks) == sorted([first.task.id, second.task.id])
-        assert listed.next_page_token == "" and listed.total_size == 2
+        assert listed.next_page_token == "" and listed.total_size == 2 and listed.page_size == 2
         submitted = await agent.client.list_tasks(a2a.ListTasksRequest(status=a2a.TASK_STATE_SUBMITTED))
         assert {first.task.id, second.task.id} <= {t.id for t in submitted.tasks}
         working = await agent.client.list_tasks(a2a.ListTasksRequest(status=a2a.TASK_STATE_WORKING))

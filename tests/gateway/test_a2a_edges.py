@@ -466,6 +466,7 @@ async def test_pages_of_tasks_with_their_artifacts_end_before_the_message_limit(
             page = await a2a_stub.ListTasks(listing, metadata=md(alice))
             assert page.ByteSize() < limit
             assert page.tasks, "every page progresses"
+            assert page.page_size == len(page.tasks)
             seen += [task.id for task in page.tasks]
             if not page.next_page_token:
                 break
