@@ -3,7 +3,7 @@ the sidebar. Every call runs as the caller (the services decide what the caller 
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 
 from gateway import convert
@@ -29,9 +29,19 @@ MAX_SIDEBAR_PAGES = 5
 async def run_command(peers: Peers, scope: Scope, run: convert.RunCommand) -> task_pb2.Task:
     """Resolve → create the task with its plan and variables → the task. A command line that
     does not resolve fails with the ontology's own error, violations included."""
-    resolved = await peers.ontology.ResolveCommand(
-        ontology_pb2.ResolveCommandRequest(text=run.text), metadata=scope.metadata, timeout=scope.timeout
+    return await create_command_task(peers, scope, await resolve_command(peers, scope, run.text), run)
+
+
+async def resolve_command(peers: Peers, scope: Scope, text: str) -> ontology_pb2.ResolveCommandResponse:
+    return await peers.ontology.ResolveCommand(
+        ontology_pb2.ResolveCommandRequest(text=text), metadata=scope.metadata, timeout=scope.timeout
     )
+
+
+async def create_command_task(
+    peers: Peers, scope: Scope, resolved: ontology_pb2.ResolveCommandResponse, run: convert.RunCommand
+) -> task_pb2.Task:
+    """The task of a resolved command line, with the skill's plan and the inputs as variables."""
     task = task_pb2.Task(
         agent_id=resolved.command.agent_id,
         session_id=run.session_id,
@@ -102,7 +112,9 @@ async def update_task(peers: Peers, scope: Scope, update: convert.TaskUpdate) ->
     )
 
 
-async def stream_task(peers: Peers, scope: Scope, task_id: str, after_seq: int) -> AsyncIterator[task_pb2.TaskEvent]:
+async def stream_task(
+    peers: Peers, scope: Scope, task_id: str, after_seq: int
+) -> AsyncGenerator[task_pb2.TaskEvent, None]:
     """The runtime's stream, event for event. The downstream call is cancelled whenever this
     generator stops early: the client cancelled, its deadline passed, or the gateway drains for
     shutdown. The runtime's end (OK) or error (its status, unchanged) reaches the client."""
@@ -235,7 +247,7 @@ async def list_artifacts(peers: Peers, scope: Scope, wanted: convert.Artifacts) 
 
 async def download_artifact(
     peers: Peers, scope: Scope, request: artifact_pb2.DownloadArtifactRequest
-) -> AsyncIterator[artifact_pb2.DownloadArtifactResponse]:
+) -> AsyncGenerator[artifact_pb2.DownloadArtifactResponse, None]:
     """The runtime's download, chunk for chunk (each at most 1 MiB, under the message limit); the
     metadata in the first message without its storage URI. Cancelled downstream when this stops."""
     call = peers.artifacts.DownloadArtifact(request, metadata=scope.metadata, timeout=scope.stream_timeout)

@@ -61,7 +61,7 @@ class _Served:
     """The gateway as the Connect stubs see it (`GatewayService`): one attribute per RPC."""
 
 
-def _log(method: str, started: float, code: str, protocol: str) -> None:
+def log_call(method: str, started: float, code: str, protocol: str) -> None:
     if not log.isEnabledFor(logging.INFO):
         return
     principal = auth.optional_caller()
@@ -113,7 +113,7 @@ class ConnectFrontDoor:
                 code = error.code.name
                 raise error from None
             finally:
-                _log(method, started, code, _protocol(ctx))
+                log_call(method, started, code, _protocol(ctx))
 
         return call
 
@@ -137,7 +137,7 @@ class ConnectFrontDoor:
                 code = "CANCELLED"
                 raise
             finally:
-                _log(method, started, code, _protocol(ctx))
+                log_call(method, started, code, _protocol(ctx))
 
         return call
 

@@ -6,6 +6,8 @@
 | `GET /v1/tasks/{task_id}/events` | a task's events as Server-Sent Events, resumable by `Last-Event-ID` (`events.py`) |
 | `GET /v1/artifacts/{artifact_id}` | an artifact's bytes with its content type (`downloads.py`) |
 | `GET /`, `GET /console/<file>` | the web console (`console/`, no build step) |
+| `POST /a2a/v1`, `POST /a2a/agents/{agent_id}` | A2A's JSON-RPC binding (`jsonrpc.py`), by the A2A servicer |
+| `GET /.well-known/agent-card.json`, `GET /a2a/agents/{id}/.well-known/agent-card.json` | A2A cards (`cards.py`) |
 
 Everything goes through the gRPC servicer's own methods, with the kit's authentication and error
 mapping; errors are Connect's error JSON with the details decoded. CORS is off unless
@@ -18,10 +20,14 @@ import re
 from collections.abc import Collection
 from typing import Any
 
+from gateway.a2a_servicer import A2AServicer
+from gateway.domain.a2a_protocol import AGENTS_PATH, CARD_PATH, JSONRPC_PATH
+from gateway.http.cards import AgentCards
 from gateway.http.connect import ConnectFrontDoor
 from gateway.http.console import Console
 from gateway.http.downloads import ArtifactDownloads
 from gateway.http.events import TaskEvents
+from gateway.http.jsonrpc import JsonRpc
 from gateway.http.web import Cors, Request, json_bytes
 from gateway.servicer import GatewayServicer
 from gateway.tickets import TicketSealer
@@ -33,6 +39,8 @@ RPC_PREFIX = "/nexus.gateway.v1.GatewayService/"
 _EVENTS = re.compile(r"/v1/tasks/([^/]+)/events")
 _ARTIFACT = re.compile(r"/v1/artifacts/([^/]+)")
 _CONSOLE_FILE = re.compile(r"/console/([A-Za-z0-9_.-]+)")
+_AGENT_RPC = re.compile(re.escape(AGENTS_PATH) + r"([^/]+)")
+_AGENT_CARD = re.compile(re.escape(AGENTS_PATH) + r"([^/]+)" + re.escape(CARD_PATH))
 
 
 class FrontDoor:
@@ -41,6 +49,7 @@ class FrontDoor:
     def __init__(
         self,
         servicer: GatewayServicer,
+        a2a: A2AServicer,
         authenticator: Authenticator,
         tickets: TicketSealer,
         settings: Settings,
@@ -56,6 +65,8 @@ class FrontDoor:
         self._events = TaskEvents(servicer, authenticator, tickets, self.drain, domain)
         self._downloads = ArtifactDownloads(servicer, authenticator, domain)
         self._console = Console()
+        self._jsonrpc = JsonRpc(a2a, authenticator, self.drain, domain, settings.max_message_bytes)
+        self._cards = AgentCards(a2a, authenticator, domain)
         self._cors = Cors(settings.cors_origins)
 
     def front_door(self) -> HttpFrontDoor:
@@ -94,6 +105,11 @@ class FrontDoor:
             request.route = "rpc"  # the Connect front door logs each call itself
             await self._rpcs(request.scope, request.receive, request.send)
             return
+        if method == "POST" and (path == JSONRPC_PATH or _AGENT_RPC.fullmatch(path)):
+            request.route = "rpc jsonrpc"  # one log line per call, from the JSON-RPC front door
+            agent = _AGENT_RPC.fullmatch(path)
+            await self._jsonrpc(request, agent.group(1) if agent else "")
+            return
         if method != "GET":
             request.route = f"{method} {path[:80]}"
             await self._refuse(request, 405, "unimplemented", "this route answers GET only")
@@ -104,6 +120,12 @@ class FrontDoor:
         elif found := _ARTIFACT.fullmatch(path):
             request.route = "GET /v1/artifacts/{artifact_id}"
             await self._downloads(request, found.group(1))
+        elif path in (CARD_PATH, JSONRPC_PATH + CARD_PATH):
+            request.route = "GET " + CARD_PATH
+            await self._cards.platform(request)
+        elif found := _AGENT_CARD.fullmatch(path):
+            request.route = "GET " + AGENTS_PATH + "{agent_id}" + CARD_PATH
+            await self._cards.agent(request, found.group(1))
         elif path in ("/", "/index.html"):
             request.route = "GET /"
             await self._console(request, "index.html")

@@ -27,7 +27,7 @@ SECURITY_HEADERS: Headers = [
 # Headers a browser page on another origin may send and read (Connect, gRPC-Web, SSE resume).
 CORS_ALLOW_HEADERS = (
     b"authorization, content-type, connect-protocol-version, connect-timeout-ms, grpc-timeout, "
-    b"x-grpc-web, x-user-agent, last-event-id"
+    b"x-grpc-web, x-user-agent, last-event-id, a2a-version, a2a-extensions, nexus-after-seq"
 )
 CORS_EXPOSE_HEADERS = b"grpc-status, grpc-message, grpc-status-details-bin, content-disposition"
 

@@ -72,6 +72,14 @@ class Settings:
     # The key that seals stream tickets, shared by every gateway replica; None: a key of this
     # process only (a ticket then opens streams on the replica that minted it).
     stream_ticket_key_file: Path | None = None
+    # Where clients reach the gateway's A2A interfaces, as its agent cards announce them: the HTTP
+    # port's base URL (`https://nexus.example.com`) and the gRPC port's `host:port`. Empty: the
+    # gateway's own host and ports.
+    a2a_public_url: str = ""
+    a2a_grpc_address: str = ""
+    # The agent that plain text sent to the platform's A2A interface (no tenant) talks to; empty:
+    # such text is refused, and only slash commands run there.
+    a2a_default_agent: str = ""
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     # Client side of TLS: the CA that signed the servers' certificates.
@@ -229,6 +237,9 @@ def from_env(env: Mapping[str, str] | None = None, *, services: Iterable[Service
         http_ports=http_ports,
         cors_origins=cors,
         stream_ticket_key_file=_path(env, "NEXUS_STREAM_TICKET_KEY_FILE"),
+        a2a_public_url=env.get("NEXUS_A2A_PUBLIC_URL") or "",
+        a2a_grpc_address=env.get("NEXUS_A2A_GRPC_ADDRESS") or "",
+        a2a_default_agent=env.get("NEXUS_A2A_DEFAULT_AGENT") or "",
         tls_cert_file=_path(env, "NEXUS_TLS_CERT"),
         tls_key_file=_path(env, "NEXUS_TLS_KEY"),
         tls_ca_file=_path(env, "NEXUS_TLS_CA"),
@@ -311,6 +322,9 @@ def to_env(settings: Settings) -> dict[str, str]:
         "NEXUS_TLS_CA": settings.tls_ca_file,
         "NEXUS_TOKEN": settings.service_token,
         "NEXUS_STREAM_TICKET_KEY_FILE": settings.stream_ticket_key_file,
+        "NEXUS_A2A_PUBLIC_URL": settings.a2a_public_url or None,
+        "NEXUS_A2A_GRPC_ADDRESS": settings.a2a_grpc_address or None,
+        "NEXUS_A2A_DEFAULT_AGENT": settings.a2a_default_agent or None,
     }
     env.update({k: str(v) for k, v in optional.items() if v is not None})
     return env

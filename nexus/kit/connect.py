@@ -167,6 +167,18 @@ def _malformed(field: str, description: str) -> InvalidArgument:
     )
 
 
+def json_message(value: Any, message_class: type[Message]) -> Message:
+    """A decoded JSON value (a request's params) as `message_class`, in proto3 JSON with unknown
+    fields ignored; a value that does not fit is INVALID_ARGUMENT naming the field, never echoing
+    the value. Check the value first (`validation.json_problem`): depth, size, NUL, surrogates."""
+    try:
+        return json_format.ParseDict(value, message_class(), ignore_unknown_fields=True)
+    except Exception as exc:
+        field = _json_field(message_class, exc)
+        description = "is not a valid value for this field" if field else "does not fit the request"
+        raise _malformed(field, description) from None
+
+
 class _SafeJsonCodec:
     """Proto3 JSON, written compact; a body that does not decode is INVALID_ARGUMENT naming the
     field."""

@@ -45,6 +45,7 @@ class NexusError(Exception):
         violations: Sequence[FieldViolation] = (),
         metadata: Mapping[str, str] | None = None,
         retry_after_s: float | None = None,
+        domain: str | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
@@ -53,6 +54,9 @@ class NexusError(Exception):
         self.metadata = dict(metadata or {})
         # Set where waiting helps (overload, shutdown, rate limits): sent as a RetryInfo detail.
         self.retry_after_s = retry_after_s
+        # The ErrorInfo domain when it is not the serving service's own: an error a protocol
+        # defines (A2A's TASK_NOT_FOUND is domain `a2a-protocol.org`) names that protocol.
+        self.domain = domain
 
 
 class InvalidArgument(NexusError):
@@ -216,7 +220,7 @@ def bounded_violations(violations: Sequence[FieldViolation]) -> list[FieldViolat
 def to_status(err: NexusError, domain: str) -> grpc.Status:
     """A `google.rpc.Status` with one ErrorInfo, one BadRequest when fields are bad, and one
     RetryInfo when the error says how long to wait."""
-    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=domain, metadata=err.metadata)
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=err.domain or domain, metadata=err.metadata)
     details = [_pack(info)]
     if err.violations:
         bad = error_details_pb2.BadRequest(
