@@ -112,6 +112,13 @@ def reused(field: str = "request_id") -> InvalidArgument:
     )
 
 
+def _resource_of(first: sa.Row[str, str], key: RequestKey) -> str:
+    """The resource of the first request with `key`: a repeat's, else REQUEST_ID_REUSED."""
+    if first.request_hash not in key.digests:
+        raise reused()
+    return str(first.resource_id)
+
+
 class RequestLog:
     """The claims of one schema's request log, on that service's database."""
 
@@ -155,9 +162,21 @@ class RequestLog:
         if claimed.first() is not None:
             return None
         first = (await conn.execute(sa.select(t.c.request_hash, t.c.resource_id).where(self._key(key)))).one()
-        if first.request_hash not in key.digests:
-            raise reused()
-        return str(first.resource_id)
+        return _resource_of(first, key)
+
+    async def recorded(self, conn: AsyncConnection, key: RequestKey | None) -> str | None:
+        """A look before a create that cannot claim yet (an upload, before its bytes arrive): the
+        id of what the first request with this key created, while the key is remembered; None
+        when there is none (the create then claims the key in its own transaction)."""
+        if key is None:
+            return None
+        t = self._t
+        first = (
+            await conn.execute(
+                sa.select(t.c.request_hash, t.c.resource_id).where(self._key(key), t.c.expires_at > sa.func.now())
+            )
+        ).first()
+        return None if first is None else _resource_of(first, key)
 
     async def prune(self) -> bool:
         """Deletes up to PRUNE_BATCH entries past their lifetime; True when it found a whole batch

@@ -212,9 +212,11 @@ async def test_each_due_time_fires_exactly_once_with_two_replicas(
     tasks = await fired_tasks(stub, user, agent)
     assert len(tasks) == len(ids) * rounds
     assert Counter(t.schedule_id for t in tasks) == dict.fromkeys(ids, rounds)
-    # One task per schedule and due time: the request ids derived from them are all distinct.
+    # One task per schedule and due time.
     rows = await sql(
-        settings, "SELECT count(DISTINCT request_id) FROM runtime.task WHERE schedule_id = ANY(%s::uuid[])", ids
+        settings,
+        "SELECT count(DISTINCT (schedule_id, scheduled_at)) FROM runtime.task WHERE schedule_id = ANY(%s::uuid[])",
+        ids,
     )
     assert rows == [(len(ids) * rounds,)]
 
