@@ -65,13 +65,15 @@ def table(metadata: sa.MetaData) -> sa.Table:
 class RequestKey:
     """A create request's request_id, scoped to its caller and method, with its digest. `digests`
     are every digest the same request has: one, or one per key of a key ring, so a request
-    digested under an older key is still recognised after a newer one is added."""
+    digested under an older key is still recognised after a newer one is added. `field` is where
+    the request holds its request_id, which a refusal names."""
 
     principal: str
     method: str
     request_id: str
     digest: str
     digests: frozenset[str]
+    field: str = "request_id"
 
 
 def digest(request: Message, *, keys: Sequence[bytes] = ()) -> tuple[str, frozenset[str]]:
@@ -101,7 +103,7 @@ def key(
     if checked is None:
         return None
     newest, every = digest(request, keys=keys)
-    return RequestKey(principal=principal, method=method, request_id=checked, digest=newest, digests=every)
+    return RequestKey(principal=principal, method=method, request_id=checked, digest=newest, digests=every, field=field)
 
 
 def reused(field: str = "request_id") -> InvalidArgument:
@@ -115,7 +117,7 @@ def reused(field: str = "request_id") -> InvalidArgument:
 def _resource_of(first: sa.Row[str, str], key: RequestKey) -> str:
     """The resource of the first request with `key`: a repeat's, else REQUEST_ID_REUSED."""
     if first.request_hash not in key.digests:
-        raise reused()
+        raise reused(key.field)
     return str(first.resource_id)
 
 

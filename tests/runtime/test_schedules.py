@@ -221,6 +221,25 @@ async def test_each_due_time_fires_exactly_once_with_two_replicas(
     assert rows == [(len(ids) * rounds,)]
 
 
+async def test_a_due_time_that_fires_again_finds_its_first_task_however_late(
+    stub: Any, schedules: Any, tokens: Tokens, settings: Settings, agent: str
+) -> None:
+    """A second firing of one due time (a replica that read the schedule before the first
+    firing committed) makes no second task: the task's schedule and due time are unique
+    together, which no request id's lifetime bounds."""
+    _, user = tokens.user()
+    created = await schedules.CreateSchedule(new_schedule(agent), metadata=user)
+    due = datetime(2024, 1, 1, tzinfo=UTC)
+    await make_due(settings, [created.schedule_id], due)
+    await eventually(lambda: fired(settings, [created.schedule_id]), "the first firing")
+    [first] = await fired_tasks(stub, user, agent)
+    await make_due(settings, [created.schedule_id], due)
+    await eventually(lambda: fired(settings, [created.schedule_id]), "the same due time firing again")
+    assert [t.task_id for t in await fired_tasks(stub, user, agent)] == [first.task_id]
+    after = await schedules.GetSchedule(schedule_pb2.GetScheduleRequest(schedule_id=created.schedule_id), metadata=user)
+    assert after.last_task_id == first.task_id
+
+
 async def test_the_commands_typed_inputs_must_fit_the_skills_declared_inputs(
     schedules: Any, ontology: Any, tokens: Tokens, owner: tuple[str, Metadata], agent: str
 ) -> None:
