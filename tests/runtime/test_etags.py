@@ -5,6 +5,7 @@ malformed (INVALID_ARGUMENT naming the field) instead of answering that it is st
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import grpc
@@ -109,25 +110,13 @@ async def test_an_etag_past_the_one_length_limit_is_invalid_in_every_runtime_wri
             ),
             "etag",
         ),
-        (
-            lambda: schedules.PauseSchedule(
-                schedule_pb2.PauseScheduleRequest(schedule_id=schedule_id, etag=LONG), metadata=user
-            ),
-            "etag",
-        ),
-        (
-            lambda: schedules.ResumeSchedule(
-                schedule_pb2.ResumeScheduleRequest(schedule_id=schedule_id, etag=LONG), metadata=user
-            ),
-            "etag",
-        ),
-        (
-            lambda: schedules.DeleteSchedule(
-                schedule_pb2.DeleteScheduleRequest(schedule_id=schedule_id, etag=LONG), metadata=user
-            ),
-            "etag",
-        ),
     ]
+    for method, message in (
+        (schedules.PauseSchedule, schedule_pb2.PauseScheduleRequest),
+        (schedules.ResumeSchedule, schedule_pb2.ResumeScheduleRequest),
+        (schedules.DeleteSchedule, schedule_pb2.DeleteScheduleRequest),
+    ):
+        writes.append((partial(method, message(schedule_id=schedule_id, etag=LONG), metadata=user), "etag"))
     for write, field in writes:
         failure = await rpc_error(write())
         assert (failure.code, failure.fields) == (grpc.StatusCode.INVALID_ARGUMENT, {field}), field
