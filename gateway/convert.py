@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from google.protobuf import field_mask_pb2, struct_pb2
 
 from nexus.gateway.v1 import gateway_pb2 as pb
-from nexus.kit import paging, validation
+from nexus.kit import validation
 from nexus.kit.errors import invalid
+from nexus.kit.paging import Keyset
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2, task_pb2
 from nexus.user.v1 import user_pb2
@@ -28,7 +29,6 @@ MAX_REASON = 2000
 MAX_PAGE_TOKEN = 2048
 MAX_PROVIDER = 200
 MAX_DISPLAY_NAME = 200
-MAX_ETAG = 128
 MAX_PREFIX = 64
 MAX_SKILL_NAME = 200
 MAX_DESCRIPTION = 1000
@@ -94,7 +94,7 @@ def update_profile(request: pb.UpdateProfileRequest) -> ProfileUpdate:
     v.check(len(given.principles) <= MAX_PRINCIPLES, "profile.principles", f"at most {MAX_PRINCIPLES} principles")
     for i, principle in enumerate(given.principles[:MAX_PRINCIPLES]):
         v.text(f"profile.principles[{i}]", principle, max_len=MAX_PRINCIPLE)
-    v.text("profile.etag", given.etag, max_len=MAX_ETAG)
+    v.etag("profile.etag", given.etag)
     v.raise_if_any()
     profile = user_pb2.Profile(
         nickname=given.nickname, avatar_url=given.avatar_url, principles=given.principles, etag=given.etag
@@ -104,13 +104,6 @@ def update_profile(request: pb.UpdateProfileRequest) -> ProfileUpdate:
 
 
 # -- tasks -------------------------------------------------------------------------------------
-
-
-def task_id(value: str, field: str = "task_id") -> str:
-    v = Violations()
-    checked = v.uuid(field, value)
-    v.raise_if_any()
-    return checked or ""
 
 
 @dataclass(frozen=True)
@@ -203,7 +196,7 @@ def update_task(request: pb.UpdateTaskRequest) -> TaskUpdate:
     v = Violations()
     task = v.uuid("task.task_id", given.task_id)
     v.text("task.title", given.title, max_len=MAX_TITLE)
-    v.text("task.etag", given.etag, max_len=MAX_ETAG)
+    v.etag("task.etag", given.etag)
     v.raise_if_any()
     # The mask is checked against the updatable fields only (task_id names the task).
     values = task_pb2.Task(title=given.title, is_pinned=given.is_pinned, is_archived=given.is_archived, etag=given.etag)
@@ -212,10 +205,6 @@ def update_task(request: pb.UpdateTaskRequest) -> TaskUpdate:
         raise invalid("task.title", "is required")
     values.task_id = task or ""
     return TaskUpdate(values, field_mask_pb2.FieldMask(paths=sorted(paths)))
-
-
-def stream_ticket(request: pb.CreateStreamTicketRequest) -> str:
-    return task_id(request.task_id)
 
 
 def download_artifact(request: pb.DownloadArtifactRequest) -> artifact_pb2.DownloadArtifactRequest:
@@ -241,7 +230,7 @@ def update_artifact(request: pb.UpdateArtifactRequest) -> ArtifactUpdate:
     v = Violations()
     artifact = v.uuid("artifact.artifact_id", given.artifact_id)
     v.text("artifact.display_name", given.display_name, max_len=MAX_ARTIFACT_NAME)
-    v.text("artifact.etag", given.etag, max_len=MAX_ETAG)
+    v.etag("artifact.etag", given.etag)
     v.raise_if_any()
     values = artifact_pb2.Artifact(
         display_name=given.display_name, is_pinned=given.is_pinned, is_archived=given.is_archived, etag=given.etag
@@ -300,16 +289,21 @@ class SidebarCursor:
     artifacts: str | None = ""
     pinned_artifacts: int = 0
 
-    def as_cursor(self) -> paging.Cursor:
-        return [self.tasks, self.pinned_tasks, self.recent_tasks, self.artifacts, self.pinned_artifacts]
-
     @property
     def done(self) -> bool:
         return self.tasks is None and self.artifacts is None
 
 
-def _sidebar_fingerprint(user_id: str, recent: int) -> str:
-    return paging.query_fingerprint("sidebar", user_id, recent)
+def _sidebar_pages(user_id: str, recent: int) -> Keyset[SidebarCursor]:
+    def served(cursor: SidebarCursor) -> bool:
+        """No page serves more of a capped list than its cap."""
+        return (
+            0 <= cursor.pinned_tasks <= MAX_PINNED
+            and 0 <= cursor.recent_tasks <= recent
+            and 0 <= cursor.pinned_artifacts <= MAX_PINNED
+        )
+
+    return Keyset(SidebarCursor, "sidebar", user_id, recent, check=served)
 
 
 def sidebar(request: pb.GetSidebarRequest, user_id: str) -> tuple[int, SidebarCursor]:
@@ -317,40 +311,22 @@ def sidebar(request: pb.GetSidebarRequest, user_id: str) -> tuple[int, SidebarCu
     v = Violations()
     v.text("page_token", request.page_token, max_len=MAX_PAGE_TOKEN)
     v.raise_if_any()
-    values = paging.decode(request.page_token, _sidebar_fingerprint(user_id, recent))
-    if values is None:
-        return recent, SidebarCursor()
-    if len(values) != 5:
-        raise paging.invalid_token()
-    tasks, pinned_tasks, recent_tasks, artifacts, pinned_artifacts = values
-    cursor = SidebarCursor(
-        _token_in(tasks),
-        _count_in(pinned_tasks, MAX_PINNED),
-        _count_in(recent_tasks, recent),
-        _token_in(artifacts),
-        _count_in(pinned_artifacts, MAX_PINNED),
-    )
-    return recent, cursor
-
-
-def _token_in(value: object) -> str | None:
-    if value is not None and not isinstance(value, str):
-        raise paging.invalid_token()
-    return value
-
-
-def _count_in(value: object, cap: int) -> int:
-    if type(value) is not int or not 0 <= value <= cap:
-        raise paging.invalid_token()
-    return value
+    return recent, _sidebar_pages(user_id, recent).after(request.page_token) or SidebarCursor()
 
 
 def sidebar_token(user_id: str, recent: int, cursor: SidebarCursor) -> str:
-    return "" if cursor.done else paging.encode(cursor.as_cursor(), _sidebar_fingerprint(user_id, recent))
+    return "" if cursor.done else _sidebar_pages(user_id, recent).token(cursor)
 
 
-def _settings_fingerprint(user_id: str) -> str:
-    return paging.query_fingerprint("me.settings", user_id)
+@dataclass(frozen=True)
+class SettingsCursor:
+    """Where GetMe's settings continue: the user service's own page token."""
+
+    token: str
+
+
+def _settings_pages(user_id: str) -> Keyset[SettingsCursor]:
+    return Keyset(SettingsCursor, "me.settings", user_id, check=lambda cursor: bool(cursor.token))
 
 
 def me(request: pb.GetMeRequest, user_id: str) -> str:
@@ -358,16 +334,12 @@ def me(request: pb.GetMeRequest, user_id: str) -> str:
     v = Violations()
     v.text("settings_page_token", request.settings_page_token, max_len=MAX_PAGE_TOKEN)
     v.raise_if_any()
-    values = paging.decode(request.settings_page_token, _settings_fingerprint(user_id), field="settings_page_token")
-    if values is None:
-        return ""
-    if len(values) != 1 or not isinstance(values[0], str) or not values[0]:
-        raise paging.invalid_token("settings_page_token")
-    return values[0]
+    after = _settings_pages(user_id).after(request.settings_page_token, field="settings_page_token")
+    return "" if after is None else after.token
 
 
 def settings_token(user_id: str, downstream: str) -> str:
-    return "" if not downstream else paging.encode([downstream], _settings_fingerprint(user_id))
+    return "" if not downstream else _settings_pages(user_id).token(SettingsCursor(downstream))
 
 
 # -- agents, connections, commands ---------------------------------------------------------------
@@ -411,16 +383,9 @@ def connect(request: pb.ConnectAgentRequest) -> Connect:
 def disconnect(request: pb.DisconnectAgentRequest) -> tuple[str, str]:
     v = Violations()
     connection_id = v.uuid("connection_id", request.connection_id)
-    v.text("etag", request.etag, max_len=MAX_ETAG)
+    v.etag("etag", request.etag)
     v.raise_if_any()
     return connection_id or "", request.etag
-
-
-def connection_id(value: str) -> str:
-    v = Violations()
-    checked = v.uuid("connection_id", value)
-    v.raise_if_any()
-    return checked or ""
 
 
 def complete_command(request: pb.CompleteCommandRequest) -> tuple[str, int]:

@@ -15,6 +15,7 @@ from nexus.gateway.v1 import gateway_pb2 as pb
 from nexus.gateway.v1 import gateway_pb2_grpc as pb_grpc
 from nexus.kit import paging
 from nexus.kit.auth import caller
+from nexus.kit.validation import required_uuid
 from nexus.ontology.v1 import ontology_pb2
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2, session_pb2, task_pb2, workspace_pb2
 from nexus.user.v1 import user_pb2
@@ -77,7 +78,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         return await tasks.start_chat(self._peers, Scope.of(context), chat)
 
     async def GetTask(self, request: pb.GetTaskRequest, context: Context) -> task_pb2.Task:
-        task_id = convert.task_id(request.task_id)
+        task_id = required_uuid("task_id", request.task_id)
         return await tasks.get_task(self._peers, Scope.of(context), task_id)
 
     async def ListTasks(self, request: pb.ListTasksRequest, context: Context) -> runtime_pb2.ListTasksResponse:
@@ -89,7 +90,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         return await tasks.update_task(self._peers, Scope.of(context), update)
 
     async def CreateStreamTicket(self, request: pb.CreateStreamTicketRequest, context: Context) -> pb.StreamTicket:
-        task_id = convert.stream_ticket(request)
+        task_id = required_uuid("task_id", request.task_id)
         return await tasks.stream_ticket(self._peers, Scope.of(context), self._tickets, task_id)
 
     async def StreamTask(self, request: pb.StreamTaskRequest, context: Context) -> AsyncIterator[task_pb2.TaskEvent]:
@@ -165,7 +166,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         return await agents.disconnect(self._peers, Scope.of(context), connection_id, etag)
 
     async def VerifyConnection(self, request: pb.VerifyConnectionRequest, context: Context) -> user_pb2.Connection:
-        connection_id = convert.connection_id(request.connection_id)
+        connection_id = required_uuid("connection_id", request.connection_id)
         return await agents.verify_connection(self._peers, Scope.of(context), connection_id)
 
     async def CompleteCommand(self, request: pb.CompleteCommandRequest, context: Context) -> pb.CompleteCommandResponse:

@@ -4,7 +4,9 @@ user a question. Every effect is idempotent, so a step re-run after a crash chan
 already happened:
 
 - events carry the client key `worker:<step>:<effect>`: a re-append returns the first event;
-- an artifact's request_id is uuid5(task, step): a re-upload returns the first artifact;
+- an artifact is uploaded with request_id uuid5(task, step), so a retried upload returns the
+  first; a step found running (an earlier run started it) first looks for the artifact that run
+  wrote, by type, name and bytes, since the runtime forgets a request_id after its lifetime;
 - a context patch and a memory put set the same values again.
 """
 
@@ -14,7 +16,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Final
 
-from nexus.contract.steps import PlanStep
+from nexus.contract.steps import PlanStep, StepStatus
 from nexus.kit.validation import JSON, dict_to_struct, struct_to_dict
 from nexus.runtime.v1 import task_pb2
 from worker import memory, steps, templates
@@ -141,13 +143,16 @@ async def ask_user(run: Run, step: PlanStep) -> Outcome:
 async def write_artifact(run: Run, step: PlanStep) -> Outcome:
     args, _ = await run.args(step)
     kind, name = str(args["type"]), str(args["display_name"])
-    artifact = await run.leased.upload(
-        request_id=steps.artifact_request_id(run.leased.task_id, step.id),
-        artifact_type=kind,
-        display_name=name,
-        content_type=steps.content_type(kind),
-        data=str(args["content"]).encode("utf-8"),
-    )
+    data = str(args["content"]).encode("utf-8")
+    artifact = await run.leased.find_artifact(kind, name, data) if step.status == StepStatus.RUNNING else None
+    if artifact is None:
+        artifact = await run.leased.upload(
+            request_id=steps.artifact_request_id(run.leased.task_id, step.id),
+            artifact_type=kind,
+            display_name=name,
+            content_type=steps.content_type(kind),
+            data=data,
+        )
     # The task is using what it just wrote (a set: adding it again changes nothing).
     await run.leased.patch_context(add_files=[artifact.artifact_id])
     return {"artifact_id": artifact.artifact_id, "display_name": name}

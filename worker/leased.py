@@ -181,6 +181,28 @@ class LeasedTask:
 
     # -- artifacts ------------------------------------------------------------------------------
 
+    async def find_artifact(self, artifact_type: str, display_name: str, data: bytes) -> artifact_pb2.Artifact | None:
+        """An artifact of the task with this type, name and bytes (archived or not), if any."""
+        digest = hashlib.sha256(data).hexdigest()
+        token = ""
+        while True:
+            request = artifact_pb2.ListArtifactsRequest(
+                task_id=self.task_id,
+                type=artifact_type,
+                archive_filter=runtime_pb2.ARCHIVE_FILTER_ALL,
+                page_size=1000,
+                page_token=token,
+            )
+            reply = await call(
+                "ListArtifacts", self.stubs.artifacts.ListArtifacts(request, metadata=self._md, timeout=CALL_TIMEOUT_S)
+            )
+            for artifact in reply.artifacts:
+                if (artifact.display_name, artifact.sha256, artifact.size_bytes) == (display_name, digest, len(data)):
+                    return artifact
+            token = reply.next_page_token
+            if not token:
+                return None
+
     async def upload(
         self, *, request_id: str, artifact_type: str, display_name: str, content_type: str, data: bytes
     ) -> artifact_pb2.Artifact:

@@ -65,13 +65,15 @@ def table(metadata: sa.MetaData) -> sa.Table:
 class RequestKey:
     """A create request's request_id, scoped to its caller and method, with its digest. `digests`
     are every digest the same request has: one, or one per key of a key ring, so a request
-    digested under an older key is still recognised after a newer one is added."""
+    digested under an older key is still recognised after a newer one is added. `field` is where
+    the request holds its request_id, which a refusal names."""
 
     principal: str
     method: str
     request_id: str
     digest: str
     digests: frozenset[str]
+    field: str = "request_id"
 
 
 def digest(request: Message, *, keys: Sequence[bytes] = ()) -> tuple[str, frozenset[str]]:
@@ -101,7 +103,7 @@ def key(
     if checked is None:
         return None
     newest, every = digest(request, keys=keys)
-    return RequestKey(principal=principal, method=method, request_id=checked, digest=newest, digests=every)
+    return RequestKey(principal=principal, method=method, request_id=checked, digest=newest, digests=every, field=field)
 
 
 def reused(field: str = "request_id") -> InvalidArgument:
@@ -110,6 +112,13 @@ def reused(field: str = "request_id") -> InvalidArgument:
         reason="REQUEST_ID_REUSED",
         violations=[FieldViolation(field, "was already used for a different request")],
     )
+
+
+def _resource_of(first: sa.Row[str, str], key: RequestKey) -> str:
+    """The resource of the first request with `key`: a repeat's, else REQUEST_ID_REUSED."""
+    if first.request_hash not in key.digests:
+        raise reused(key.field)
+    return str(first.resource_id)
 
 
 class RequestLog:
@@ -155,9 +164,21 @@ class RequestLog:
         if claimed.first() is not None:
             return None
         first = (await conn.execute(sa.select(t.c.request_hash, t.c.resource_id).where(self._key(key)))).one()
-        if first.request_hash not in key.digests:
-            raise reused()
-        return str(first.resource_id)
+        return _resource_of(first, key)
+
+    async def recorded(self, conn: AsyncConnection, key: RequestKey | None) -> str | None:
+        """A look before a create that cannot claim yet (an upload, before its bytes arrive): the
+        id of what the first request with this key created, while the key is remembered; None
+        when there is none (the create then claims the key in its own transaction)."""
+        if key is None:
+            return None
+        t = self._t
+        first = (
+            await conn.execute(
+                sa.select(t.c.request_hash, t.c.resource_id).where(self._key(key), t.c.expires_at > sa.func.now())
+            )
+        ).first()
+        return None if first is None else _resource_of(first, key)
 
     async def prune(self) -> bool:
         """Deletes up to PRUNE_BATCH entries past their lifetime; True when it found a whole batch

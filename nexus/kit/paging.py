@@ -32,7 +32,7 @@ from typing import Any, Generic, NewType, Protocol, TypeVar
 from google.protobuf.message import Message
 
 from nexus.kit.errors import FieldViolation, InvalidArgument
-from nexus.kit.validation import is_uuid, page_size, text_problem
+from nexus.kit.validation import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE, is_uuid, page_size, text_problem
 
 Cursor = list[str | int | float | bool | None]
 T = TypeVar("T")
@@ -223,10 +223,13 @@ class Keyset(Generic[C]):
         to_proto: Callable[[T], M],
         *,
         cursor_of: Callable[[T], C] | None = None,
+        default: int = DEFAULT_PAGE_SIZE,
+        maximum: int = MAX_PAGE_SIZE,
     ) -> Page[T, M, C]:
         """The page a List request asks for: its size (AIP-158: 0 is the default, past the maximum
-        is the maximum, negative is INVALID_ARGUMENT) after the cursor in its token."""
-        size = page_size(request.page_size)
+        is the maximum, negative is INVALID_ARGUMENT; a list with bounds of its own names them)
+        after the cursor in its token."""
+        size = page_size(request.page_size, default=default, maximum=maximum)
         return Page(self, self.after(request.page_token), size, budget, to_proto, cursor_of or self.cursor_of)
 
 
@@ -292,6 +295,13 @@ class Page(Generic[T, M, C]):
         self.more = True
         return False
 
+    def extend(self, items: Iterable[T]) -> None:
+        """Takes items already read, in list order, until the page is complete: for a read that
+        is not a SQLAlchemy query (`kit.db.read_page`), such as the runtime's event log."""
+        for item in items:
+            if not self.add(item):
+                return
+
     @property
     def next_page_token(self) -> str:
         """The token after the last item kept, when more follow; "" ends the list."""
@@ -340,20 +350,3 @@ class Budget:
                 break
             out.append(message)
         return out
-
-
-def fit(
-    items: Sequence[T],
-    to_proto: Callable[[T], M],
-    budget: Budget,
-    *,
-    next_cursor: C | None,
-    cursor_of: Callable[[T], C],
-) -> tuple[list[M], C | None]:
-    """One page of `items` (a store's page, with the store's `next_cursor` after its last item)
-    that fits `budget`. When it ends early, the cursor is that of the last item it holds. For
-    stores that cut their pages themselves; a `Page` does both steps while the rows are read."""
-    page = budget.fill(items, to_proto)
-    if len(page) < len(items):
-        return page, cursor_of(items[len(page) - 1])
-    return page, next_cursor

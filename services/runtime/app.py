@@ -2,8 +2,8 @@
 and each task's workspace: sessions, plan, context, memory, artifacts and cron schedules.
 
 Background machinery, started with the server and stopped with it: the group committer's lane,
-the LISTEN connection that wakes streams for commits made by other replicas, the lease reaper and
-the scheduler.
+the LISTEN connection that wakes streams for commits made by other replicas, the lease reaper,
+the scheduler and the pruning of the request log.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import logging
 
 import grpc
 
+from nexus.kit.idempotency import RequestLog
 from nexus.kit.periodic import Periodic
 from nexus.kit.postgres import service_url
 from nexus.kit.server import Resources, ServiceDefinition
@@ -37,6 +38,7 @@ from services.runtime.store.events import EventLog
 from services.runtime.store.notify import Listener
 from services.runtime.store.schedules import ScheduleStore
 from services.runtime.store.sessions import SessionStore
+from services.runtime.store.tables import request_log
 from services.runtime.store.tasks import TaskStore
 from services.runtime.store.workspace import WorkspaceStore
 from services.runtime.workspace_servicer import (
@@ -68,9 +70,10 @@ async def build(resources: Resources) -> ServiceDefinition:
     hub = Hub(log_)
     log_.attach(hub)
     db = resources.database("runtime")
-    tasks = TaskStore(db, hub.publish)
-    sessions = SessionStore(db)
-    schedules = ScheduleStore(db, tasks)
+    requests = RequestLog(db, request_log, ttl_s=resources.settings.request_id_ttl_s)
+    tasks = TaskStore(db, hub.publish, requests)
+    sessions = SessionStore(db, requests)
+    schedules = ScheduleStore(db, tasks, requests)
     references = References(resources, sessions)
     listener = Listener(url, on_hint=hub.hint, on_reconnect=hub.rescan, check_s=resources.settings.listen_check_s)
 
@@ -85,7 +88,8 @@ async def build(resources: Resources) -> ServiceDefinition:
     workspace = WorkspaceStore(db, tasks)
     max_message_bytes = resources.settings.max_message_bytes
     servicer = RuntimeServicer(tasks, log_, hub, references, workspace, max_message_bytes)
-    artifacts = ArtifactStore(db, open_store(resources.settings))
+    artifacts = ArtifactStore(db, open_store(resources.settings), requests)
+    pruning = requests.pruner()
 
     def register(server: grpc.aio.Server) -> None:
         runtime_pb2_grpc.add_RuntimeServiceServicer_to_server(servicer, server)
@@ -113,6 +117,6 @@ async def build(resources: Resources) -> ServiceDefinition:
         domain=DOMAIN,
         register=register,
         service_names=SERVICE_NAMES,
-        on_start=[log_.start, listener.start, reaper.start, scheduler.start, freeze_heap],
-        on_stop=[scheduler.stop, reaper.stop, listener.stop, stop_hub, log_.stop],
+        on_start=[log_.start, listener.start, reaper.start, scheduler.start, pruning.start, freeze_heap],
+        on_stop=[pruning.stop, scheduler.stop, reaper.stop, listener.stop, stop_hub, log_.stop],
     )

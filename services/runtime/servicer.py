@@ -7,12 +7,13 @@ from functools import partial
 from typing import Any
 
 from nexus.kit import paging
+from nexus.kit.validation import required_uuid
 from nexus.runtime.v1 import runtime_pb2, runtime_pb2_grpc, task_pb2
 from services.runtime import access, convert
 from services.runtime.hub import Hub
 from services.runtime.references import References
 from services.runtime.store.events import EventLog
-from services.runtime.store.tasks import TaskStore, task_cursor
+from services.runtime.store.tasks import TaskStore
 from services.runtime.store.workspace import WorkspaceStore
 
 Context = Any
@@ -38,25 +39,22 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     # -- tasks ------------------------------------------------------------------------------
 
     async def CreateTask(self, request: runtime_pb2.CreateTaskRequest, context: Context) -> task_pb2.Task:
-        new = convert.tasks.new_task(request, access.owner().user_id or "")
+        creation = convert.tasks.creation(request, access.owner().user_id or "")
+        new = creation.task
         await self._references.check_task(new)
-        created = await self._tasks.create(new, self._workspace.seeder(new.plan, new.variables))
+        created = await self._tasks.create(new, creation.key, self._workspace.seeder(new.plan, new.variables))
         return convert.tasks.to_proto(created)
 
     async def GetTask(self, request: runtime_pb2.GetTaskRequest, context: Context) -> task_pb2.Task:
         actor = access.anyone()
-        task_id = convert.shared.required_id("task_id", request.task_id)
+        task_id = required_uuid("task_id", request.task_id)
         return convert.tasks.to_proto(await self._tasks.get(actor, task_id))
 
     async def ListTasks(self, request: runtime_pb2.ListTasksRequest, context: Context) -> runtime_pb2.ListTasksResponse:
         listing = convert.tasks.listing(request, access.owner().user_id or "")
-        tasks, next_cursor = await self._tasks.page(listing.where, listing.limit, listing.cursor)
-        page, next_cursor = paging.fit(
-            tasks, convert.tasks.to_proto, self._budget(), next_cursor=next_cursor, cursor_of=task_cursor
-        )
-        return runtime_pb2.ListTasksResponse(
-            tasks=page, next_page_token=convert.tasks.next_token(listing.where, next_cursor)
-        )
+        page = listing.keyset.page(request, self._budget(), convert.tasks.to_proto)
+        await self._tasks.page(listing.where, page)
+        return runtime_pb2.ListTasksResponse(tasks=page.messages, next_page_token=page.next_page_token)
 
     async def UpdateTask(self, request: runtime_pb2.UpdateTaskRequest, context: Context) -> task_pb2.Task:
         user_id = access.owner().user_id or ""
@@ -65,7 +63,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
 
     async def CancelTask(self, request: runtime_pb2.CancelTaskRequest, context: Context) -> task_pb2.Task:
         user_id = access.owner().user_id or ""
-        task_id = convert.shared.required_id("task_id", request.task_id)
+        task_id = required_uuid("task_id", request.task_id)
         note = convert.tasks.note(request.reason)
         return convert.tasks.to_proto(await self._tasks.cancel(user_id, task_id, note))
 
@@ -76,7 +74,7 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     ) -> runtime_pb2.AppendTaskEventsResponse:
         actor = access.anyone(request.lease_id)
         if actor.is_worker:
-            convert.shared.required_id("lease_id", request.lease_id)
+            required_uuid("lease_id", request.lease_id)
         append = convert.events.append(request, by_worker=actor.is_worker)
         receipts = await self._log.append(actor, append.task_id, append.events)
         return convert.events.append_response(append.task_id, receipts)
@@ -86,16 +84,11 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
     ) -> runtime_pb2.ListTaskEventsResponse:
         actor = access.anyone()
         span = convert.events.listing(request)
+        page = span.keyset.page(request, self._budget(), convert.events.to_proto)
         await self._tasks.get(actor, span.task_id)  # NOT_FOUND unless the caller may see it
-        events = await self._log.read(span.task_id, span.after, span.limit, span.before)
-        # A full page may have more after it; one the budget ended early surely has.
-        more = events[-1] if len(events) == span.limit else None
-        page, last = paging.fit(
-            events, convert.events.to_proto, self._budget(), next_cursor=more, cursor_of=lambda e: e
-        )
-        return runtime_pb2.ListTaskEventsResponse(
-            events=page, next_page_token=convert.events.next_token(request, span.task_id, last)
-        )
+        # The event log's own read (raw psycopg), not a SQLAlchemy page read.
+        page.extend(await self._log.read(span.task_id, span.after(page.after), page.limit, span.before_seq))
+        return runtime_pb2.ListTaskEventsResponse(events=page.messages, next_page_token=page.next_page_token)
 
     async def StreamTaskEvents(
         self, request: runtime_pb2.StreamTaskEventsRequest, context: Context
@@ -146,6 +139,6 @@ class RuntimeServicer(runtime_pb2_grpc.RuntimeServiceServicer):
 
     async def ProvideInput(self, request: runtime_pb2.ProvideInputRequest, context: Context) -> task_pb2.Task:
         actor = access.owner()
-        task_id = convert.shared.required_id("task_id", request.task_id)
+        task_id = required_uuid("task_id", request.task_id)
         answer = convert.events.single_event("answer", request.answer, by_worker=False)
         return convert.tasks.to_proto(await self._tasks.provide_input(actor, task_id, answer))

@@ -11,6 +11,7 @@ from typing import Any
 from google.protobuf import empty_pb2
 
 from nexus.kit import paging
+from nexus.kit.validation import required_uuid
 from nexus.runtime.v1 import (
     artifact_pb2,
     artifact_pb2_grpc,
@@ -25,10 +26,10 @@ from services.runtime import access, convert
 from services.runtime.domain import artifacts as arts
 from services.runtime.domain.schedules import State
 from services.runtime.references import References
-from services.runtime.store.artifacts import ArtifactStore, artifact_cursor
-from services.runtime.store.schedules import ScheduleStore, schedule_cursor
-from services.runtime.store.sessions import SessionStore, session_cursor
-from services.runtime.store.workspace import WorkspaceStore, hit_cursor
+from services.runtime.store.artifacts import ArtifactStore
+from services.runtime.store.schedules import ScheduleStore
+from services.runtime.store.sessions import SessionStore
+from services.runtime.store.workspace import WorkspaceStore
 
 Context = Any
 EMPTY = empty_pb2.Empty()
@@ -40,26 +41,21 @@ class SessionServicer(session_pb2_grpc.SessionServiceServicer):
         self._budget = partial(paging.Budget, max_message_bytes)
 
     async def CreateSession(self, request: session_pb2.CreateSessionRequest, context: Context) -> session_pb2.Session:
-        new = convert.sessions.new_session(request, access.user())
-        return convert.sessions.to_proto(await self._sessions.create(new))
+        creation = convert.sessions.creation(request, access.user())
+        return convert.sessions.to_proto(await self._sessions.create(creation.session, creation.key))
 
     async def GetSession(self, request: session_pb2.GetSessionRequest, context: Context) -> session_pb2.Session:
         user_id = access.user()
-        session_id = convert.shared.required_id("session_id", request.session_id)
+        session_id = required_uuid("session_id", request.session_id)
         return convert.sessions.to_proto(await self._sessions.get(user_id, session_id))
 
     async def ListSessions(
         self, request: session_pb2.ListSessionsRequest, context: Context
     ) -> session_pb2.ListSessionsResponse:
         user_id = access.user()
-        listing = convert.pages.owned("sessions", request.page_size, request.page_token, user_id)
-        sessions, next_cursor = await self._sessions.page(user_id, listing.limit, listing.cursor)
-        page, next_cursor = paging.fit(
-            sessions, convert.sessions.to_proto, self._budget(), next_cursor=next_cursor, cursor_of=session_cursor
-        )
-        return session_pb2.ListSessionsResponse(
-            sessions=page, next_page_token=convert.pages.owned_next_token("sessions", user_id, next_cursor)
-        )
+        page = convert.sessions.listing(user_id).page(request, self._budget(), convert.sessions.to_proto)
+        await self._sessions.page(user_id, page)
+        return session_pb2.ListSessionsResponse(sessions=page.messages, next_page_token=page.next_page_token)
 
     async def UpdateSession(self, request: session_pb2.UpdateSessionRequest, context: Context) -> session_pb2.Session:
         user_id = access.user()
@@ -80,7 +76,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
 
     async def GetTaskPlan(self, request: workspace_pb2.GetTaskPlanRequest, context: Context) -> workspace_pb2.TaskPlan:
         actor = access.anyone()
-        task_id = convert.shared.required_id("task_id", request.task_id)
+        task_id = required_uuid("task_id", request.task_id)
         return convert.workspace.plan_to_proto(await self._workspace.get_plan(actor, task_id))
 
     async def SetTaskPlan(self, request: workspace_pb2.SetTaskPlanRequest, context: Context) -> workspace_pb2.TaskPlan:
@@ -101,7 +97,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         self, request: workspace_pb2.GetTaskContextRequest, context: Context
     ) -> workspace_pb2.TaskContext:
         actor = access.anyone()
-        task_id = convert.shared.required_id("task_id", request.task_id)
+        task_id = required_uuid("task_id", request.task_id)
         return convert.workspace.context_to_proto(await self._workspace.get_context(actor, task_id))
 
     async def PatchTaskContext(
@@ -116,7 +112,7 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
         self, request: workspace_pb2.GetTaskMemoryRequest, context: Context
     ) -> workspace_pb2.TaskMemory:
         actor = access.anyone()
-        task_id = convert.shared.required_id("task_id", request.task_id)
+        task_id = required_uuid("task_id", request.task_id)
         return convert.workspace.memory_to_proto(await self._workspace.get_memory(actor, task_id))
 
     async def PutTaskMemory(
@@ -131,13 +127,9 @@ class WorkspaceServicer(workspace_pb2_grpc.WorkspaceServiceServicer):
     ) -> workspace_pb2.SearchTaskMemoriesResponse:
         user_id = access.user()
         search = convert.workspace.search(request, user_id)
-        hits, next_cursor = await self._workspace.search_memories(user_id, search.where, search.limit, search.cursor)
-        results, next_cursor = paging.fit(
-            hits, convert.workspace.search_result, self._budget(), next_cursor=next_cursor, cursor_of=hit_cursor
-        )
-        return workspace_pb2.SearchTaskMemoriesResponse(
-            results=results, next_page_token=convert.workspace.search_token(user_id, search.where, next_cursor)
-        )
+        page = convert.workspace.search_page(search, request, self._budget())
+        await self._workspace.search_memories(user_id, search.where, page)
+        return workspace_pb2.SearchTaskMemoriesResponse(results=page.messages, next_page_token=page.next_page_token)
 
 
 class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
@@ -151,8 +143,9 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
     ) -> artifact_pb2.Artifact:
         header = await convert.artifacts.header(request_iterator)
         actor = access.anyone(header.lease_id)
-        new = convert.artifacts.new_artifact(header, by_worker=actor.is_worker, max_bytes=self._max_bytes)
-        existing = await self._artifacts.prepare(actor, new)
+        upload = convert.artifacts.upload(header, by_worker=actor.is_worker, max_bytes=self._max_bytes)
+        new = upload.artifact
+        existing = await self._artifacts.prepare(actor, new, upload.key)
         if existing is not None:
             return convert.artifacts.to_proto(existing)
         # Nothing is visible until the row commits; a failure or a cut-off stream discards
@@ -161,7 +154,7 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
             async for chunk in convert.artifacts.chunks(request_iterator, new.size_bytes):
                 await staged.write(chunk)
             convert.artifacts.verify(new, staged.size, staged.hexdigest())
-            return convert.artifacts.to_proto(await self._artifacts.create(actor, new, staged))
+            return convert.artifacts.to_proto(await self._artifacts.create(actor, new, upload.key, staged))
 
     async def DownloadArtifact(
         self, request: artifact_pb2.DownloadArtifactRequest, context: Context
@@ -176,7 +169,7 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
 
     async def GetArtifact(self, request: artifact_pb2.GetArtifactRequest, context: Context) -> artifact_pb2.Artifact:
         actor = access.anyone()
-        artifact_id = convert.shared.required_id("artifact_id", request.artifact_id)
+        artifact_id = required_uuid("artifact_id", request.artifact_id)
         return convert.artifacts.to_proto(await self._artifacts.get(actor, artifact_id))
 
     async def ListArtifacts(
@@ -184,13 +177,9 @@ class ArtifactServicer(artifact_pb2_grpc.ArtifactServiceServicer):
     ) -> artifact_pb2.ListArtifactsResponse:
         actor = access.anyone()
         listing = convert.artifacts.listing(request, actor.user_id)
-        items, next_cursor = await self._artifacts.page(actor, listing.where, listing.limit, listing.cursor)
-        page, next_cursor = paging.fit(
-            items, convert.artifacts.to_proto, self._budget(), next_cursor=next_cursor, cursor_of=artifact_cursor
-        )
-        return artifact_pb2.ListArtifactsResponse(
-            artifacts=page, next_page_token=convert.artifacts.next_token(listing.where, next_cursor)
-        )
+        page = listing.keyset.page(request, self._budget(), convert.artifacts.to_proto)
+        await self._artifacts.page(actor, listing.where, page)
+        return artifact_pb2.ListArtifactsResponse(artifacts=page.messages, next_page_token=page.next_page_token)
 
     async def UpdateArtifact(
         self, request: artifact_pb2.UpdateArtifactRequest, context: Context
@@ -217,25 +206,21 @@ class ScheduleServicer(schedule_pb2_grpc.ScheduleServiceServicer):
     ) -> schedule_pb2.Schedule:
         creation = convert.schedules.creation(request, access.user(), datetime.now(UTC))
         await self._references.check_command(creation.schedule.command)
-        return convert.schedules.to_proto(await self._schedules.create(creation.schedule, creation.first_fire_at))
+        schedule = await self._schedules.create(creation.schedule, creation.first_fire_at, creation.key)
+        return convert.schedules.to_proto(schedule)
 
     async def GetSchedule(self, request: schedule_pb2.GetScheduleRequest, context: Context) -> schedule_pb2.Schedule:
         user_id = access.user()
-        schedule_id = convert.shared.required_id("schedule_id", request.schedule_id)
+        schedule_id = required_uuid("schedule_id", request.schedule_id)
         return convert.schedules.to_proto(await self._schedules.get(user_id, schedule_id))
 
     async def ListSchedules(
         self, request: schedule_pb2.ListSchedulesRequest, context: Context
     ) -> schedule_pb2.ListSchedulesResponse:
         user_id = access.user()
-        listing = convert.pages.owned("schedules", request.page_size, request.page_token, user_id)
-        items, next_cursor = await self._schedules.page(user_id, listing.limit, listing.cursor)
-        page, next_cursor = paging.fit(
-            items, convert.schedules.to_proto, self._budget(), next_cursor=next_cursor, cursor_of=schedule_cursor
-        )
-        return schedule_pb2.ListSchedulesResponse(
-            schedules=page, next_page_token=convert.pages.owned_next_token("schedules", user_id, next_cursor)
-        )
+        page = convert.schedules.listing(user_id).page(request, self._budget(), convert.schedules.to_proto)
+        await self._schedules.page(user_id, page)
+        return schedule_pb2.ListSchedulesResponse(schedules=page.messages, next_page_token=page.next_page_token)
 
     async def PauseSchedule(
         self, request: schedule_pb2.PauseScheduleRequest, context: Context

@@ -12,6 +12,7 @@ import pytest
 from google.protobuf.message import Message
 
 from nexus.gateway.v1 import gateway_pb2 as pb
+from nexus.kit.protos import MAX_ETAG_CHARS
 from nexus.kit.validation import JSON, MAX_JSON_DEPTH, dict_to_struct
 from nexus.runtime.v1 import artifact_pb2, task_pb2
 from nexus.user.v1 import user_pb2
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
 
 GOOD_ID = "00000000-0000-4000-8000-000000000000"
 NUL = "a\x00b"
+LONG_ETAG = 'W/"' + "9" * MAX_ETAG_CHARS + '"'
 
 
 def nested(depth: int) -> dict[str, JSON]:
@@ -73,6 +75,19 @@ CASES: list[tuple[str, Message, set[str]]] = [
         {"agent_id", "provider", "display_name", "credentials", "request_id"},
     ),
     ("DisconnectAgent", pb.DisconnectAgentRequest(connection_id="c", etag=NUL), {"connection_id", "etag"}),
+    # Past the one etag length of every service (kit.protos.MAX_ETAG_CHARS).
+    ("DisconnectAgent", pb.DisconnectAgentRequest(connection_id=GOOD_ID, etag=LONG_ETAG), {"etag"}),
+    ("UpdateTask", pb.UpdateTaskRequest(task=task_pb2.Task(task_id=GOOD_ID, etag=LONG_ETAG)), {"task.etag"}),
+    (
+        "UpdateArtifact",
+        pb.UpdateArtifactRequest(artifact=artifact_pb2.Artifact(artifact_id=GOOD_ID, etag=LONG_ETAG)),
+        {"artifact.etag"},
+    ),
+    (
+        "UpdateProfile",
+        pb.UpdateProfileRequest(profile=user_pb2.Profile(nickname="n", etag=LONG_ETAG)),
+        {"profile.etag"},
+    ),
     ("CompleteCommand", pb.CompleteCommandRequest(prefix="p" * 65), {"prefix"}),
     ("CompleteCommand", pb.CompleteCommandRequest(page_size=-1), {"page_size"}),
     (

@@ -174,15 +174,18 @@ async def test_seeding_leaves_a_plan_under_way_and_a_plan_that_a_worker_holds(
     plan = await workspace.GetTaskPlan(workspace_pb2.GetTaskPlanRequest(task_id=task.task_id), metadata=alice.md)
     assert plan.steps[0].status == workspace_pb2.PLAN_STEP_STATUS_RUNNING
 
-    # A worker that claimed the task before the gateway seeded it: the seed gives way, silently.
+    # The same request_id for another request (a bare task, then a command) is refused: no seed
+    # reaches the task a worker already holds.
     request_id = str(uuid.uuid4())
     bare = task_pb2.Task(agent_id=scan.agent_id, trigger_source=task_pb2.TRIGGER_SOURCE_SLASH_COMMAND, title="t")
     early = await runtime.CreateTask(runtime_pb2.CreateTaskRequest(task=bare, request_id=request_id), metadata=alice.md)
     await worker.claim(scan.agent_id)
-    late = await gw.RunCommand(
-        pb.RunCommandRequest(text=f"{scan.trigger} https://acme.com", request_id=request_id), metadata=alice.md
+    late = await rpc_error(
+        gw.RunCommand(
+            pb.RunCommandRequest(text=f"{scan.trigger} https://acme.com", request_id=request_id), metadata=alice.md
+        )
     )
-    assert late.task_id == early.task_id
+    assert (late.code, late.reason) == (grpc.StatusCode.INVALID_ARGUMENT, "REQUEST_ID_REUSED")
     untouched = await workspace.GetTaskPlan(workspace_pb2.GetTaskPlanRequest(task_id=early.task_id), metadata=alice.md)
     assert list(untouched.steps) == []
 

@@ -33,22 +33,25 @@ def test_the_budget_never_counts_less_than_the_encoded_response() -> None:
 
 
 def test_a_page_ends_at_the_last_item_that_fits_with_that_items_cursor() -> None:
+    keyset = paging.Keyset(KeyCursor, "settings")
     items = [setting(f"k{i}", 400) for i in range(10)]
     each = paging.field_bytes(items[0].ByteSize())
-    budget = paging.Budget(paging.RESERVED_BYTES + 3 * each)
-    page, cursor = paging.fit(items, lambda s: s, budget, next_cursor="after-k9", cursor_of=lambda s: s.key)
-    assert [s.key for s in page] == ["k0", "k1", "k2"] and cursor == "k2"
-    everything = paging.Budget(8 * 1024 * 1024)
-    page, cursor = paging.fit(items, lambda s: s, everything, next_cursor=None, cursor_of=lambda s: s.key)
-    assert len(page) == 10 and cursor is None  # all fit: the store's own cursor (the end)
+    page = keyset.page(Request(page_size=100), paging.Budget(paging.RESERVED_BYTES + 3 * each), same)
+    page.extend(items)
+    assert [s.key for s in page.messages] == ["k0", "k1", "k2"]
+    assert keyset.after(page.next_page_token) == KeyCursor("k2")
+    everything = keyset.page(Request(page_size=100), paging.Budget(8 * 1024 * 1024), same)
+    everything.extend(items)
+    assert len(everything.messages) == 10 and everything.next_page_token == ""  # all fit: the end
 
 
 def test_a_page_always_holds_its_first_item_so_a_list_progresses() -> None:
+    keyset = paging.Keyset(KeyCursor, "settings")
     huge = [setting("huge", 100_000), setting("next", 10)]
-    page, cursor = paging.fit(
-        huge, lambda s: s, paging.Budget(paging.RESERVED_BYTES + 10), next_cursor=None, cursor_of=lambda s: s.key
-    )
-    assert [s.key for s in page] == ["huge"] and cursor == "huge"
+    page = keyset.page(Request(page_size=100), paging.Budget(paging.RESERVED_BYTES + 10), same)
+    page.extend(huge)
+    assert [s.key for s in page.messages] == ["huge"]
+    assert keyset.after(page.next_page_token) == KeyCursor("huge")
     # Only the first item of the whole response: after a fixed part, the budget is what is left.
     budget = paging.Budget(paging.RESERVED_BYTES + 100)
     assert budget.take(50) and not budget.take(60)

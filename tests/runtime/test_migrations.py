@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from datetime import UTC, datetime
 
 import psycopg
 import pytest
@@ -11,6 +12,7 @@ from launch.registry import RUNTIME
 from nexus.kit import migrations
 from nexus.kit.config import Settings
 from nexus.kit.postgres import service_url
+from services.runtime.store import tables as store
 
 
 def _connect(settings: Settings) -> psycopg.Connection:
@@ -127,3 +129,85 @@ def test_the_vocabulary_migration_renames_edit_version_to_version_keeping_the_co
     with _connect(scratch_settings) as conn:
         assert conn.execute("SELECT edit_version FROM runtime.task WHERE id = %s", [task_id]).fetchall() == [(7,)]
         assert conn.execute("SELECT edit_version FROM runtime.session WHERE id = %s", [session_id]).fetchall() == [(4,)]
+
+
+def test_the_store_tables_match_the_migrated_schema(settings: Settings) -> None:
+    """The Core table definitions in store/tables.py and the hand-written migrations must not drift."""
+    with _connect(settings) as conn:
+        for table in store.metadata.tables.values():
+            rows = conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = 'runtime' AND table_name = %s",
+                [table.name],
+            )
+            assert {name for (name,) in rows} == {c.name for c in table.columns}, table.name
+
+
+REQUEST_ID = "0b8a2b4e-64a4-4b8e-9f6a-3c0e1d2f4a5b"
+FIRED_AT = datetime(2025, 6, 1, 8, tzinfo=UTC)
+
+
+def _request_id(conn: psycopg.Connection, table: str, row_id: str) -> str | None:
+    found = conn.execute(f"SELECT request_id FROM runtime.{table} WHERE id = %s", [row_id]).fetchone()
+    assert found is not None
+    return None if found[0] is None else str(found[0])
+
+
+def test_the_request_log_migration_retires_request_id_columns_keeps_firings_unique_and_goes_back(
+    scratch_settings: Settings,
+) -> None:
+    migrations.upgrade(scratch_settings, RUNTIME, "0003")
+    schedule_id, fired, older, session_id = (str(uuid.uuid4()) for _ in range(4))
+    with _connect(scratch_settings) as conn:
+        conn.execute(
+            "INSERT INTO runtime.schedule (id, user_id, cron, time_zone, agent_id, title, state, last_fire_at,"
+            " last_task_id, request_id) VALUES (%s, 'u1', '0 * * * *', 'UTC', 'scanner', 't', 'paused', %s, %s, %s)",
+            [schedule_id, FIRED_AT, fired, REQUEST_ID],
+        )
+        for task_id in (fired, older):
+            conn.execute(
+                "INSERT INTO runtime.task (id, user_id, agent_id, trigger_source, title, status, schedule_id,"
+                " request_id) VALUES (%s, 'u1', 'scanner', 'cron_trigger', 't', 'queued', %s, gen_random_uuid())",
+                [task_id, schedule_id],
+            )
+        conn.execute(
+            "INSERT INTO runtime.session (id, user_id, request_id) VALUES (%s, 'u1', %s)", [session_id, REQUEST_ID]
+        )
+    migrations.upgrade(scratch_settings, RUNTIME, "0004")
+    for table in ("task", "session", "artifact", "schedule"):
+        assert "request_id" not in _columns(scratch_settings, table)
+    assert "request_log" in _tables(scratch_settings)
+    with _connect(scratch_settings) as conn:
+        # The last task a schedule fired knows its due time; no other can fire that due time again.
+        assert conn.execute(
+            "SELECT id::text, scheduled_at FROM runtime.task WHERE schedule_id = %s AND scheduled_at IS NOT NULL",
+            [schedule_id],
+        ).fetchall() == [(fired, FIRED_AT)]
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO runtime.task (id, user_id, agent_id, trigger_source, title, status, schedule_id,"
+                " scheduled_at) VALUES (gen_random_uuid(), 'u1', 'scanner', 'cron_trigger', 't', 'queued', %s, %s)",
+                [schedule_id, FIRED_AT],
+            )
+        conn.execute(
+            "INSERT INTO runtime.request_log (principal, method, request_id, request_hash, resource_id, expires_at)"
+            " VALUES ('u1', 'CreateSession', %s, 'h', %s, now() + interval '1 day')",
+            [REQUEST_ID, session_id],
+        )
+    migrations.downgrade(scratch_settings, RUNTIME, "0003")
+    assert "request_log" not in _tables(scratch_settings)
+    assert "scheduled_at" not in _columns(scratch_settings, "task")
+    with _connect(scratch_settings) as conn:
+        # What the log remembered is on its row again; the fired task's id is derived again.
+        assert _request_id(conn, "session", session_id) == REQUEST_ID
+        expected = uuid.uuid5(
+            uuid.UUID("6f1c1a4e-2b7d-5c55-9a59-3f5f0f0c9e21"), f"{schedule_id}@{FIRED_AT.timestamp():.6f}"
+        )
+        assert _request_id(conn, "task", fired) == str(expected)
+        assert _request_id(conn, "task", older) is None  # its id could not be kept
+        with pytest.raises(psycopg.errors.UniqueViolation):
+            conn.execute(
+                "INSERT INTO runtime.session (id, user_id, request_id) VALUES (gen_random_uuid(), 'u1', %s)",
+                [REQUEST_ID],
+            )
+    migrations.upgrade(scratch_settings, RUNTIME)
+    assert "request_log" in _tables(scratch_settings)

@@ -212,11 +212,32 @@ async def test_each_due_time_fires_exactly_once_with_two_replicas(
     tasks = await fired_tasks(stub, user, agent)
     assert len(tasks) == len(ids) * rounds
     assert Counter(t.schedule_id for t in tasks) == dict.fromkeys(ids, rounds)
-    # One task per schedule and due time: the request ids derived from them are all distinct.
+    # One task per schedule and due time.
     rows = await sql(
-        settings, "SELECT count(DISTINCT request_id) FROM runtime.task WHERE schedule_id = ANY(%s::uuid[])", ids
+        settings,
+        "SELECT count(DISTINCT (schedule_id, scheduled_at)) FROM runtime.task WHERE schedule_id = ANY(%s::uuid[])",
+        ids,
     )
     assert rows == [(len(ids) * rounds,)]
+
+
+async def test_a_due_time_that_fires_again_finds_its_first_task_however_late(
+    stub: Any, schedules: Any, tokens: Tokens, settings: Settings, agent: str
+) -> None:
+    """A second firing of one due time (a replica that read the schedule before the first
+    firing committed) makes no second task: the task's schedule and due time are unique
+    together, which no request id's lifetime bounds."""
+    _, user = tokens.user()
+    created = await schedules.CreateSchedule(new_schedule(agent), metadata=user)
+    due = datetime(2024, 1, 1, tzinfo=UTC)
+    await make_due(settings, [created.schedule_id], due)
+    await eventually(lambda: fired(settings, [created.schedule_id]), "the first firing")
+    [first] = await fired_tasks(stub, user, agent)
+    await make_due(settings, [created.schedule_id], due)
+    await eventually(lambda: fired(settings, [created.schedule_id]), "the same due time firing again")
+    assert [t.task_id for t in await fired_tasks(stub, user, agent)] == [first.task_id]
+    after = await schedules.GetSchedule(schedule_pb2.GetScheduleRequest(schedule_id=created.schedule_id), metadata=user)
+    assert after.last_task_id == first.task_id
 
 
 async def test_the_commands_typed_inputs_must_fit_the_skills_declared_inputs(

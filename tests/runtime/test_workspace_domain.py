@@ -94,12 +94,14 @@ def test_a_date_that_never_comes_has_no_next_time_and_zones_must_exist() -> None
             cron.zone(bad)
 
 
-def test_a_schedule_fires_once_after_downtime_and_its_request_id_is_stable() -> None:
+def test_a_schedule_fires_once_after_downtime_and_its_task_names_the_schedule_and_due_time() -> None:
     due = at("2025-01-01T10:00:00")
     now = at("2025-01-01T13:37:10")  # three and a half hours of missed hourly times
     assert schedules.next_fire("0 * * * *", "UTC", now) == at("2025-01-01T14:00:00")
-    assert schedules.fire_request_id("s1", due) == schedules.fire_request_id("s1", due)
-    assert schedules.fire_request_id("s1", due) != schedules.fire_request_id("s1", now)
+    command = schedules.Command(agent_id="scanner", skill_id=None, team_id=None, inputs={}, title="nightly")
+    schedule = schedules.Schedule("s1", "u1", "0 * * * *", "UTC", command, "active", now, None, None, 1, due, due)
+    fired = schedules.fired_task(schedule, due)
+    assert (fired.schedule_id, fired.scheduled_at, fired.user_id) == ("s1", due, "u1")
 
 
 # -- plan ---------------------------------------------------------------------------------------

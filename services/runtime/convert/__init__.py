@@ -2,9 +2,10 @@
 
 Every bad field of a request is collected and reported at once; nothing malformed reaches a store.
 A request that carries several values comes back as a small dataclass, never a positional tuple.
-`shared` and `pages` hold what several resources' requests have in common.
+`shared` holds what several resources' requests have in common; page tokens are the kit's
+(`paging.Keyset`) over the cursors the stores define next to their queries.
 """
 
-from services.runtime.convert import artifacts, events, pages, schedules, sessions, shared, tasks, workspace
+from services.runtime.convert import artifacts, events, schedules, sessions, shared, tasks, workspace
 
-__all__ = ["artifacts", "events", "pages", "schedules", "sessions", "shared", "tasks", "workspace"]
+__all__ = ["artifacts", "events", "schedules", "sessions", "shared", "tasks", "workspace"]

@@ -6,15 +6,26 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from nexus.kit import paging, validation
+from nexus.kit import idempotency, validation
 from nexus.kit.errors import FieldViolation, InvalidArgument
+from nexus.kit.idempotency import RequestKey
+from nexus.kit.paging import Keyset
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import artifact_pb2, runtime_pb2
-from services.runtime.convert.pages import Listing, bad_token, uuid_cursor
-from services.runtime.convert.shared import Edit, Target, lease
+from services.runtime.convert.shared import Edit, Listing, Target, lease
 from services.runtime.domain import artifacts as arts
 from services.runtime.domain.artifacts import Artifact, ArtifactFilter, NewArtifact
+from services.runtime.store.artifacts import ArtifactCursor
+
+
+@dataclass(frozen=True, slots=True)
+class Upload:
+    """A CreateArtifact header: the artifact, and the key of its request_id (None without one).
+    The key's principal is left to the store: it is the task's owner, whoever uploads."""
+
+    artifact: NewArtifact
+    key: RequestKey | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +93,17 @@ def verify(new: NewArtifact, size: int, digest: str) -> None:
         raise _invalid("header.artifact.sha256", "does not match the bytes sent", "CHECKSUM_MISMATCH")
 
 
-def new_artifact(message: artifact_pb2.ArtifactHeader, *, by_worker: bool, max_bytes: int) -> NewArtifact:
+def upload(message: artifact_pb2.ArtifactHeader, *, by_worker: bool, max_bytes: int) -> Upload:
     """Violations name fields from the request, CreateArtifactRequest: `header.artifact.type`."""
     v = Violations()
     a = message.artifact
     tid = v.uuid("header.artifact.task_id", a.task_id)
-    request_id = v.uuid("header.request_id", message.request_id, required=False)
+    # What the request creates, without the lease it is sent under: a step that a worker runs
+    # again under a new lease repeats its first upload.
+    created = artifact_pb2.ArtifactHeader(artifact=a, request_id=message.request_id)
+    key = idempotency.key(
+        v, created, message.request_id, principal="", method="CreateArtifact", field="header.request_id"
+    )
     lease(v, message.lease_id, by_worker=by_worker, field="header.lease_id")
     kind = v.text(
         "header.artifact.type", a.type, max_len=32, required=True, pattern=arts.TYPE, pattern_hint=arts.TYPE_HINT
@@ -116,7 +132,7 @@ def new_artifact(message: artifact_pb2.ArtifactHeader, *, by_worker: bool, max_b
             v.add(problem.field, problem.description)
     v.raise_if_any()
     assert tid is not None
-    return NewArtifact(
+    new = NewArtifact(
         task_id=tid,
         user_id="",
         type=kind,
@@ -126,8 +142,8 @@ def new_artifact(message: artifact_pb2.ArtifactHeader, *, by_worker: bool, max_b
         sha256=a.sha256,
         meta_data=meta,
         is_pinned=a.is_pinned,
-        request_id=request_id,
     )
+    return Upload(new, key)
 
 
 def download(request: artifact_pb2.DownloadArtifactRequest) -> Download:
@@ -144,11 +160,7 @@ def check_offset(artifact: Artifact, offset: int) -> None:
         raise _invalid("read_offset", "is past the end of the artifact")
 
 
-def _fingerprint(where: ArtifactFilter) -> str:
-    return paging.query_fingerprint("artifacts", where.user_id, where.task_id, where.archived, where.type)
-
-
-def listing(request: artifact_pb2.ListArtifactsRequest, user_id: str | None) -> Listing[ArtifactFilter]:
+def listing(request: artifact_pb2.ListArtifactsRequest, user_id: str | None) -> Listing[ArtifactFilter, ArtifactCursor]:
     """`user_id` is the calling user, or None for a worker (which must name a task)."""
     v = Violations()
     tid = v.uuid("task_id", request.task_id, required=user_id is None)
@@ -161,14 +173,7 @@ def listing(request: artifact_pb2.ListArtifactsRequest, user_id: str | None) -> 
         request.archive_filter, False
     )
     where = ArtifactFilter(user_id=user_id, task_id=tid, archived=archived, type=kind or None)
-    cursor = paging.decode(request.page_token, _fingerprint(where))
-    if cursor is not None and not uuid_cursor(cursor, bool, int):
-        raise bad_token()
-    return Listing(where, validation.page_size(request.page_size), cursor)
-
-
-def next_token(where: ArtifactFilter, cursor: list[Any] | None) -> str:
-    return "" if cursor is None else paging.encode(cursor, _fingerprint(where))
+    return Listing(where, Keyset(ArtifactCursor, "artifacts", where.user_id, where.task_id, where.archived, where.type))
 
 
 def edit(request: artifact_pb2.UpdateArtifactRequest, *, by_worker: bool) -> Edit:
@@ -177,7 +182,7 @@ def edit(request: artifact_pb2.UpdateArtifactRequest, *, by_worker: bool) -> Edi
     a = request.artifact
     aid = v.uuid("artifact.artifact_id", a.artifact_id)
     lease(v, request.lease_id, by_worker=by_worker)
-    etag = v.text("artifact.etag", a.etag, max_len=100)
+    etag = v.etag("artifact.etag", a.etag)
     changes: dict[str, Any] = {}
     if "display_name" in paths:
         changes["display_name"] = v.text(
@@ -201,7 +206,7 @@ def deletion(request: artifact_pb2.DeleteArtifactRequest, *, by_worker: bool) ->
     v = Violations()
     aid = v.uuid("artifact_id", request.artifact_id)
     lease(v, request.lease_id, by_worker=by_worker)
-    etag = v.text("etag", request.etag, max_len=100)
+    etag = v.etag("etag", request.etag)
     v.raise_if_any()
     assert aid is not None
     return Target(aid, etag)

@@ -8,11 +8,11 @@ from datetime import datetime
 
 from google.protobuf import timestamp_pb2
 
-from nexus.kit import paging, validation
+from nexus.kit import validation
+from nexus.kit.paging import Keyset
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import runtime_pb2, task_pb2
-from services.runtime.convert.pages import bad_token
 from services.runtime.convert.shared import enum_names
 from services.runtime.domain import events as ev
 from services.runtime.domain.events import Event, NewEvent, Receipt
@@ -35,15 +35,26 @@ class Append:
     events: list[NewEvent]
 
 
+@dataclass(frozen=True)
+class EventCursor:
+    """A task's events in seq order: the last seq a page served."""
+
+    seq: int
+
+
 @dataclass(frozen=True, slots=True)
 class Range:
-    """A ListTaskEvents request: seqs after `after` (the token's, else the request's) and
-    before `before` (0: no bound), at most `limit` of them."""
+    """A ListTaskEvents request: seqs after `after_seq` (or after its token's cursor) and
+    before `before_seq` (0: no bound), and the page tokens of that range."""
 
     task_id: str
-    after: int
-    before: int
-    limit: int
+    after_seq: int
+    before_seq: int
+    keyset: Keyset[EventCursor]
+
+    def after(self, cursor: EventCursor | None) -> int:
+        """The seq a page starts after: its token's, else the request's."""
+        return self.after_seq if cursor is None else cursor.seq
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,24 +120,10 @@ def listing(request: runtime_pb2.ListTaskEventsRequest) -> Range:
     v.check(request.page_size >= 0, "page_size", "must not be negative")
     v.raise_if_any()
     assert tid is not None
-    after = request.after_seq
-    cursor = paging.decode(request.page_token, _fingerprint(tid, request.after_seq, request.before_seq))
-    if cursor is not None:
-        if len(cursor) != 1 or type(cursor[0]) is not int or cursor[0] < after:
-            raise bad_token()
-        after = cursor[0]
-    return Range(tid, after, request.before_seq, validation.page_size(request.page_size))
-
-
-def _fingerprint(tid: str, after: int, before: int) -> str:
-    return paging.query_fingerprint("events", tid, after, before)
-
-
-def next_token(request: runtime_pb2.ListTaskEventsRequest, tid: str, last: Event | None) -> str:
-    """The token after `last`, the last event served when more may follow ("" when none do)."""
-    if last is None:
-        return ""
-    return paging.encode([last.seq], _fingerprint(tid, request.after_seq, request.before_seq))
+    after, before = request.after_seq, request.before_seq
+    # A token's seq comes from a page of this range: never before the range's start.
+    keyset = Keyset(EventCursor, "events", tid, after, before, check=lambda cursor: cursor.seq >= after)
+    return Range(tid, after, before, keyset)
 
 
 def follow(request: runtime_pb2.StreamTaskEventsRequest) -> Follow:
@@ -168,7 +165,7 @@ def append(request: runtime_pb2.AppendTaskEventsRequest, *, by_worker: bool) -> 
     v = Violations()
     tid = request.task_id
     # A well-formed id needs no parsing: lowercase is the canonical form v.uuid would return.
-    well_formed = len(tid) == 36 and validation._UUID.match(tid) is not None
+    well_formed = validation.is_uuid(tid)
     tid = tid.lower() if well_formed else v.uuid("task_id", tid) or ""
     count = len(request.events)
     if not 1 <= count <= ev.MAX_BATCH_EVENTS:

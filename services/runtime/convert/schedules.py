@@ -6,12 +6,16 @@ import re
 from dataclasses import dataclass
 from datetime import datetime
 
+from nexus.kit import idempotency
+from nexus.kit.idempotency import RequestKey
+from nexus.kit.paging import Keyset
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import schedule_pb2
 from services.runtime.convert.shared import Target
 from services.runtime.domain import cron
 from services.runtime.domain.schedules import MAX_TITLE_CHARS, Command, NewSchedule, Schedule, State
+from services.runtime.store.schedules import ScheduleCursor
 
 STATE_NUMBER = {State.ACTIVE: schedule_pb2.SCHEDULE_STATE_ACTIVE, State.PAUSED: schedule_pb2.SCHEDULE_STATE_PAUSED}
 ZONE_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_+/-]{0,63}")
@@ -20,10 +24,12 @@ ZONE_HINT = "must be an IANA time zone name such as Europe/Berlin"
 
 @dataclass(frozen=True, slots=True)
 class Creation:
-    """A CreateSchedule request: the schedule, and its first due time."""
+    """A CreateSchedule request: the schedule, its first due time, and the key of its request_id
+    (None without one)."""
 
     schedule: NewSchedule
     first_fire_at: datetime
+    key: RequestKey | None
 
 
 def to_proto(item: Schedule) -> schedule_pb2.Schedule:
@@ -54,7 +60,7 @@ def creation(request: schedule_pb2.CreateScheduleRequest, user_id: str, now: dat
     """The schedule and its first due time (after `now`)."""
     v = Violations()
     s, c = request.schedule, request.schedule.command
-    request_id = v.uuid("request_id", request.request_id, required=False)
+    key = idempotency.key(v, request, request.request_id, principal=user_id, method="CreateSchedule")
     expression = v.text("schedule.cron", s.cron, max_len=cron.MAX_EXPRESSION_CHARS, required=True)
     zone = v.text("schedule.time_zone", s.time_zone, max_len=64, pattern=ZONE_NAME, pattern_hint=ZONE_HINT)
     agent_id = v.slug("schedule.command.agent_id", c.agent_id)
@@ -78,13 +84,18 @@ def creation(request: schedule_pb2.CreateScheduleRequest, user_id: str, now: dat
     v.raise_if_any()
     assert first is not None
     command = Command(agent_id=agent_id, skill_id=skill_id or None, team_id=team_id, inputs=inputs, title=title)
-    return Creation(NewSchedule(user_id, expression.strip(), zone or "UTC", command, request_id), first)
+    return Creation(NewSchedule(user_id, expression.strip(), zone or "UTC", command), first, key)
+
+
+def listing(user_id: str) -> Keyset[ScheduleCursor]:
+    """The page tokens of the caller's schedules."""
+    return Keyset(ScheduleCursor, "schedules", user_id)
 
 
 def target(schedule_id: str, etag: str) -> Target:
     v = Violations()
     sid = v.uuid("schedule_id", schedule_id)
-    v.text("etag", etag, max_len=100)
+    v.etag("etag", etag)
     v.raise_if_any()
     assert sid is not None
     return Target(sid, etag)

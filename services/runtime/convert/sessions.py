@@ -5,12 +5,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from nexus.kit import validation
+from nexus.kit import idempotency, validation
+from nexus.kit.idempotency import RequestKey
+from nexus.kit.paging import Keyset
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import session_pb2
 from services.runtime.convert.shared import Edit
 from services.runtime.domain.sessions import EDITABLE, MAX_TITLE_CHARS, NewSession, Session
+from services.runtime.store.sessions import SessionCursor
+
+
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """A CreateSession request: the session, and the key of its request_id (None without one)."""
+
+    session: NewSession
+    key: RequestKey | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,20 +46,25 @@ def to_proto(session: Session) -> session_pb2.Session:
     return message
 
 
-def new_session(request: session_pb2.CreateSessionRequest, user_id: str) -> NewSession:
+def creation(request: session_pb2.CreateSessionRequest, user_id: str) -> Creation:
     v = Violations()
-    request_id = v.uuid("request_id", request.request_id, required=False)
+    key = idempotency.key(v, request, request.request_id, principal=user_id, method="CreateSession")
     title = v.text("session.title", request.session.title, max_len=MAX_TITLE_CHARS)
     config = v.struct("session.config", request.session.config)
     v.raise_if_any()
-    return NewSession(user_id=user_id, title=title, config=config, request_id=request_id)
+    return Creation(NewSession(user_id=user_id, title=title, config=config), key)
+
+
+def listing(user_id: str) -> Keyset[SessionCursor]:
+    """The page tokens of the caller's sessions."""
+    return Keyset(SessionCursor, "sessions", user_id)
 
 
 def edit(request: session_pb2.UpdateSessionRequest) -> Edit:
     paths = validation.update_paths(request.update_mask, request.session, EDITABLE)
     v = Violations()
     sid = v.uuid("session.session_id", request.session.session_id)
-    etag = v.text("session.etag", request.session.etag, max_len=100)
+    etag = v.etag("session.etag", request.session.etag)
     changes: dict[str, Any] = {}
     if "title" in paths:
         changes["title"] = v.text("session.title", request.session.title, max_len=MAX_TITLE_CHARS)
@@ -62,7 +78,7 @@ def edit(request: session_pb2.UpdateSessionRequest) -> Edit:
 def deletion(request: session_pb2.DeleteSessionRequest) -> Deletion:
     v = Violations()
     sid = v.uuid("session_id", request.session_id)
-    etag = v.text("etag", request.etag, max_len=100)
+    etag = v.etag("etag", request.etag)
     v.raise_if_any()
     assert sid is not None
     return Deletion(sid, request.force, etag)

@@ -10,14 +10,16 @@ from typing import Any
 from google.protobuf import duration_pb2
 
 from nexus.contract import leases
-from nexus.kit import paging, validation
+from nexus.kit import idempotency, validation
+from nexus.kit.idempotency import RequestKey
+from nexus.kit.paging import Keyset
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import Violations
 from nexus.runtime.v1 import runtime_pb2, task_pb2
 from services.runtime.convert import workspace
-from services.runtime.convert.pages import Listing, bad_token, uuid_cursor
-from services.runtime.convert.shared import Edit, enum_names
+from services.runtime.convert.shared import Edit, Listing, enum_names
 from services.runtime.domain.tasks import EDITABLE, MAX_TITLE_CHARS, ClaimedTask, NewTask, Task, TaskFilter
+from services.runtime.store.tasks import TaskCursor
 
 STATUS_NAME, STATUS_NUMBER = enum_names(task_pb2.TaskStatus, "TASK_STATUS_")
 SOURCE_NAME, SOURCE_NUMBER = enum_names(task_pb2.TriggerSource, "TRIGGER_SOURCE_")
@@ -25,6 +27,14 @@ SOURCE_NAME, SOURCE_NUMBER = enum_names(task_pb2.TriggerSource, "TRIGGER_SOURCE_
 MAX_NOTE_CHARS = 2000
 MAX_REASON_CHARS = 200
 MAX_MESSAGE_CHARS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Creation:
+    """A CreateTask request: the task, and the key of its request_id (None without one)."""
+
+    task: NewTask
+    key: RequestKey | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,10 +119,10 @@ def lease_to_proto(task_id: str, lease_id: str, expires_at: datetime) -> task_pb
 # -- incoming -----------------------------------------------------------------------------------
 
 
-def new_task(request: runtime_pb2.CreateTaskRequest, user_id: str) -> NewTask:
+def creation(request: runtime_pb2.CreateTaskRequest, user_id: str) -> Creation:
     v = Violations()
     t = request.task
-    request_id = v.uuid("request_id", request.request_id, required=False)
+    key = idempotency.key(v, request, request.request_id, principal=user_id, method="CreateTask")
     agent_id = v.slug("task.agent_id", t.agent_id)
     team_id = v.uuid("task.team_id", t.team_id, required=False)
     session_id = v.uuid("task.session_id", t.session_id, required=False)
@@ -124,7 +134,7 @@ def new_task(request: runtime_pb2.CreateTaskRequest, user_id: str) -> NewTask:
     variables = v.struct("initial_variables", request.initial_variables)
     v.raise_if_any()
     workspace.require_valid_plan(plan, "initial_plan")
-    return NewTask(
+    new = NewTask(
         user_id=user_id,
         agent_id=agent_id,
         team_id=team_id,
@@ -133,13 +143,13 @@ def new_task(request: runtime_pb2.CreateTaskRequest, user_id: str) -> NewTask:
         origin_skill_id=skill or None,
         title=title,
         inputs=inputs,
-        request_id=request_id,
         plan=tuple(plan),
         variables=variables,
     )
+    return Creation(new, key)
 
 
-def listing(request: runtime_pb2.ListTasksRequest, user_id: str) -> Listing[TaskFilter]:
+def listing(request: runtime_pb2.ListTasksRequest, user_id: str) -> Listing[TaskFilter, TaskCursor]:
     v = Violations()
     for i, status in enumerate(request.statuses):
         v.enum(f"statuses[{i}]", status, task_pb2.TaskStatus.DESCRIPTOR)
@@ -160,27 +170,17 @@ def listing(request: runtime_pb2.ListTasksRequest, user_id: str) -> Listing[Task
         agent_id=agent_id or None,
         session_id=session_id,
     )
-    cursor = paging.decode(request.page_token, _fingerprint(where))
-    if cursor is not None and not uuid_cursor(cursor, bool, int):
-        raise bad_token()
-    return Listing(where, validation.page_size(request.page_size), cursor)
-
-
-def _fingerprint(where: TaskFilter) -> str:
-    return paging.query_fingerprint(
-        "tasks", where.user_id, where.statuses, where.archived, where.agent_id, where.session_id
+    keyset = Keyset(
+        TaskCursor, "tasks", where.user_id, where.statuses, where.archived, where.agent_id, where.session_id
     )
-
-
-def next_token(where: TaskFilter, cursor: list[Any] | None) -> str:
-    return "" if cursor is None else paging.encode(cursor, _fingerprint(where))
+    return Listing(where, keyset)
 
 
 def edit(request: runtime_pb2.UpdateTaskRequest) -> Edit:
     paths = validation.update_paths(request.update_mask, request.task, EDITABLE)
     v = Violations()
     tid = v.uuid("task.task_id", request.task.task_id)
-    etag = v.text("task.etag", request.task.etag, max_len=100)
+    etag = v.etag("task.etag", request.task.etag)
     changes: dict[str, Any] = {}
     if "title" in paths:
         changes["title"] = v.text("task.title", request.task.title, max_len=MAX_TITLE_CHARS, required=True)

@@ -8,16 +8,17 @@ from typing import Any
 
 from nexus.contract import stepgraph
 from nexus.contract.steps import PlanStep, StepStatus
-from nexus.kit import paging, validation
+from nexus.kit import paging
 from nexus.kit.errors import InvalidArgument
+from nexus.kit.paging import Keyset, PageRequest
 from nexus.kit.protos import timestamp
 from nexus.kit.validation import JSON, Violations
 from nexus.runtime.v1 import workspace_pb2
-from services.runtime.convert.pages import Listing, bad_token, uuid_cursor
-from services.runtime.convert.shared import lease
+from services.runtime.convert.shared import Listing, lease
 from services.runtime.domain import memory as mem
 from services.runtime.domain import plan as plans
 from services.runtime.domain.context import MAX_ACTIVE_FILES, Context, ContextPatch
+from services.runtime.store.workspace import HitCursor, hit_cursor
 
 STEP_STATUS_NAME = {
     workspace_pb2.PLAN_STEP_STATUS_PENDING: StepStatus.PENDING,
@@ -119,7 +120,7 @@ def plan_write(request: workspace_pb2.SetTaskPlanRequest, *, by_worker: bool) ->
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
-    etag = v.text("etag", request.etag, max_len=100)
+    etag = v.etag("etag", request.etag)
     steps = plan_steps(v, "steps", request.steps)
     v.raise_if_any()
     require_valid_plan(steps, "steps")
@@ -131,7 +132,7 @@ def step_update(request: workspace_pb2.UpdatePlanStepRequest, *, by_worker: bool
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
-    etag = v.text("etag", request.etag, max_len=100)
+    etag = v.etag("etag", request.etag)
     step_id = v.text("step_id", request.step_id, max_len=64, required=True)
     v.enum("status", request.status, _STEP_STATUS)
     output = v.struct("output", request.output) if request.HasField("output") else None
@@ -163,7 +164,7 @@ def context_change(request: workspace_pb2.PatchTaskContextRequest, *, by_worker:
     v = Violations()
     tid = v.uuid("task_id", request.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
-    etag = v.text("etag", request.etag, max_len=100)
+    etag = v.etag("etag", request.etag)
     variables = v.struct("variables_patch", request.variables_patch) if request.HasField("variables_patch") else None
     add = _ids(v, "add_active_files", request.add_active_files)
     remove = _ids(v, "remove_active_files", request.remove_active_files)
@@ -195,7 +196,7 @@ def memory_write(request: workspace_pb2.PutTaskMemoryRequest, *, by_worker: bool
     m = request.memory
     tid = v.uuid("memory.task_id", m.task_id)
     lease(v, request.lease_id, by_worker=by_worker)
-    etag = v.text("memory.etag", m.etag, max_len=100)
+    etag = v.etag("memory.etag", m.etag)
     summary = v.text("memory.summary_text", m.summary_text, max_len=mem.MAX_SUMMARY_CHARS)
     if len(m.key_takeaways) > mem.MAX_TAKEAWAYS:
         v.add("memory.key_takeaways", f"must hold at most {mem.MAX_TAKEAWAYS} takeaways")
@@ -208,22 +209,33 @@ def memory_write(request: workspace_pb2.PutTaskMemoryRequest, *, by_worker: bool
     return MemoryWrite(mem.Memory(tid, summary, tuple(m.key_takeaways), doc_id or None, 0), etag)
 
 
-def _search_fingerprint(user_id: str, query: str) -> str:
-    return paging.query_fingerprint("memories", user_id, query)
+def _scores(cursor: HitCursor) -> bool:
+    """Similarities are 0 to 1: a token with others is not one this search gave."""
+    return 0 <= cursor.score <= 1 and 0 <= cursor.tiebreak <= 1
 
 
-def search(request: workspace_pb2.SearchTaskMemoriesRequest, user_id: str) -> Listing[str]:
-    """The query (`where`), the page size and the keyset of a search of the caller's memories."""
+def search(request: workspace_pb2.SearchTaskMemoriesRequest, user_id: str) -> Listing[str, HitCursor]:
+    """The query (`where`) and the page tokens of a search of the caller's memories."""
     v = Violations()
     query = v.text("query", request.query, max_len=mem.MAX_QUERY_CHARS, required=True)
     if request.page_size < 0:
         v.add("page_size", "must not be negative")
     v.raise_if_any()
-    limit = validation.page_size(request.page_size, default=mem.DEFAULT_PAGE_SIZE, maximum=mem.MAX_PAGE_SIZE)
-    cursor = paging.decode(request.page_token, _search_fingerprint(user_id, query))
-    if cursor is not None and not uuid_cursor(cursor, float, float):
-        raise bad_token()
-    return Listing(query, limit, cursor)
+    return Listing(query, Keyset(HitCursor, "memories", user_id, query, check=_scores))
+
+
+def search_page(
+    listing: Listing[str, HitCursor], request: PageRequest, budget: paging.Budget
+) -> paging.Page[mem.Hit, workspace_pb2.MemorySearchResult, HitCursor]:
+    """A page of results: searches have page sizes of their own."""
+    return listing.keyset.page(
+        request,
+        budget,
+        search_result,
+        cursor_of=hit_cursor,
+        default=mem.DEFAULT_PAGE_SIZE,
+        maximum=mem.MAX_PAGE_SIZE,
+    )
 
 
 def search_result(hit: mem.Hit) -> workspace_pb2.MemorySearchResult:
@@ -233,7 +245,3 @@ def search_result(hit: mem.Hit) -> workspace_pb2.MemorySearchResult:
         task_title=hit.task_title,
         task_is_archived=hit.task_is_archived,
     )
-
-
-def search_token(user_id: str, query: str, cursor: list[Any] | None) -> str:
-    return "" if cursor is None else paging.encode(cursor, _search_fingerprint(user_id, query))

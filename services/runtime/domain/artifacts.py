@@ -39,7 +39,6 @@ class NewArtifact:
     sha256: str
     meta_data: dict[str, JSON]
     is_pinned: bool
-    request_id: str | None
 
 
 @dataclass(slots=True)

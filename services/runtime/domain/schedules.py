@@ -2,13 +2,12 @@
 
 **Firing.** A schedule is due when `next_fire_at <= now`. The scheduler fires it once for that
 due time and sets `next_fire_at` to the first time after *now* (not after the due time): after
-downtime, every missed time collapses into one firing. The fired task's request_id is derived
-from (schedule, due time), so even a duplicate firing could not create a second task.
+downtime, every missed time collapses into one firing. The fired task carries its schedule and
+due time, which are unique together, so even a duplicate firing could not create a second task.
 """
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,8 +20,6 @@ from services.runtime.domain import cron
 from services.runtime.domain.tasks import NewTask
 
 MAX_TITLE_CHARS = 500
-# Fixed forever: changing it would change every fired task's request_id.
-_FIRE_NAMESPACE = uuid.UUID("6f1c1a4e-2b7d-5c55-9a59-3f5f0f0c9e21")
 
 
 class State(StrEnum):
@@ -45,7 +42,6 @@ class NewSchedule:
     cron: str
     time_zone: str
     command: Command
-    request_id: str | None
 
 
 @dataclass(slots=True)
@@ -73,10 +69,6 @@ def next_fire(expression: str, time_zone: str, after: datetime) -> datetime | No
     return cron.next_after(cron.parse(expression), cron.zone(time_zone), after)
 
 
-def fire_request_id(schedule_id: str, due: datetime) -> str:
-    return str(uuid.uuid5(_FIRE_NAMESPACE, f"{schedule_id}@{due.timestamp():.6f}"))
-
-
 def fired_task(schedule: Schedule, due: datetime) -> NewTask:
     """The task one firing creates: the schedule owner's, from the pre-resolved command."""
     command = schedule.command
@@ -89,8 +81,8 @@ def fired_task(schedule: Schedule, due: datetime) -> NewTask:
         origin_skill_id=command.skill_id,
         title=command.title,
         inputs=command.inputs,
-        request_id=fire_request_id(schedule.id, due),
         schedule_id=schedule.id,
+        scheduled_at=due,
     )
 
 

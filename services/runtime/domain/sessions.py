@@ -17,7 +17,6 @@ class NewSession:
     user_id: str
     title: str
     config: dict[str, Any]
-    request_id: str | None
 
 
 @dataclass(slots=True)

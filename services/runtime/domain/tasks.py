@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from nexus.contract.steps import PlanStep
-from nexus.kit.errors import FailedPrecondition, NotFound
+from nexus.kit.errors import FailedPrecondition, not_found
 from nexus.kit.protos import etag
 from services.runtime.domain import leases
 from services.runtime.domain.states import TERMINAL
@@ -26,9 +26,9 @@ class NewTask:
     origin_skill_id: str | None
     title: str
     inputs: dict[str, Any]
-    request_id: str | None
-    # Set for tasks a schedule fired.
+    # Set for tasks a schedule fired: the schedule, and the due time this task is its firing of.
     schedule_id: str | None = None
+    scheduled_at: datetime | None = None
     # The first plan and context variables, written in the task's own transaction.
     plan: tuple[PlanStep, ...] = ()
     variables: dict[str, Any] = field(default_factory=dict)
@@ -101,7 +101,7 @@ class Actor:
 def require_visible(actor: Actor, owner: str | None) -> None:
     """Another user's task answers exactly like a missing one."""
     if owner is None or not actor.can_see(owner):
-        raise NotFound("task not found", reason="TASK_NOT_FOUND")
+        raise not_found("task")
 
 
 def require_writable(actor: Actor, state: leases.LeaseState) -> None:

@@ -14,15 +14,19 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database
-from nexus.kit.errors import Aborted, NotFound
+from nexus.kit import paging
+from nexus.kit.db import Database, bumped, read_page
+from nexus.kit.errors import not_found
+from nexus.kit.idempotency import RequestKey, RequestLog
+from nexus.kit.paging import Rows
+from nexus.kit.protos import check_etag
 from services.runtime.blobs import BlobStore, Staged
 from services.runtime.domain import writers
 from services.runtime.domain.artifacts import Artifact, ArtifactFilter, NewArtifact
@@ -30,7 +34,14 @@ from services.runtime.domain.tasks import Actor
 from services.runtime.store.tables import artifact, task, task_context
 from services.runtime.store.tasks import TaskState, TaskStore
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+@dataclass(frozen=True)
+class ArtifactCursor:
+    """The artifacts' order: pinned first, then newest first."""
+
+    is_pinned: bool
+    created_at: datetime
+    id: paging.UUID
 
 
 def _artifact(row: Any) -> Artifact:
@@ -53,10 +64,6 @@ def _artifact(row: Any) -> Artifact:
     )
 
 
-def _not_found() -> NotFound:
-    return NotFound("artifact not found", reason="ARTIFACT_NOT_FOUND")
-
-
 def _digest_key(digest: str) -> int:
     """An advisory-lock key per digest (60 bits of it; a collision only serializes more)."""
     return int(digest[:15], 16)
@@ -66,50 +73,57 @@ async def _lock_digest(conn: AsyncConnection, digest: str) -> None:
     await conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_digest_key(digest))))
 
 
-def artifact_cursor(item: Artifact) -> list[Any]:
-    """The keyset after `item` in the artifacts' order (what `page` takes as its cursor)."""
-    return [item.is_pinned, (item.created_at - _EPOCH) // timedelta(microseconds=1), item.id]
+def _owners(key: RequestKey | None, state: TaskState) -> RequestKey | None:
+    """An upload's request id is its task owner's, whoever sends it (the owner, or any worker
+    holding the lease): a step a worker runs again finds the artifact its first run wrote."""
+    return None if key is None else replace(key, principal=state.user_id)
+
+
+async def _visible(conn: AsyncConnection, owner: str, artifact_id: str) -> Artifact:
+    row = (
+        await conn.execute(sa.select(artifact).where(artifact.c.id == artifact_id, artifact.c.user_id == owner))
+    ).one_or_none()
+    if row is None:
+        raise not_found("artifact")
+    return _artifact(row)
 
 
 class ArtifactStore:
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobStore, requests: RequestLog) -> None:
         self._db = db
         self._blobs = blobs
+        self._requests = requests
 
     @property
     def blobs(self) -> BlobStore:
         return self._blobs
 
-    async def prepare(self, actor: Actor, new: NewArtifact) -> Artifact | None:
+    async def prepare(self, actor: Actor, new: NewArtifact, key: RequestKey | None) -> Artifact | None:
         """Before any byte is read: the caller may write the task's artifacts. Returns the
-        artifact a repeated request_id created the first time, if any."""
+        artifact a repeated request created the first time, if any (its bytes need not come)."""
         async with self._db.connection() as conn:
             state = await TaskStore.read_state(conn, actor, new.task_id)
             writers.require_owner_or_holder(actor, state.lease)
-            if new.request_id is None:
-                return None
-            row = (
-                await conn.execute(
-                    sa.select(artifact).where(
-                        artifact.c.user_id == state.user_id, artifact.c.request_id == new.request_id
-                    )
-                )
-            ).one_or_none()
-        return None if row is None else _artifact(row)
+            first = await self._requests.recorded(conn, _owners(key, state))
+            return None if first is None else await _visible(conn, state.user_id, first)
 
-    async def create(self, actor: Actor, new: NewArtifact, staged: Staged) -> Artifact:
+    async def create(self, actor: Actor, new: NewArtifact, key: RequestKey | None, staged: Staged) -> Artifact:
         """Makes verified, staged bytes an artifact: the row and the bytes appear together."""
         uri = self._blobs.address(new.sha256)
+        artifact_id = str(uuid.uuid4())
         async with self._db.transaction() as conn:
             # Checked again: a lease may have expired while the bytes arrived.
             state = await TaskStore.read_state(conn, actor, new.task_id)
             writers.require_owner_or_holder(actor, state.lease)
+            first = await self._requests.claim(conn, _owners(key, state), artifact_id)
+            if first is not None:  # a concurrent retry of the same request came first
+                return await _visible(conn, state.user_id, first)
             await _lock_digest(conn, new.sha256)
             row = (
                 await conn.execute(
-                    insert(artifact)
+                    artifact.insert()
                     .values(
-                        id=str(uuid.uuid4()),
+                        id=artifact_id,
                         task_id=new.task_id,
                         user_id=state.user_id,
                         type=new.type,
@@ -121,22 +135,11 @@ class ArtifactStore:
                         meta_data=new.meta_data,
                         is_pinned=new.is_pinned,
                         is_archived=False,
-                        request_id=new.request_id,
                         version=1,
                     )
-                    .on_conflict_do_nothing(constraint="artifact_request_id_unique")
                     .returning(artifact)
                 )
-            ).one_or_none()
-            if row is None:  # a concurrent retry of the same request won
-                row = (
-                    await conn.execute(
-                        sa.select(artifact).where(
-                            artifact.c.user_id == state.user_id, artifact.c.request_id == new.request_id
-                        )
-                    )
-                ).one()
-                return _artifact(row)
+            ).one()
             await self._blobs.commit(staged, uri)
         return _artifact(row)
 
@@ -144,12 +147,10 @@ class ArtifactStore:
         async with self._db.connection() as conn:
             row = (await conn.execute(sa.select(artifact).where(artifact.c.id == artifact_id))).one_or_none()
         if row is None or not actor.can_see(row.user_id):
-            raise _not_found()
+            raise not_found("artifact")
         return _artifact(row)
 
-    async def page(
-        self, actor: Actor, where: ArtifactFilter, limit: int, cursor: list[Any] | None
-    ) -> tuple[list[Artifact], list[Any] | None]:
+    async def page(self, actor: Actor, where: ArtifactFilter, page: Rows[Artifact, ArtifactCursor]) -> None:
         """Pinned first, then newest first. An artifact counts as archived when it or its task
         is archived (seed 003: archiving is the task's, the artifact's flag archives it alone)."""
         query = sa.select(artifact).join(task, task.c.id == artifact.c.task_id)
@@ -166,33 +167,28 @@ class ArtifactStore:
                 query = query.where(sa.not_(archived))
             if where.type is not None:
                 query = query.where(artifact.c.type == where.type)
-            if cursor is not None:
-                pinned, created_us, last_id = cursor
+            after = page.after
+            if after is not None:
                 query = query.where(
                     sa.tuple_(artifact.c.is_pinned, artifact.c.created_at, artifact.c.id)
                     < sa.tuple_(
-                        sa.literal(pinned),
-                        sa.literal(_EPOCH + timedelta(microseconds=created_us), sa.DateTime(timezone=True)),
-                        sa.literal(last_id, artifact.c.id.type),
+                        sa.literal(after.is_pinned),
+                        sa.literal(after.created_at, artifact.c.created_at.type),
+                        sa.literal(after.id, artifact.c.id.type),
                     )
                 )
-            query = query.order_by(
-                artifact.c.is_pinned.desc(), artifact.c.created_at.desc(), artifact.c.id.desc()
-            ).limit(limit + 1)
-            rows = (await conn.execute(query)).all()
-        items = [_artifact(r) for r in rows[:limit]]
-        return items, None if len(rows) <= limit else artifact_cursor(items[-1])
+            query = query.order_by(artifact.c.is_pinned.desc(), artifact.c.created_at.desc(), artifact.c.id.desc())
+            await read_page(conn, query, page, _artifact)
 
     async def _lock_writable(self, conn: AsyncConnection, actor: Actor, artifact_id: str, etag: str) -> Any:
         row = (
             await conn.execute(sa.select(artifact).where(artifact.c.id == artifact_id).with_for_update())
         ).one_or_none()
         if row is None or not actor.can_see(row.user_id):
-            raise _not_found()
+            raise not_found("artifact")
         state: TaskState = await TaskStore.read_state(conn, actor, row.task_id)
         writers.require_owner_or_holder(actor, state.lease)
-        if etag and etag != _artifact(row).etag:
-            raise Aborted("the artifact changed since it was read; read it again", reason="ETAG_MISMATCH")
+        check_etag(etag, row.version, "artifact")
         return row
 
     async def update(self, actor: Actor, artifact_id: str, changes: dict[str, Any], etag: str) -> Artifact:
@@ -202,7 +198,7 @@ class ArtifactStore:
                 await conn.execute(
                     sa.update(artifact)
                     .where(artifact.c.id == artifact_id)
-                    .values(**changes, version=artifact.c.version + 1, updated_at=sa.func.now())
+                    .values(**changes, **bumped(artifact))
                     .returning(artifact)
                 )
             ).one()
@@ -224,8 +220,7 @@ class ArtifactStore:
                     active_files=sa.func.array_remove(
                         task_context.c.active_files, sa.cast(artifact_id, artifact.c.id.type)
                     ),
-                    version=task_context.c.version + 1,
-                    updated_at=sa.func.now(),
+                    **bumped(task_context),
                 )
             )
             left = await self._holders(conn, row.sha256)

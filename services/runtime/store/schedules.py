@@ -4,22 +4,28 @@
 and, in the same transaction, creates each one's task and moves its `next_fire_at` past now.
 A replica that polls concurrently skips the locked rows; one that polls after the commit sees
 `next_fire_at` in the future (under READ COMMITTED a row changed since the statement's snapshot
-is re-checked against the WHERE clause). The task's request_id, derived from (schedule, due
-time), is a second guard: a duplicate firing would find the first task instead of making one.
+is re-checked against the WHERE clause). The task's schedule and due time, unique together
+(`task_schedule_fire_unique`), are a second guard that no lifetime ends: a duplicate firing would
+find the first task instead of making one. (Not a request id: the request log forgets those.)
 """
 
 from __future__ import annotations
 
 import logging
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database
-from nexus.kit.errors import Aborted, NotFound
+from nexus.kit import paging
+from nexus.kit.db import Database, bumped, read_page
+from nexus.kit.errors import not_found
+from nexus.kit.idempotency import RequestKey, RequestLog
+from nexus.kit.paging import Rows
+from nexus.kit.protos import check_etag
 from services.runtime.domain import schedules
 from services.runtime.domain.schedules import Command, NewSchedule, Schedule, State
 from services.runtime.store.tables import schedule
@@ -27,7 +33,13 @@ from services.runtime.store.tasks import TaskStore
 
 log = logging.getLogger("nexus.runtime.scheduler")
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+@dataclass(frozen=True)
+class ScheduleCursor:
+    """The schedules' order: newest first."""
+
+    created_at: datetime
+    id: paging.UUID
 
 
 def _schedule(row: Any) -> Schedule:
@@ -49,28 +61,28 @@ def _schedule(row: Any) -> Schedule:
     )
 
 
-def _not_found() -> NotFound:
-    return NotFound("schedule not found", reason="SCHEDULE_NOT_FOUND")
-
-
-def schedule_cursor(item: Schedule) -> list[Any]:
-    """The keyset after `item` in the schedules' order (what `page` takes as its cursor)."""
-    return [(item.created_at - _EPOCH) // timedelta(microseconds=1), item.id]
+def _mine(user_id: str, schedule_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return schedule.c.id == schedule_id, schedule.c.user_id == user_id
 
 
 class ScheduleStore:
-    def __init__(self, db: Database, tasks: TaskStore) -> None:
+    def __init__(self, db: Database, tasks: TaskStore, requests: RequestLog) -> None:
         self._db = db
         self._tasks = tasks
+        self._requests = requests
 
-    async def create(self, new: NewSchedule, next_fire_at: datetime) -> Schedule:
+    async def create(self, new: NewSchedule, next_fire_at: datetime, key: RequestKey | None) -> Schedule:
         command = new.command
+        schedule_id = str(uuid.uuid4())
         async with self._db.transaction() as conn:
+            first = await self._requests.claim(conn, key, schedule_id)
+            if first is not None:
+                return await self._get(conn, new.user_id, first)
             row = (
                 await conn.execute(
-                    insert(schedule)
+                    schedule.insert()
                     .values(
-                        id=str(uuid.uuid4()),
+                        id=schedule_id,
                         user_id=new.user_id,
                         cron=new.cron,
                         time_zone=new.time_zone,
@@ -81,48 +93,38 @@ class ScheduleStore:
                         title=command.title,
                         state=str(State.ACTIVE),
                         next_fire_at=next_fire_at,
-                        request_id=new.request_id,
                         version=1,
                     )
-                    .on_conflict_do_nothing(constraint="schedule_request_id_unique")
                     .returning(schedule)
                 )
-            ).one_or_none()
-            if row is None:
-                row = (
-                    await conn.execute(
-                        sa.select(schedule).where(
-                            schedule.c.user_id == new.user_id, schedule.c.request_id == new.request_id
-                        )
-                    )
-                ).one()
+            ).one()
         return _schedule(row)
 
     async def get(self, user_id: str, schedule_id: str) -> Schedule:
         async with self._db.connection() as conn:
-            row = (
-                await conn.execute(
-                    sa.select(schedule).where(schedule.c.id == schedule_id, schedule.c.user_id == user_id)
-                )
-            ).one_or_none()
+            return await self._get(conn, user_id, schedule_id)
+
+    @staticmethod
+    async def _get(conn: AsyncConnection, user_id: str, schedule_id: str) -> Schedule:
+        row = (await conn.execute(sa.select(schedule).where(*_mine(user_id, schedule_id)))).one_or_none()
         if row is None:
-            raise _not_found()
+            raise not_found("schedule")
         return _schedule(row)
 
-    async def page(self, user_id: str, limit: int, cursor: list[Any] | None) -> tuple[list[Schedule], list[Any] | None]:
+    async def page(self, user_id: str, page: Rows[Schedule, ScheduleCursor]) -> None:
         """Newest first (keyset on create time and id)."""
         query = sa.select(schedule).where(schedule.c.user_id == user_id)
-        if cursor is not None:
-            created = _EPOCH + timedelta(microseconds=cursor[0])
+        after = page.after
+        if after is not None:
             query = query.where(
                 sa.tuple_(schedule.c.created_at, schedule.c.id)
-                < sa.tuple_(sa.literal(created, sa.DateTime(timezone=True)), sa.literal(cursor[1], schedule.c.id.type))
+                < sa.tuple_(
+                    sa.literal(after.created_at, schedule.c.created_at.type), sa.literal(after.id, schedule.c.id.type)
+                )
             )
-        query = query.order_by(schedule.c.created_at.desc(), schedule.c.id.desc()).limit(limit + 1)
+        query = query.order_by(schedule.c.created_at.desc(), schedule.c.id.desc())
         async with self._db.connection() as conn:
-            rows = (await conn.execute(query)).all()
-        items = [_schedule(r) for r in rows[:limit]]
-        return items, None if len(rows) <= limit else schedule_cursor(items[-1])
+            await read_page(conn, query, page, _schedule)
 
     async def set_state(self, user_id: str, schedule_id: str, state: State, etag: str) -> Schedule:
         """Pause or resume; idempotent (already in that state: returned unchanged). Resuming
@@ -139,12 +141,7 @@ class ScheduleStore:
                 await conn.execute(
                     sa.update(schedule)
                     .where(schedule.c.id == schedule_id)
-                    .values(
-                        state=str(state),
-                        next_fire_at=next_fire,
-                        version=schedule.c.version + 1,
-                        updated_at=sa.func.now(),
-                    )
+                    .values(state=str(state), next_fire_at=next_fire, **bumped(schedule))
                     .returning(schedule)
                 )
             ).one()
@@ -156,16 +153,13 @@ class ScheduleStore:
             await conn.execute(sa.delete(schedule).where(schedule.c.id == schedule_id))
 
     @staticmethod
-    async def _lock(conn: Any, user_id: str, schedule_id: str, etag: str) -> Any:
+    async def _lock(conn: AsyncConnection, user_id: str, schedule_id: str, etag: str) -> Any:
         row = (
-            await conn.execute(
-                sa.select(schedule).where(schedule.c.id == schedule_id, schedule.c.user_id == user_id).with_for_update()
-            )
+            await conn.execute(sa.select(schedule).where(*_mine(user_id, schedule_id)).with_for_update())
         ).one_or_none()
         if row is None:
-            raise _not_found()
-        if etag and etag != _schedule(row).etag:
-            raise Aborted("the schedule changed since it was read; read it again", reason="ETAG_MISMATCH")
+            raise not_found("schedule")
+        check_etag(etag, row.version, "schedule")
         return row
 
     # -- the scheduler ------------------------------------------------------------------------

@@ -3,19 +3,30 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database
-from nexus.kit.errors import Aborted, FailedPrecondition, NotFound
+from nexus.kit import paging
+from nexus.kit.db import Database, bumped, locked_version, read_page
+from nexus.kit.errors import FailedPrecondition, not_found
+from nexus.kit.idempotency import RequestKey, RequestLog
+from nexus.kit.paging import Rows
+from nexus.kit.protos import check_etag
 from services.runtime.domain.sessions import NewSession, Session
 from services.runtime.store.tables import session
 from services.runtime.store.tasks import TaskStore
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+@dataclass(frozen=True)
+class SessionCursor:
+    """The sessions' order: most recently updated first."""
+
+    updated_at: datetime
+    id: paging.UUID
 
 
 def _session(row: Any) -> Session:
@@ -30,91 +41,69 @@ def _session(row: Any) -> Session:
     )
 
 
-def _not_found() -> NotFound:
-    return NotFound("session not found", reason="SESSION_NOT_FOUND")
-
-
-def _check_etag(current: Session, etag: str) -> None:
-    if etag and etag != current.etag:
-        raise Aborted("the session changed since it was read; read it again", reason="ETAG_MISMATCH")
-
-
-def session_cursor(item: Session) -> list[Any]:
-    """The keyset after `item` in the sessions' order (what `page` takes as its cursor)."""
-    return [(item.updated_at - _EPOCH) // timedelta(microseconds=1), item.id]
+def _mine(user_id: str, session_id: str) -> tuple[sa.ColumnElement[bool], ...]:
+    return session.c.id == session_id, session.c.user_id == user_id
 
 
 class SessionStore:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, requests: RequestLog) -> None:
         self._db = db
+        self._requests = requests
 
-    async def create(self, new: NewSession) -> Session:
+    async def create(self, new: NewSession, key: RequestKey | None) -> Session:
+        session_id = str(uuid.uuid4())
         async with self._db.transaction() as conn:
+            first = await self._requests.claim(conn, key, session_id)
+            if first is not None:
+                return await self._get(conn, new.user_id, first)
             row = (
                 await conn.execute(
-                    insert(session)
-                    .values(
-                        id=str(uuid.uuid4()),
-                        user_id=new.user_id,
-                        title=new.title,
-                        config=new.config,
-                        request_id=new.request_id,
-                        version=1,
-                    )
-                    .on_conflict_do_nothing(constraint="session_request_id_unique")
+                    session.insert()
+                    .values(id=session_id, user_id=new.user_id, title=new.title, config=new.config, version=1)
                     .returning(session)
                 )
-            ).one_or_none()
-            if row is None:
-                row = (
-                    await conn.execute(
-                        sa.select(session).where(
-                            session.c.user_id == new.user_id, session.c.request_id == new.request_id
-                        )
-                    )
-                ).one()
+            ).one()
         return _session(row)
 
     async def get(self, user_id: str, session_id: str) -> Session:
         async with self._db.connection() as conn:
-            row = (
-                await conn.execute(sa.select(session).where(session.c.id == session_id, session.c.user_id == user_id))
-            ).one_or_none()
+            return await self._get(conn, user_id, session_id)
+
+    @staticmethod
+    async def _get(conn: AsyncConnection, user_id: str, session_id: str) -> Session:
+        row = (await conn.execute(sa.select(session).where(*_mine(user_id, session_id)))).one_or_none()
         if row is None:
-            raise _not_found()
+            raise not_found("session")
         return _session(row)
 
     async def exists(self, user_id: str, session_id: str) -> bool:
         async with self._db.connection() as conn:
-            found = await conn.execute(
-                sa.select(session.c.id).where(session.c.id == session_id, session.c.user_id == user_id)
-            )
+            found = await conn.execute(sa.select(session.c.id).where(*_mine(user_id, session_id)))
             return found.one_or_none() is not None
 
-    async def page(self, user_id: str, limit: int, cursor: list[Any] | None) -> tuple[list[Session], list[Any] | None]:
+    async def page(self, user_id: str, page: Rows[Session, SessionCursor]) -> None:
         """Most recently updated first (keyset on update time and id)."""
         query = sa.select(session).where(session.c.user_id == user_id)
-        if cursor is not None:
-            updated = _EPOCH + timedelta(microseconds=cursor[0])
+        after = page.after
+        if after is not None:
             query = query.where(
                 sa.tuple_(session.c.updated_at, session.c.id)
-                < sa.tuple_(sa.literal(updated, sa.DateTime(timezone=True)), sa.literal(cursor[1], session.c.id.type))
+                < sa.tuple_(
+                    sa.literal(after.updated_at, session.c.updated_at.type), sa.literal(after.id, session.c.id.type)
+                )
             )
-        query = query.order_by(session.c.updated_at.desc(), session.c.id.desc()).limit(limit + 1)
+        query = query.order_by(session.c.updated_at.desc(), session.c.id.desc())
         async with self._db.connection() as conn:
-            rows = (await conn.execute(query)).all()
-        sessions = [_session(r) for r in rows[:limit]]
-        return sessions, None if len(rows) <= limit else session_cursor(sessions[-1])
+            await read_page(conn, query, page, _session)
 
     async def update(self, user_id: str, session_id: str, changes: dict[str, Any], etag: str) -> Session:
         async with self._db.transaction() as conn:
-            row = await self._lock(conn, user_id, session_id)
-            _check_etag(_session(row), etag)
+            await self._lock(conn, user_id, session_id, etag)
             updated = (
                 await conn.execute(
                     sa.update(session)
                     .where(session.c.id == session_id)
-                    .values(**changes, version=session.c.version + 1, updated_at=sa.func.now())
+                    .values(**changes, **bumped(session))
                     .returning(session)
                 )
             ).one()
@@ -124,8 +113,7 @@ class SessionStore:
         """The session row is locked first: a task being created in it (which locks it too)
         either commits before the count below sees it, or waits and then finds no session."""
         async with self._db.transaction() as conn:
-            row = await self._lock(conn, user_id, session_id)
-            _check_etag(_session(row), etag)
+            await self._lock(conn, user_id, session_id, etag)
             if await TaskStore.count_in_session(conn, user_id, session_id):
                 if not force:
                     raise FailedPrecondition(
@@ -136,12 +124,8 @@ class SessionStore:
             await conn.execute(sa.delete(session).where(session.c.id == session_id))
 
     @staticmethod
-    async def _lock(conn: Any, user_id: str, session_id: str) -> Any:
-        row = (
-            await conn.execute(
-                sa.select(session).where(session.c.id == session_id, session.c.user_id == user_id).with_for_update()
-            )
-        ).one_or_none()
-        if row is None:
-            raise _not_found()
-        return row
+    async def _lock(conn: AsyncConnection, user_id: str, session_id: str, etag: str) -> None:
+        version = await locked_version(conn, session.c.version, *_mine(user_id, session_id))
+        if version is None:
+            raise not_found("session")
+        check_etag(etag, version, "session")

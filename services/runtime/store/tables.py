@@ -5,6 +5,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from nexus.kit import idempotency
+
 SCHEMA = "runtime"
 # One channel for the whole service; payloads name the tasks (see writer.py).
 NOTIFY_CHANNEL = "runtime_events"
@@ -32,13 +34,14 @@ task = sa.Table(
     sa.Column("lease_id", postgresql.UUID(as_uuid=False)),
     sa.Column("lease_holder", sa.Text),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
-    sa.Column("request_id", postgresql.UUID(as_uuid=False)),
     sa.Column("state_version", sa.Integer, nullable=False),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("last_active_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("schedule_id", postgresql.UUID(as_uuid=False)),
+    # The due time of the schedule's firing that made the task: one task per (schedule, due time).
+    sa.Column("scheduled_at", sa.DateTime(timezone=True)),
 )
 
 task_event = sa.Table(
@@ -62,7 +65,6 @@ session = sa.Table(
     sa.Column("user_id", sa.Text, nullable=False),
     sa.Column("title", sa.Text, nullable=False),
     sa.Column("config", postgresql.JSONB, nullable=False),
-    sa.Column("request_id", postgresql.UUID(as_uuid=False)),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -116,7 +118,6 @@ artifact = sa.Table(
     sa.Column("meta_data", postgresql.JSONB, nullable=False),
     sa.Column("is_pinned", sa.Boolean, nullable=False),
     sa.Column("is_archived", sa.Boolean, nullable=False),
-    sa.Column("request_id", postgresql.UUID(as_uuid=False)),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
@@ -138,8 +139,10 @@ schedule = sa.Table(
     sa.Column("next_fire_at", sa.DateTime(timezone=True)),
     sa.Column("last_fire_at", sa.DateTime(timezone=True)),
     sa.Column("last_task_id", postgresql.UUID(as_uuid=False)),
-    sa.Column("request_id", postgresql.UUID(as_uuid=False)),
     sa.Column("version", sa.Integer, nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
+
+# The request ids of CreateTask, CreateSession, CreateSchedule and CreateArtifact (kit.idempotency).
+request_log = idempotency.table(metadata)

@@ -15,14 +15,19 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from nexus.kit.db import Database
-from nexus.kit.errors import Aborted, invalid
+from nexus.kit import paging
+from nexus.kit.db import Database, bumped, read_page
+from nexus.kit.errors import invalid, not_found
+from nexus.kit.idempotency import RequestKey, RequestLog
+from nexus.kit.paging import Rows
+from nexus.kit.protos import check_etag
 from services.runtime.domain import leases, states
 from services.runtime.domain.events import Event, NewEvent
 from services.runtime.domain.states import Reason, Status
@@ -73,6 +78,15 @@ def _lease_state(row: Any) -> leases.LeaseState:
     )
 
 
+@dataclass(frozen=True)
+class TaskCursor:
+    """The sidebar order: pinned first, then most recently active, newest first."""
+
+    is_pinned: bool
+    last_active_at: datetime
+    id: paging.UUID
+
+
 @dataclass(frozen=True, slots=True)
 class TaskState:
     """What a workspace write needs to know about its task: owner and lease (as read, or as
@@ -101,9 +115,10 @@ def _stored(task_id: str, after_seq: int, events: Sequence[NewEvent], created_at
 
 
 class TaskStore:
-    def __init__(self, db: Database, publish: Publish) -> None:
+    def __init__(self, db: Database, publish: Publish, requests: RequestLog) -> None:
         self._db = db
         self._publish = publish
+        self._requests = requests
 
     # -- plumbing shared by every transition -------------------------------------------------
 
@@ -218,53 +233,67 @@ class TaskStore:
 
     # -- tasks --------------------------------------------------------------------------------
 
-    async def create(self, new: NewTask, seed: Seeder | None = None) -> Task:
+    async def create(self, new: NewTask, key: RequestKey | None, seed: Seeder | None = None) -> Task:
         """Inserts a queued task with its first status event (seq 1), then whatever `seed`
-        writes in the same transaction (the first plan: its event is seq 2). A repeated
-        request_id returns the task the first request created, seeding nothing."""
+        writes in the same transaction (the first plan: its event is seq 2). A repeat of a
+        request with a request_id (`key`) returns the task the first one created, as it is now,
+        seeding nothing."""
+        task_id = str(uuid.uuid4())
         async with self._db.transaction() as conn:
-            return await self.insert(conn, new, seed)
+            first = await self._requests.claim(conn, key, task_id)
+            if first is not None:
+                row = (
+                    await conn.execute(sa.select(task).where(task.c.id == first, task.c.user_id == new.user_id))
+                ).one_or_none()
+                if row is None:
+                    raise not_found("task")
+                return _task(row)
+            return await self.insert(conn, new, seed, task_id=task_id)
 
-    async def insert(self, conn: AsyncConnection, new: NewTask, seed: Seeder | None = None) -> Task:
-        """`create` in the caller's transaction (the scheduler fires a schedule in its own)."""
+    async def insert(
+        self, conn: AsyncConnection, new: NewTask, seed: Seeder | None = None, *, task_id: str | None = None
+    ) -> Task:
+        """`create` in the caller's transaction (the scheduler fires a schedule in its own). A
+        fired task is unique by its schedule and due time: a second firing of the same due time
+        returns the first task, however late it comes."""
         if new.session_id is not None:
             await self._touch_session(conn, new.user_id, new.session_id)
-        inserted = (
-            await conn.execute(
-                sa.dialects.postgresql.insert(task)
-                .values(
-                    id=str(uuid.uuid4()),
-                    user_id=new.user_id,
-                    agent_id=new.agent_id,
-                    team_id=new.team_id,
-                    session_id=new.session_id,
-                    trigger_source=new.trigger_source,
-                    origin_skill_id=new.origin_skill_id,
-                    title=new.title,
-                    inputs=new.inputs,
-                    status=str(Status.QUEUED),
-                    is_pinned=False,
-                    is_archived=False,
-                    last_seq=0,
-                    request_id=new.request_id,
-                    state_version=1,
-                    version=1,
-                    schedule_id=new.schedule_id,
-                )
-                .on_conflict_do_nothing(constraint="task_request_id_unique")
-                .returning(task)
+        statement = insert(task).values(
+            id=task_id or str(uuid.uuid4()),
+            user_id=new.user_id,
+            agent_id=new.agent_id,
+            team_id=new.team_id,
+            session_id=new.session_id,
+            trigger_source=new.trigger_source,
+            origin_skill_id=new.origin_skill_id,
+            title=new.title,
+            inputs=new.inputs,
+            status=str(Status.QUEUED),
+            is_pinned=False,
+            is_archived=False,
+            last_seq=0,
+            state_version=1,
+            version=1,
+            schedule_id=new.schedule_id,
+            scheduled_at=new.scheduled_at,
+        )
+        if new.schedule_id is not None:
+            statement = statement.on_conflict_do_nothing(
+                index_elements=[task.c.schedule_id, task.c.scheduled_at], index_where=task.c.schedule_id.is_not(None)
             )
-        ).one_or_none()
+        inserted: str | None = (await conn.execute(statement.returning(task.c.id))).scalar_one_or_none()
         if inserted is None:
-            existing = (
+            fired = (
                 await conn.execute(
-                    sa.select(task).where(task.c.user_id == new.user_id, task.c.request_id == new.request_id)
+                    sa.select(task).where(
+                        task.c.schedule_id == new.schedule_id, task.c.scheduled_at == new.scheduled_at
+                    )
                 )
             ).one()
-            return _task(existing)
-        seeded = list(await seed(conn, inserted.id)) if seed is not None else []
-        await self._append(conn, inserted.id, [states.status_event(None, Reason.CREATED), *seeded], notify=False)
-        created = (await conn.execute(sa.select(task).where(task.c.id == inserted.id))).one()
+            return _task(fired)
+        seeded = list(await seed(conn, inserted)) if seed is not None else []
+        await self._append(conn, inserted, [states.status_event(None, Reason.CREATED), *seeded], notify=False)
+        created = (await conn.execute(sa.select(task).where(task.c.id == inserted))).one()
         return _task(created)
 
     @staticmethod
@@ -301,9 +330,7 @@ class TaskStore:
         # Several rows, so in id order (an UPDATE would lock them in whatever order it scans).
         await conn.execute(sa.select(task.c.id).where(*mine).order_by(task.c.id).with_for_update(key_share=True))
         result = await conn.execute(
-            sa.update(task)
-            .where(*mine)
-            .values(is_archived=True, session_id=None, version=task.c.version + 1, updated_at=sa.func.now())
+            sa.update(task).where(*mine).values(is_archived=True, session_id=None, **bumped(task))
         )
         return int(result.rowcount)
 
@@ -313,9 +340,7 @@ class TaskStore:
         require_visible(actor, row.user_id if row else None)
         return _task(row)
 
-    async def page(
-        self, where: TaskFilter, limit: int, cursor: list[Any] | None
-    ) -> tuple[list[Task], list[Any] | None]:
+    async def page(self, where: TaskFilter, page: Rows[Task, TaskCursor]) -> None:
         """The sidebar order: pinned first, then most recently active, newest first (keyset)."""
         query = sa.select(task).where(task.c.user_id == where.user_id)
         if where.archived is not None:
@@ -326,35 +351,28 @@ class TaskStore:
             query = query.where(task.c.agent_id == where.agent_id)
         if where.session_id:
             query = query.where(task.c.session_id == where.session_id)
-        if cursor is not None:
-            pinned, active_us, last_id = cursor
-            active = datetime(1970, 1, 1, tzinfo=UTC) + timedelta(microseconds=active_us)
+        after = page.after
+        if after is not None:
             query = query.where(
                 sa.tuple_(task.c.is_pinned, task.c.last_active_at, task.c.id)
                 < sa.tuple_(
-                    sa.literal(pinned),
-                    sa.literal(active, sa.DateTime(timezone=True)),
-                    sa.literal(last_id, task.c.id.type),
+                    sa.literal(after.is_pinned),
+                    sa.literal(after.last_active_at, task.c.last_active_at.type),
+                    sa.literal(after.id, task.c.id.type),
                 )
             )
-        query = query.order_by(task.c.is_pinned.desc(), task.c.last_active_at.desc(), task.c.id.desc()).limit(limit + 1)
+        query = query.order_by(task.c.is_pinned.desc(), task.c.last_active_at.desc(), task.c.id.desc())
         async with self._db.connection() as conn:
-            rows = (await conn.execute(query)).all()
-        tasks = [_task(r) for r in rows[:limit]]
-        return tasks, None if len(rows) <= limit else task_cursor(tasks[-1])
+            await read_page(conn, query, page, _task)
 
     async def update(self, user_id: str, task_id: str, changes: dict[str, Any], etag: str) -> Task:
         async with self._db.transaction() as conn:
             row = await self._lock(conn, task_id)
             require_visible(Actor(user_id=user_id), row.user_id if row else None)
-            if etag and etag != _task(row).etag:
-                raise Aborted("the task changed since it was read; read it again", reason="ETAG_MISMATCH")
+            check_etag(etag, row.version, "task")
             updated = (
                 await conn.execute(
-                    sa.update(task)
-                    .where(task.c.id == task_id)
-                    .values(**changes, version=task.c.version + 1, updated_at=sa.func.now())
-                    .returning(task)
+                    sa.update(task).where(task.c.id == task_id).values(**changes, **bumped(task)).returning(task)
                 )
             ).one()
         return _task(updated)
@@ -464,12 +482,3 @@ class TaskStore:
 
     async def provide_input(self, actor: Actor, task_id: str, answer: NewEvent) -> Task:
         return await self._drive(actor, task_id, Reason.INPUT_PROVIDED, before=[answer])
-
-
-def task_cursor(item: Task) -> list[Any]:
-    """The keyset of the sidebar order after `item` (what `page` takes as its cursor)."""
-    return [item.is_pinned, _micros(item.last_active_at), item.id]
-
-
-def _micros(moment: datetime) -> int:
-    return (moment - datetime(1970, 1, 1, tzinfo=UTC)) // timedelta(microseconds=1)

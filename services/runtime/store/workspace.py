@@ -9,6 +9,7 @@ which the event log's commit lane needs).
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
@@ -16,8 +17,11 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from nexus.contract.steps import PlanStep
-from nexus.kit.db import Database
-from nexus.kit.errors import Aborted, InvalidArgument
+from nexus.kit import paging
+from nexus.kit.db import Database, bumped, read_page
+from nexus.kit.errors import InvalidArgument
+from nexus.kit.paging import Rows
+from nexus.kit.protos import check_etag
 from nexus.kit.validation import JSON
 from services.runtime.domain import context as ctx
 from services.runtime.domain import memory as mem
@@ -30,8 +34,13 @@ from services.runtime.store.tables import task, task_context, task_memory, task_
 from services.runtime.store.tasks import Seeder, TaskState, TaskStore
 
 
-def _stale(what: str) -> Aborted:
-    return Aborted(f"the {what} changed since it was read; read it again", reason="ETAG_MISMATCH")
+@dataclass(frozen=True)
+class HitCursor:
+    """The search order: word similarity, then similarity, then task id, best first."""
+
+    score: float
+    tiebreak: float
+    task_id: paging.UUID
 
 
 def _plan(task_id: str, row: Any) -> plans.Plan:
@@ -54,9 +63,13 @@ def _memory(task_id: str, row: Any) -> mem.Memory:
     )
 
 
-def hit_cursor(hit: mem.Hit) -> list[Any]:
-    """The keyset after `hit` in the search order (what `search_memories` takes as its cursor)."""
-    return [hit.score, hit.tiebreak, hit.memory.task_id]
+def _hit(row: Any) -> mem.Hit:
+    return mem.Hit(_memory(row.task_id, row), row.score, row.tiebreak, row.task_title, row.task_is_archived)
+
+
+def hit_cursor(hit: mem.Hit) -> HitCursor:
+    """The keyset after `hit` in the search order."""
+    return HitCursor(hit.score, hit.tiebreak, paging.UUID(hit.memory.task_id))
 
 
 class WorkspaceStore:
@@ -120,8 +133,7 @@ class WorkspaceStore:
         # The task row is locked (locked_write): plan writes of one task are serialized by it.
         row = (await conn.execute(sa.select(task_plan).where(task_plan.c.task_id == task_id))).one_or_none()
         current = _plan(task_id, row)
-        if etag and etag != current.etag:
-            raise _stale("plan")
+        check_etag(etag, current.version, "plan")
         return current
 
     @staticmethod
@@ -156,8 +168,7 @@ class WorkspaceStore:
             writers.require_context_writer(actor, state.lease)
             current = await self._lock_singleton(conn, task_context, task_id, {"variables": {}, "active_files": []})
             context = _context(task_id, current)
-            if patch.etag and patch.etag != context.etag:
-                raise _stale("context")
+            check_etag(patch.etag, context.version, "context")
             if patch.add_files:
                 found = await ArtifactStore.existing_ids(conn, task_id, patch.add_files)
                 problems = ctx.unknown_files(patch.add_files, found)
@@ -172,12 +183,7 @@ class WorkspaceStore:
                 await conn.execute(
                     sa.update(task_context)
                     .where(task_context.c.task_id == task_id)
-                    .values(
-                        variables=variables,
-                        active_files=list(files),
-                        version=task_context.c.version + 1,
-                        updated_at=sa.func.now(),
-                    )
+                    .values(variables=variables, active_files=list(files), **bumped(task_context))
                     .returning(task_context)
                 )
             ).one()
@@ -206,8 +212,7 @@ class WorkspaceStore:
             state = await TaskStore.read_state(conn, actor, task_id)
             writers.require_owner_or_holder(actor, state.lease)
             current = await self._lock_singleton(conn, task_memory, task_id, {"user_id": state.user_id})
-            if etag and etag != _memory(task_id, current).etag:
-                raise _stale("memory")
+            check_etag(etag, current.version, "memory")
             row = (
                 await conn.execute(
                     sa.update(task_memory)
@@ -218,17 +223,14 @@ class WorkspaceStore:
                         key_takeaways=list(memory.key_takeaways),
                         vector_doc_id=memory.vector_doc_id,
                         search_text=mem.document(memory.summary_text, memory.key_takeaways),
-                        version=task_memory.c.version + 1,
-                        updated_at=sa.func.now(),
+                        **bumped(task_memory),
                     )
                     .returning(task_memory)
                 )
             ).one()
         return _memory(task_id, row)
 
-    async def search_memories(
-        self, user_id: str, query: str, limit: int, cursor: list[Any] | None
-    ) -> tuple[list[mem.Hit], list[Any] | None]:
+    async def search_memories(self, user_id: str, query: str, page: Rows[mem.Hit, HitCursor]) -> None:
         """The caller's memories (archived tasks included) whose text contains the query's
         trigrams in some extent (`%>`, word similarity ≥ MIN_SCORE, served by the GIN index),
         best first: word similarity, then similarity, then task id (the keyset of the pages)."""
@@ -247,22 +249,19 @@ class WorkspaceStore:
             .subquery()
         )
         query_ = sa.select(inner)
-        if cursor is not None:
+        after = page.after
+        if after is not None:
             query_ = query_.where(
                 sa.tuple_(inner.c.score, inner.c.tiebreak, inner.c.task_id)
                 < sa.tuple_(
-                    sa.literal(cursor[0], sa.Float),
-                    sa.literal(cursor[1], sa.Float),
-                    sa.literal(cursor[2], inner.c.task_id.type),
+                    sa.literal(after.score, sa.Float),
+                    sa.literal(after.tiebreak, sa.Float),
+                    sa.literal(after.task_id, inner.c.task_id.type),
                 )
             )
-        query_ = query_.order_by(inner.c.score.desc(), inner.c.tiebreak.desc(), inner.c.task_id.desc()).limit(limit + 1)
+        query_ = query_.order_by(inner.c.score.desc(), inner.c.tiebreak.desc(), inner.c.task_id.desc())
         async with self._db.transaction() as conn:
             await conn.execute(
                 sa.select(sa.func.set_config("pg_trgm.word_similarity_threshold", str(mem.MIN_SCORE), True))
             )
-            rows = (await conn.execute(query_)).all()
-        hits = [
-            mem.Hit(_memory(r.task_id, r), r.score, r.tiebreak, r.task_title, r.task_is_archived) for r in rows[:limit]
-        ]
-        return hits, None if len(rows) <= limit else hit_cursor(hits[-1])
+            await read_page(conn, query_, page, _hit)
